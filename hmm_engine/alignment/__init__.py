@@ -1,0 +1,1 @@
+"""Forced alignment: transcripts, phone HMMs, corpus training, TextGrids and metrics."""

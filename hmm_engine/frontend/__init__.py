@@ -1,0 +1,1 @@
+"""Audio front end: reading audio and turning it into feature frames."""
