@@ -1,0 +1,1 @@
+"""Helpers for scripts/make_corpus.py (synthesizer back ends, output writing)."""
