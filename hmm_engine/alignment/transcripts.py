@@ -1,0 +1,174 @@
+"""Transcripts: phone strings, text -> phones through espeak-ng, and the phone sequence to align.
+
+``text_to_phones`` runs the ``espeak-ng`` program once per word (``-q -x --sep=' '``), so each
+word keeps its own phones even where espeak-ng would merge or re-split words in running
+text (numbers such as "2024" become several spoken words and stay under their one token).
+Output tokens are espeak-ng's ASCII phoneme mnemonics (Kirshenbaum-like: ``h @ l oU``);
+stress marks are stripped by default and pause tokens (``_``, ``_:``) are dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Sequence
+
+from hmm_engine.errors import TranscriptError
+
+ESPEAK = "espeak-ng"
+# Letters/digits, with inner apostrophes, hyphens or dots ("don't", "well-known", "3.5").
+_WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-.][^\W_]+)*")
+# Stress and syllable marks espeak-ng puts before or after phonemes in -x output.
+_STRESS_MARKS = "'," + "%="
+# Language-switch markers such as "(fr)" appear when a word is read with another voice.
+_LANG_SWITCH_RE = re.compile(r"\([a-z\-]+\)")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A written word and its phones."""
+
+    text: str
+    phones: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WordSpan:
+    """Word ``text`` covers ``phones[start:end]`` of a built phone sequence."""
+
+    text: str
+    start: int
+    end: int
+
+
+def parse_phones(text: str) -> list[str]:
+    """Split a space-separated phone string (any symbol set): ``"h @ l oU" -> ["h", "@", "l", "oU"]``."""
+    if not isinstance(text, str):
+        raise TranscriptError(f"phone transcript must be a string, got {type(text).__name__}")
+    phones = text.split()
+    if not phones:
+        raise TranscriptError("phone transcript is empty: give phones separated by spaces, e.g. 'h @ l oU'")
+    return phones
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Words of ``text``: runs of letters/digits with inner ``' - .``; punctuation is dropped."""
+    return _WORD_RE.findall(text)
+
+
+def _clean_phone(token: str, keep_stress: bool) -> str:
+    token = _LANG_SWITCH_RE.sub("", token)
+    if not keep_stress:
+        token = token.strip(_STRESS_MARKS)
+    return token
+
+
+@functools.lru_cache(maxsize=4096)
+def _espeak_word(word: str, voice: str, keep_stress: bool) -> tuple[str, ...]:
+    try:
+        result = subprocess.run(
+            [ESPEAK, "-q", "-x", "--sep= ", "-v", voice, "--", word],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+    except FileNotFoundError:
+        raise TranscriptError(f"{ESPEAK} is not installed (apt-get install espeak-ng)") from None
+    except subprocess.TimeoutExpired:
+        raise TranscriptError(f"{ESPEAK} did not answer within 30 s for the word {word!r}") from None
+    if result.returncode != 0 or "Error" in result.stderr:
+        reason = result.stderr.strip() or f"exit status {result.returncode}"
+        raise TranscriptError(f"{ESPEAK} failed for the word {word!r} with voice {voice!r}: {reason}")
+    phones = []
+    for token in result.stdout.split():
+        phone = _clean_phone(token, keep_stress)
+        if phone and not phone.startswith("_"):
+            phones.append(phone)
+    return tuple(phones)
+
+
+def text_to_phones(text: str, voice: str = "en-us", keep_stress: bool = False) -> list[Word]:
+    """Convert orthographic text to phones with espeak-ng, one :class:`Word` per written word.
+
+    Args:
+        text: e.g. ``"Hello, world!"``; punctuation is ignored.
+        voice: espeak-ng voice / language (``espeak-ng --voices`` lists them).
+        keep_stress: keep espeak-ng's stress marks (``'oU``) instead of stripping them.
+
+    Returns:
+        ``[Word("Hello", ("h", "@", "l", "oU")), Word("world", ("w", "3:", "l", "d"))]``.
+
+    Raises:
+        TranscriptError: espeak-ng is missing, the voice is unknown, the text has no words,
+            or a word yields no phones.
+    """
+    if not isinstance(text, str):
+        raise TranscriptError(f"transcript must be a string, got {type(text).__name__}")
+    if shutil.which(ESPEAK) is None:
+        raise TranscriptError(f"{ESPEAK} is not installed (apt-get install espeak-ng); give phones instead")
+    tokens = tokenize_words(text)
+    if not tokens:
+        raise TranscriptError(f"transcript {text!r} contains no words")
+    words = []
+    for token in tokens:
+        phones = _espeak_word(token, voice, keep_stress)
+        if not phones:
+            raise TranscriptError(f"{ESPEAK} produced no phones for the word {token!r} (voice {voice!r})")
+        words.append(Word(token, phones))
+    return words
+
+
+def build_phone_sequence(
+    words_or_phones: str | Sequence[Word] | Sequence[str],
+    silence: str = "sil",
+    edge_silence: bool = True,
+    word_silence: bool = False,
+) -> tuple[list[str], list[WordSpan]]:
+    """Build the phone sequence to align, with optional silences.
+
+    Args:
+        words_or_phones: a list of :class:`Word`; a list of phone strings; or a space-separated
+            phone string (see :func:`parse_phones`).
+        silence: the silence phone label.
+        edge_silence: put ``silence`` at the start and end.
+        word_silence: put ``silence`` between words (needs words; ignored for bare phones).
+
+    Returns:
+        ``(phones, spans)``: phones ``[P]``; ``spans`` one :class:`WordSpan` per word, its
+        ``[start, end)`` indexing ``phones`` (empty when bare phones were given).
+
+    Example:
+        ``build_phone_sequence([Word("hi", ("h", "aI")), Word("yo", ("j", "oU"))])`` gives
+        ``(["sil", "h", "aI", "j", "oU", "sil"], [WordSpan("hi", 1, 3), WordSpan("yo", 3, 5)])``.
+    """
+    if isinstance(words_or_phones, str):
+        words_or_phones = parse_phones(words_or_phones)
+    items = list(words_or_phones)
+    if not items:
+        raise TranscriptError("transcript is empty: nothing to align")
+    if not isinstance(silence, str) or not silence or silence.split() != [silence]:
+        raise TranscriptError(f"silence label must be a non-empty string without spaces, got {silence!r}")
+
+    phones: list[str] = [silence] if edge_silence else []
+    spans: list[WordSpan] = []
+    if all(isinstance(item, Word) for item in items):
+        for index, word in enumerate(items):
+            if not word.phones:
+                raise TranscriptError(f"word {word.text!r} has no phones")
+            if word_silence and index > 0:
+                phones.append(silence)
+            start = len(phones)
+            phones.extend(word.phones)
+            spans.append(WordSpan(word.text, start, len(phones)))
+    elif all(isinstance(item, str) for item in items):
+        for phone in items:
+            if not phone or phone.split() != [phone]:
+                raise TranscriptError(f"invalid phone {phone!r}: phones must be non-empty and contain no spaces")
+        phones.extend(items)
+    else:
+        kinds = sorted({type(item).__name__ for item in items})
+        raise TranscriptError(f"expected a list of Word or a list of phone strings, got a mix of {kinds}")
+    if edge_silence:
+        phones.append(silence)
+    return phones, spans
