@@ -1,0 +1,126 @@
+"""Command-line interface: ``python -m hmm_engine <subcommand> ...``.
+
+Each subcommand is one ``add_<name>_parser`` function that registers its arguments and one
+``run_<name>(args) -> int`` function that does the work and returns the exit code.
+
+``evaluate REF_DIR HYP_DIR``: compares every ``name.TextGrid`` in HYP_DIR with the same name in
+REF_DIR (phone boundary errors, frame accuracy, sequence mismatches), prints per-file
+problems as report lines and a corpus summary, and optionally writes a per-file CSV. It
+exits with 1 only when no file pair could be evaluated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from hmm_engine.alignment.metrics import DEFAULT_THRESHOLDS_MS, AlignmentComparison, compare_tiers, pool_comparisons
+from hmm_engine.alignment.textgrids import read_textgrid
+from hmm_engine.errors import HMMStudioError
+
+
+def _textgrids_by_stem(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` for ``*.TextGrid`` files (suffix case-insensitive) directly in ``folder``."""
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() == ".textgrid"}
+
+
+def _format(value: float | int) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare hypothesis TextGrids with reference TextGrids",
+        description="Compare HYP_DIR/name.TextGrid with REF_DIR/name.TextGrid for every name in both.",
+    )
+    parser.add_argument("ref_dir", type=Path, help="folder of reference TextGrids")
+    parser.add_argument("hyp_dir", type=Path, help="folder of hypothesis TextGrids (same file names)")
+    parser.add_argument("--tier", default="phones", help="interval tier to compare (default: phones)")
+    parser.add_argument("--csv", type=Path, default=None, help="write one row per file (and a TOTAL row) here")
+    silence = parser.add_mutually_exclusive_group()
+    silence.add_argument("--ignore-silence", action="store_true",
+                         help="drop silence labels (sil, sp, pau, _, empty) before comparing")
+    silence.add_argument("--merge-silence", action="store_true",
+                         help="treat all silence labels and gaps as one 'sil' label")
+    parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="frame size for frame accuracy")
+    parser.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Evaluate every matched TextGrid pair; returns 0, or 1 when nothing could be evaluated."""
+    for label, folder in (("reference", args.ref_dir), ("hypothesis", args.hyp_dir)):
+        if not folder.is_dir():
+            print(f"error: {label} folder '{folder}' does not exist or is not a folder", file=out)
+            return 1
+    refs, hyps = _textgrids_by_stem(args.ref_dir), _textgrids_by_stem(args.hyp_dir)
+    silence = "ignore" if args.ignore_silence else "merge" if args.merge_silence else "keep"
+    if not args.frame_shift_ms > 0:
+        print(f"error: --frame-shift-ms must be positive, got {args.frame_shift_ms}", file=out)
+        return 1
+
+    problems: list[str] = []
+    for name in sorted(set(refs) - set(hyps)):
+        problems.append(f"{name}: no hypothesis TextGrid in '{args.hyp_dir}'")
+    for name in sorted(set(hyps) - set(refs)):
+        problems.append(f"{name}: no reference TextGrid in '{args.ref_dir}'")
+
+    results: list[tuple[str, AlignmentComparison]] = []
+    for name in sorted(set(refs) & set(hyps)):
+        try:
+            reference = read_textgrid(refs[name], tier=args.tier)[args.tier]
+            hypothesis = read_textgrid(hyps[name], tier=args.tier)[args.tier]
+            result = compare_tiers(reference, hypothesis, silence=silence, frame_shift=args.frame_shift_ms / 1000)
+        except HMMStudioError as exc:
+            problems.append(f"{name}: skipped: {exc}")
+            continue
+        results.append((name, result))
+
+    for line in problems:
+        print(f"report: {line}", file=out)
+    if not results:
+        print(f"error: no file could be evaluated ({len(refs)} reference, {len(hyps)} hypothesis TextGrids)",
+              file=out)
+        return 1
+
+    total = pool_comparisons([r for _, r in results])
+    summary = total.summary()
+    print(f"\nEvaluated {len(results)} file(s), tier {args.tier!r}, silence: {silence}", file=out)
+    width = max(len(key) for key in summary)
+    for key, value in summary.items():
+        print(f"  {key:<{width}}  {_format(value)}", file=out)
+
+    if args.csv is not None:
+        columns = ["file", *summary.keys()]
+        try:
+            with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(columns)
+                for name, result in results + [("TOTAL", total)]:
+                    writer.writerow([name, *result.summary().values()])
+        except OSError as exc:
+            print(f"report: could not write CSV '{args.csv}': {exc}", file=out)
+        else:
+            print(f"\nper-file table written to {args.csv}", file=out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hmm_engine", description="HMM Studio command-line tools")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_evaluate_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+__all__ = ["main", "build_parser", "add_evaluate_parser", "run_evaluate", "DEFAULT_THRESHOLDS_MS"]
