@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Peer forced aligner: pocketsphinx 5.1.1 with its bundled en-us model.
+
+    python benchmarks/peer_pocketsphinx.py CORPUS_DIR OUT_DIR [--score]
+
+For every CORPUS_DIR/name.wav with a name.lab word transcript, aligns the words
+(pocketsphinx's two-pass alignment: word-level `set_align_text`, then
+`set_alignment` for phone level), writes OUT_DIR/name.TextGrid with tiers
+"phones" and "words", and prints the speed in seconds of audio per wall second.
+Times come in 10 ms frames (pocketsphinx's default frame rate), so every
+boundary it reports is a multiple of 10 ms.
+
+Phone symbols: the peer's tier keeps pocketsphinx's uppercase ARPAbet (no
+stress; "SIL" becomes "sil").  Reference phone sets:
+* flite (slt/awb/rms) and festival (cmu_us_slt_arctic_hts) use the CMU
+  lexicon's lowercase ARPAbet-like set; it maps onto pocketsphinx's set by
+  upper-casing, except "ax" (schwa), which CMUdict writes AH, and "pau" -> sil.
+  These references are comparable phone by phone (FLITE_TO_ARPABET below).
+* espeak-ng uses its own mnemonics (not ARPAbet) with different segmentation
+  conventions (e.g. diphthongs with r-colouring, syllabic consonants), so only
+  its word boundaries are comparable with the peer.
+
+With --score, compares with CORPUS_DIR/name.TextGrid references: word
+boundaries for every synthesizer, phone boundaries for flite/festival.  Phone
+sequences can differ (CMUdict vs the synthesizer's lexicon), so the two
+sequences are matched by edit distance and only matched phones' start and
+end boundaries are scored; the match rate is printed alongside.
+
+Out-of-vocabulary words (not in CMUdict) get a pronunciation from flite's
+lexicon + letter-to-sound rules, mapped to ARPAbet; if flite is missing the
+utterance is skipped and reported.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import soundfile as sf
+from praatio import textgrid
+from pocketsphinx import Decoder
+
+FRAME_S = 0.01  # pocketsphinx default -frate 100
+NON_WORDS = {"<s>", "</s>", "<sil>"}
+# flite/festival CMU-lexicon symbols whose ARPAbet spelling is not just upper-case.
+FLITE_TO_ARPABET = {"ax": "AH", "pau": "SIL", "sil": "SIL"}
+COMPARABLE_PHONES = {"flite", "festival"}
+TOLERANCES_S = (0.010, 0.020, 0.050)
+
+
+def flite_to_arpabet(phone: str) -> str:
+    return FLITE_TO_ARPABET.get(phone, phone.upper())
+
+
+def flite_pronunciation(word: str) -> str | None:
+    if shutil.which("flite") is None:
+        return None
+    out = subprocess.run(["flite", "-voice", "slt", "-ps", "-t", word, "-o", "none"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return " ".join(flite_to_arpabet(p) for p in out if p != "pau") or None
+
+
+class PocketsphinxAligner:
+    def __init__(self):
+        self.decoder = self._new_decoder()
+
+    @staticmethod
+    def _new_decoder() -> Decoder:
+        # bestpath=False: the lattice best-path rescoring of the first pass can
+        # leave 1-frame phones that the phone-level pass cannot align ("phone N
+        # has impossible duration 1").  Wide beams: with the defaults the first
+        # pass fails to reach the final state on ~1/3 of espeak's (robotic)
+        # utterances; with these, 1 of 156 generated utterances still fails.
+        return Decoder(lm=None, samprate=16000, loglevel="FATAL", bestpath=False,
+                       beam=1e-120, wbeam=1e-100, pbeam=1e-120, maxhmmpf=-1)
+
+    def reset(self) -> None:
+        """Fresh decoder after a failed alignment (its search state is unusable)."""
+        self.decoder = self._new_decoder()
+
+    def ensure_words(self, words: list[str]) -> list[str]:
+        """Add OOV words via flite; return the ones that could not be added."""
+        missing = []
+        for w in set(words):
+            if self.decoder.lookup_word(w) is None:
+                pron = flite_pronunciation(w)
+                if pron is None:
+                    missing.append(w)
+                else:
+                    self.decoder.add_word(w, pron, True)
+        return missing
+
+    def align(self, audio: np.ndarray, words: list[str]):
+        """Return (phones, words) as (label, start s, end s) lists."""
+        data = audio.astype(np.int16).tobytes()
+        d = self.decoder
+        d.set_align_text(" ".join(words))
+        d.start_utt()
+        d.process_raw(data, full_utt=True)
+        d.end_utt()
+        d.set_alignment()
+        d.start_utt()
+        d.process_raw(data, full_utt=True)
+        d.end_utt()
+        phone_iv, word_iv = [], []
+        for word in d.get_alignment():
+            w_start = word.start * FRAME_S
+            w_end = (word.start + word.duration) * FRAME_S
+            if word.name not in NON_WORDS:
+                word_iv.append((word.name, w_start, w_end))
+            for phone in word:
+                label = "sil" if phone.name == "SIL" else phone.name
+                phone_iv.append((label, phone.start * FRAME_S, (phone.start + phone.duration) * FRAME_S))
+        merged = []  # <s>, <sil>, </s> each give a SIL phone; merge neighbours
+        for p in phone_iv:
+            if merged and p[0] == "sil" == merged[-1][0]:
+                merged[-1] = ("sil", merged[-1][1], p[2])
+            else:
+                merged.append(p)
+        return merged, word_iv
+
+
+def write_textgrid(path: str, phones, words, duration: float) -> None:
+    end = max(duration, phones[-1][2])
+    tg = textgrid.Textgrid()
+    tg.addTier(textgrid.IntervalTier("phones", [(s, e, p) for p, s, e in phones], 0.0, end))
+    tg.addTier(textgrid.IntervalTier("words", [(s, e, w) for w, s, e in words], 0.0, end))
+    tg.save(path, format="long_textgrid", includeBlankSpaces=True)
+
+
+# ------------------------------------------------------------------ scoring
+def match_sequences(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
+    """Index pairs of equal labels on a minimum edit-distance path."""
+    n, m = len(ref), len(hyp)
+    cost = np.zeros((n + 1, m + 1), dtype=np.int32)
+    cost[:, 0] = np.arange(n + 1)
+    cost[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            sub = cost[i - 1, j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 1)
+            cost[i, j] = min(sub, cost[i - 1, j] + 1, cost[i, j - 1] + 1)
+    pairs, i, j = [], n, m
+    while i > 0 and j > 0:
+        if cost[i, j] == cost[i - 1, j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 1):
+            if ref[i - 1] == hyp[j - 1]:
+                pairs.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif cost[i, j] == cost[i - 1, j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return pairs[::-1]
+
+
+def boundary_errors(ref, hyp, label_map=lambda x: x):
+    """|Δt| of start and end boundaries of matched non-silence intervals, and the match rate."""
+    ref = [(label_map(l), s, e) for l, s, e in ref if l != "sil"]
+    hyp = [(l, s, e) for l, s, e in hyp if l != "sil"]
+    pairs = match_sequences([r[0] for r in ref], [h[0] for h in hyp])
+    errs = []
+    for i, j in pairs:
+        errs.append(abs(ref[i][1] - hyp[j][1]))
+        errs.append(abs(ref[i][2] - hyp[j][2]))
+    return errs, len(pairs) / max(len(ref), 1)
+
+
+def read_tier(path: str, name: str):
+    tg = textgrid.openTextgrid(path, includeEmptyIntervals=False)
+    if name not in tg.tierNames:
+        return None
+    return [(e.label, e.start, e.end) for e in tg.getTier(name).entries]
+
+
+def score(corpus_dir: str, out_dir: str, names: list[str]) -> None:
+    by_synth: dict[str, dict[str, list]] = {}
+    for name in names:
+        synth = name.split("_")[0]
+        acc = by_synth.setdefault(synth, {"word": [], "phone": [], "match": []})
+        ref_path = os.path.join(corpus_dir, name + ".TextGrid")
+        hyp_path = os.path.join(out_dir, name + ".TextGrid")
+        ref_words = read_tier(ref_path, "words")
+        if ref_words is not None:
+            acc["word"] += boundary_errors(ref_words, read_tier(hyp_path, "words"))[0]
+        if synth in COMPARABLE_PHONES:
+            errs, rate = boundary_errors(read_tier(ref_path, "phones"), read_tier(hyp_path, "phones"),
+                                         flite_to_arpabet)
+            acc["phone"] += errs
+            acc["match"].append(rate)
+    header = "  ".join(f"<{int(t * 1000)}ms" for t in TOLERANCES_S)
+    print(f"{'synth':9s} {'level':5s} {'n':>5s}  {header}  median_ms  phone_match")
+    for synth, acc in sorted(by_synth.items()):
+        for level in ("word", "phone"):
+            errs = np.array(acc[level])
+            if errs.size == 0:
+                continue
+            within = "  ".join(f"{100 * np.mean(errs < t):5.1f}%" for t in TOLERANCES_S)
+            match = f"{100 * np.mean(acc['match']):.1f}%" if level == "phone" else ""
+            print(f"{synth:9s} {level:5s} {errs.size:5d}  {within}  {1000 * np.median(errs):8.1f}  {match}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("corpus_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--score", action="store_true",
+                        help="compare with the corpus's reference TextGrids")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    aligner = PocketsphinxAligner()
+    names, failed, audio_s, align_s = [], [], 0.0, 0.0
+    for wav in sorted(glob.glob(os.path.join(args.corpus_dir, "*.wav"))):
+        name = os.path.splitext(os.path.basename(wav))[0]
+        lab = os.path.join(args.corpus_dir, name + ".lab")
+        if not os.path.exists(lab):
+            continue
+        with open(lab) as f:
+            words = f.read().lower().split()
+        audio, sr = sf.read(wav, dtype="int16")
+        if sr != 16000 or audio.ndim != 1:
+            print(f"skip {name}: needs 16 kHz mono, got {sr} Hz / shape {audio.shape}", file=sys.stderr)
+            continue
+        missing = aligner.ensure_words(words)
+        if missing:
+            print(f"skip {name}: no pronunciation for {missing}", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        try:
+            phones, word_iv = aligner.align(audio, words)
+        except RuntimeError as err:
+            print(f"FAILED {name}: pocketsphinx could not align ({err})", file=sys.stderr)
+            failed.append(name)
+            aligner.reset()  # OOV words are re-added per utterance by ensure_words
+            continue
+        align_s += time.perf_counter() - t0
+        duration = audio.size / sr
+        audio_s += duration
+        write_textgrid(os.path.join(args.out_dir, name + ".TextGrid"), phones, word_iv, duration)
+        names.append(name)
+    if not names:
+        raise SystemExit("nothing aligned")
+    print(f"aligned {len(names)} utterances, {audio_s:.1f} s of audio in {align_s:.1f} s "
+          f"(alignment only): {audio_s / align_s:.1f} s audio per wall second; "
+          f"{len(failed)} failed{': ' + ' '.join(failed) if failed else ''}")
+    if args.score:
+        score(args.corpus_dir, args.out_dir, names)
+
+
+if __name__ == "__main__":
+    main()
