@@ -20,11 +20,12 @@ stress; "SIL" becomes "sil").  Reference phone sets:
   conventions (e.g. diphthongs with r-colouring, syllabic consonants), so only
   its word boundaries are comparable with the peer.
 
-With --score, compares with CORPUS_DIR/name.TextGrid references: word
-boundaries for every synthesizer, phone boundaries for flite/festival.  Phone
-sequences can differ (CMUdict vs the synthesizer's lexicon), so the two
-sequences are matched by edit distance and only matched phones' start and
-end boundaries are scored; the match rate is printed alongside.
+With --score, compares with CORPUS_DIR/name.TextGrid references using
+hmm_engine.alignment.metrics: word boundaries for every synthesizer, phone
+boundaries for flite/festival (reference mapped to ARPAbet).  Phone sequences
+can differ (CMUdict vs the synthesizer's lexicon), so the metric matches the
+label sequences by edit distance and scores only boundaries between matched
+phones; "scored/bounds" and the mismatch count show how much was comparable.
 
 Out-of-vocabulary words (not in CMUdict) get a pronunciation from flite's
 lexicon + letter-to-sound rules, mapped to ARPAbet; if flite is missing the
@@ -134,41 +135,6 @@ def write_textgrid(path: str, phones, words, duration: float) -> None:
 
 
 # ------------------------------------------------------------------ scoring
-def match_sequences(ref: list[str], hyp: list[str]) -> list[tuple[int, int]]:
-    """Index pairs of equal labels on a minimum edit-distance path."""
-    n, m = len(ref), len(hyp)
-    cost = np.zeros((n + 1, m + 1), dtype=np.int32)
-    cost[:, 0] = np.arange(n + 1)
-    cost[0, :] = np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            sub = cost[i - 1, j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 1)
-            cost[i, j] = min(sub, cost[i - 1, j] + 1, cost[i, j - 1] + 1)
-    pairs, i, j = [], n, m
-    while i > 0 and j > 0:
-        if cost[i, j] == cost[i - 1, j - 1] + (0 if ref[i - 1] == hyp[j - 1] else 1):
-            if ref[i - 1] == hyp[j - 1]:
-                pairs.append((i - 1, j - 1))
-            i, j = i - 1, j - 1
-        elif cost[i, j] == cost[i - 1, j] + 1:
-            i -= 1
-        else:
-            j -= 1
-    return pairs[::-1]
-
-
-def boundary_errors(ref, hyp, label_map=lambda x: x):
-    """|Δt| of start and end boundaries of matched non-silence intervals, and the match rate."""
-    ref = [(label_map(l), s, e) for l, s, e in ref if l != "sil"]
-    hyp = [(l, s, e) for l, s, e in hyp if l != "sil"]
-    pairs = match_sequences([r[0] for r in ref], [h[0] for h in hyp])
-    errs = []
-    for i, j in pairs:
-        errs.append(abs(ref[i][1] - hyp[j][1]))
-        errs.append(abs(ref[i][2] - hyp[j][2]))
-    return errs, len(pairs) / max(len(ref), 1)
-
-
 def read_tier(path: str, name: str):
     tg = textgrid.openTextgrid(path, includeEmptyIntervals=False)
     if name not in tg.tierNames:
@@ -177,30 +143,37 @@ def read_tier(path: str, name: str):
 
 
 def score(corpus_dir: str, out_dir: str, names: list[str]) -> None:
-    by_synth: dict[str, dict[str, list]] = {}
+    """Pooled boundary accuracy per synthesizer with hmm_engine.alignment.metrics
+    (label sequences matched by edit distance, silences merged)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
+    from hmm_engine.alignment.segments import Segment
+
+    def segments(tier, label_map=lambda x: x):
+        return [Segment(label_map(l), s, e) for l, s, e in tier]
+
+    pooled: dict[tuple[str, str], list] = {}
     for name in names:
         synth = name.split("_")[0]
-        acc = by_synth.setdefault(synth, {"word": [], "phone": [], "match": []})
         ref_path = os.path.join(corpus_dir, name + ".TextGrid")
         hyp_path = os.path.join(out_dir, name + ".TextGrid")
         ref_words = read_tier(ref_path, "words")
         if ref_words is not None:
-            acc["word"] += boundary_errors(ref_words, read_tier(hyp_path, "words"))[0]
+            pooled.setdefault((synth, "word"), []).append(compare_tiers(
+                segments(ref_words), segments(read_tier(hyp_path, "words")), silence="merge"))
         if synth in COMPARABLE_PHONES:
-            errs, rate = boundary_errors(read_tier(ref_path, "phones"), read_tier(hyp_path, "phones"),
-                                         flite_to_arpabet)
-            acc["phone"] += errs
-            acc["match"].append(rate)
-    header = "  ".join(f"<{int(t * 1000)}ms" for t in TOLERANCES_S)
-    print(f"{'synth':9s} {'level':5s} {'n':>5s}  {header}  median_ms  phone_match")
-    for synth, acc in sorted(by_synth.items()):
-        for level in ("word", "phone"):
-            errs = np.array(acc[level])
-            if errs.size == 0:
-                continue
-            within = "  ".join(f"{100 * np.mean(errs < t):5.1f}%" for t in TOLERANCES_S)
-            match = f"{100 * np.mean(acc['match']):.1f}%" if level == "phone" else ""
-            print(f"{synth:9s} {level:5s} {errs.size:5d}  {within}  {1000 * np.median(errs):8.1f}  {match}")
+            ref_phones = segments(read_tier(ref_path, "phones"),
+                                  lambda p: "sil" if p == "sil" else flite_to_arpabet(p))
+            pooled.setdefault((synth, "phone"), []).append(compare_tiers(
+                ref_phones, segments(read_tier(hyp_path, "phones")), silence="merge"))
+    header = "  ".join(f"<={int(t * 1000)}ms" for t in TOLERANCES_S)
+    print(f"{'synth':9s} {'level':5s} {'files':>5s} {'scored':>7s}/{'bounds':<6s}  {header}"
+          f"  median_ms  mismatches/ref_segs")
+    for (synth, level), comps in sorted(pooled.items()):
+        c = pool_comparisons(comps)
+        within = "  ".join(f"{c.percent_within(t * 1000):6.1f}%" for t in TOLERANCES_S)
+        print(f"{synth:9s} {level:5s} {c.num_files:5d} {c.num_scored_boundaries:7d}/{c.num_ref_boundaries:<6d}"
+              f"  {within}  {c.median_abs_error_ms:8.1f}  {c.mismatches}/{c.num_ref_segments}")
 
 
 def main(argv=None) -> None:
