@@ -254,7 +254,7 @@ def display_spectrogram(
     power, n_fft = _power_spectrum(_frames(audio, hop, win, num_frames).double(), win, config.preemphasis)
     db = 10.0 * torch.log10(torch.clamp(power, min=LOG_FLOOR))
     db = torch.clamp(db, min=float(db.max()) - top_db)
-    freqs = torch.fft.rfftfreq(n_fft, d=1.0 / audio.sample_rate)
+    freqs = torch.fft.rfftfreq(n_fft, d=1.0 / audio.sample_rate, dtype=torch.float64)
     return db.to(torch.float32).numpy(), freqs.numpy()
 
 

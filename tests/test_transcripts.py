@@ -1,0 +1,97 @@
+"""Phone strings, espeak-ng text -> phones, and building the phone sequence to align."""
+
+import shutil
+
+import pytest
+
+from hmm_engine.alignment import transcripts
+from hmm_engine.alignment.transcripts import (
+    Word,
+    WordSpan,
+    build_phone_sequence,
+    parse_phones,
+    text_to_phones,
+    tokenize_words,
+)
+from hmm_engine.errors import TranscriptError
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def test_parse_phones_any_symbols():
+    assert parse_phones("h @ l oU") == ["h", "@", "l", "oU"]
+    assert parse_phones("  ʃ  iː\tk\n") == ["ʃ", "iː", "k"]
+    for empty in ("", "   \n"):
+        with pytest.raises(TranscriptError, match="empty"):
+            parse_phones(empty)
+    with pytest.raises(TranscriptError, match="string"):
+        parse_phones(["h"])
+
+
+def test_tokenize_words_keeps_inner_apostrophes_and_drops_punctuation():
+    assert tokenize_words("Hello, world! It's well-known -- 3.5 ...") == ["Hello", "world", "It's", "well-known", "3.5"]
+    assert tokenize_words("?!...") == []
+
+
+@needs_espeak
+def test_text_to_phones_hello_world():
+    words = text_to_phones("Hello, world!")
+    assert words == [Word("Hello", ("h", "@", "l", "oU")), Word("world", ("w", "3:", "l", "d"))]
+    stressed = text_to_phones("hello", keep_stress=True)
+    assert stressed[0].phones == ("h", "@", "l", "'oU")
+
+
+@needs_espeak
+def test_text_to_phones_other_voice_and_word_mapping():
+    words = text_to_phones("bonjour le monde", voice="fr")
+    assert [w.text for w in words] == ["bonjour", "le", "monde"]
+    assert words[2].phones == ("m", "O~", "d")
+    # A number is read as several words but stays one token.
+    number = text_to_phones("12")
+    assert len(number) == 1 and number[0].phones == ("t", "w", "E", "l", "v")
+
+
+@needs_espeak
+def test_text_to_phones_errors():
+    with pytest.raises(TranscriptError, match="no words"):
+        text_to_phones(" ... !? ")
+    with pytest.raises(TranscriptError, match="voice"):
+        text_to_phones("hello", voice="zzqx")
+
+
+def test_missing_espeak_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(transcripts.shutil, "which", lambda name: None)
+    with pytest.raises(TranscriptError, match="espeak-ng is not installed"):
+        text_to_phones("hello")
+
+
+def test_build_phone_sequence_with_words():
+    words = [Word("hi", ("h", "aI")), Word("yo", ("j", "oU"))]
+    phones, spans = build_phone_sequence(words)
+    assert phones == ["sil", "h", "aI", "j", "oU", "sil"]
+    assert spans == [WordSpan("hi", 1, 3), WordSpan("yo", 3, 5)]
+    phones, spans = build_phone_sequence(words, silence="sp", edge_silence=False, word_silence=True)
+    assert phones == ["h", "aI", "sp", "j", "oU"]
+    assert spans == [WordSpan("hi", 0, 2), WordSpan("yo", 3, 5)]
+    assert [phones[s.start:s.end] for s in spans] == [["h", "aI"], ["j", "oU"]]
+
+
+def test_build_phone_sequence_with_bare_phones():
+    assert build_phone_sequence("a b") == (["sil", "a", "b", "sil"], [])
+    assert build_phone_sequence(["a", "b"], edge_silence=False, word_silence=True) == (["a", "b"], [])
+
+
+@pytest.mark.parametrize(
+    "value,kwargs,message",
+    [
+        ([], {}, "empty"),
+        ("", {}, "empty"),
+        ([Word("x", ())], {}, "no phones"),
+        (["a", Word("b", ("b",))], {}, "mix"),
+        (["a b"], {}, "no spaces"),
+        (["a"], {"silence": ""}, "silence label"),
+    ],
+)
+def test_build_phone_sequence_errors(value, kwargs, message):
+    with pytest.raises(TranscriptError, match=message):
+        build_phone_sequence(value, **kwargs)
