@@ -1,0 +1,41 @@
+"""hmm_engine: batched, log-space, device-agnostic hidden Markov models in PyTorch.
+
+Layers, each using only the ones before it:
+
+1. :mod:`hmm_engine.inference` — pure dynamic programs on log-likelihood inputs;
+2. :mod:`hmm_engine.emissions`, :mod:`hmm_engine.durations`, :mod:`hmm_engine.topology` — modules;
+3. :mod:`hmm_engine.models` — ``nn.Module`` models with hmmlearn's parameter names;
+4. :mod:`hmm_engine.training` — EM, gradient training, model selection;
+5. :mod:`hmm_engine.frontend` (audio, features) and :mod:`hmm_engine.alignment` (forced alignment).
+
+Importing this package does not import Gradio.
+"""
+
+from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
+from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM, pad_sequences
+from .serialization import load, register_model, save
+from .topology import transition_mask
+from .training import aic, bic, fit_em, fit_gradient, sweep
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HMM",
+    "GaussianHMM",
+    "MixtureGaussianHMM",
+    "CategoricalHMM",
+    "pad_sequences",
+    "transition_mask",
+    "fit_em",
+    "fit_gradient",
+    "sweep",
+    "bic",
+    "aic",
+    "save",
+    "load",
+    "register_model",
+    "HMMStudioError",
+    "InvalidInputError",
+    "InvalidParameterError",
+    "ModelFileError",
+]

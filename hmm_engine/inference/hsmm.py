@@ -1,0 +1,635 @@
+"""Explicit-duration (semi-Markov) HMM inference: pure, vectorised, log-space functions.
+
+Model
+-----
+A sequence of ``T`` frames is cut into consecutive segments ``(k_1, d_1), (k_2, d_2), ...``
+with ``sum(d_i) == T``. The joint log-probability of a segmentation is::
+
+    log pi[k_1] + log p_{k_1}(d_1) + sum_{i>1} (log A[k_{i-1}, k_i] + log p_{k_i}(d_i))
+                + sum_t log_obs[t, state at t]
+
+``A`` has no self-loops (its diagonal is ``-inf``): a state's stay is modelled only by its
+duration distribution ``p_k(d)``, ``d = 1..Dmax``.
+
+With ``right_censored=True`` the last segment may be cut by the end of the sequence: its
+duration term is the survival function ``log P(D_k >= d)`` instead of ``log p_k(d)``. Use it
+when recordings stop in the middle of a state (streams, cropped utterances); without it the
+last segment must end exactly at the last frame. Only the end is censored; the first segment
+always starts at frame 0.
+
+Shapes (``B`` sequences, ``T`` padded frames, ``K`` states, ``Dmax`` maximum duration)
+------------------------------------------------------------------------------------
+``log_obs [B, T, K]`` frame log-likelihoods (float32 or float64; the working dtype),
+``lengths [B]`` valid frames per sequence (``None``: all ``T``), ``log_startprob [K]``,
+``log_transmat [K, K]``, ``log_durations [K, Dmax]`` with ``log_durations[k, d - 1] = log p_k(d)``.
+Frames at or past ``lengths[b]`` are ignored (they may hold anything, NaN included).
+
+Algorithm and memory
+--------------------
+Every recursion loops over time only; each step works on one ``[Dmax, B, K]`` window (the
+``Dmax`` candidate segments ending, or starting, at that frame), so the work is
+``O(B * T * K * (Dmax + K))``. A segment ``[s, e)`` of state ``k`` scores
+``cumsum[e, k] - cumsum[s, k]``; the window scores are computed per step from the cumulative
+sum and never stored, so memory is ``O(B * T * K)`` (alpha, beta and a float64 cumulative sum)
+plus ``O(B * Dmax * K)`` per step — no ``[B, T, Dmax, K]`` tensor is ever built.
+
+Precision on long inputs: frame scores are centred by their per-frame maximum and summed in
+float64, and the forward variables are renormalised at every step by a per-sequence float64
+log-scale ``Z[t]`` (as in a scaled forward algorithm). The float32 quantities the recursions
+work on are therefore *relative* (bounded by a few segments' worth of scores), while the large
+absolute parts (sums over thousands of frames) live in float64. A float32 run on ``T = 20000``
+frames matches a float64 run.
+
+All functions run under ``torch.no_grad()``: they are inference/EM routines, not
+differentiable losses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+
+from hmm_engine.errors import InvalidInputError, InvalidParameterError
+from hmm_engine.inference.hmm import single_thread
+
+__all__ = [
+    "Segment",
+    "HSMMPosteriors",
+    "HSMMViterbiResult",
+    "HSMMSample",
+    "hsmm_forward_backward",
+    "hsmm_log_likelihood",
+    "hsmm_viterbi",
+    "hsmm_sample",
+    "log_survival",
+    "impute_censored_durations",
+    "segments_log_prob",
+]
+
+
+class Segment(NamedTuple):
+    """One segment of a segmentation: frames ``[start, end)`` spent in ``state``."""
+
+    state: int
+    start: int
+    end: int
+
+
+class HSMMPosteriors(NamedTuple):
+    """Output of :func:`hsmm_forward_backward` (expected statistics are summed over the batch).
+
+    posteriors [B, T, K]: P(state at t = k | x), zero past each length.
+    log_likelihood [B]: log p(x_b); ``-inf`` for a sequence the model cannot produce.
+    expected_transitions [K, K]: expected number of k -> j segment changes.
+    expected_durations [K, Dmax]: expected number of segments of state k with (complete)
+        duration d. Under right-censoring the censored last segments are included with their
+        true duration imputed from the current duration model (EM for censored data).
+    expected_starts [K]: expected number of sequences starting in state k.
+    censored_durations [K, Dmax]: expected number of censored last segments of state k that
+        were observed for d frames (zeros without right-censoring).
+    """
+
+    posteriors: torch.Tensor
+    log_likelihood: torch.Tensor
+    expected_transitions: torch.Tensor
+    expected_durations: torch.Tensor
+    expected_starts: torch.Tensor
+    censored_durations: torch.Tensor
+
+
+class HSMMViterbiResult(NamedTuple):
+    """Output of :func:`hsmm_viterbi`.
+
+    path [B, T] long: best state per frame, ``-1`` past each length (all ``-1`` when the
+        sequence is impossible under the model).
+    score [B]: log-probability of the best segmentation jointly with x.
+    segments: per sequence, the list of :class:`Segment` of the best segmentation.
+    """
+
+    path: torch.Tensor
+    score: torch.Tensor
+    segments: List[List[Segment]]
+
+
+class HSMMSample(NamedTuple):
+    """Output of :func:`hsmm_sample`: ``states [B, T]`` (``-1`` past length) and segments."""
+
+    states: torch.Tensor
+    segments: List[List[Segment]]
+
+
+def log_survival(log_durations: torch.Tensor) -> torch.Tensor:
+    """``log P(D_k >= d)`` for ``d = 1..Dmax`` from ``log_durations [K, Dmax]`` -> ``[K, Dmax]``."""
+    return torch.logcumsumexp(log_durations.flip(-1), dim=-1).flip(-1)
+
+
+def impute_censored_durations(censored: torch.Tensor, log_durations: torch.Tensor) -> torch.Tensor:
+    """Expected complete-duration counts ``[K, Dmax]`` for censored segments.
+
+    A censored segment of state k seen for ``d`` frames has true duration ``d' >= d`` with
+    probability ``p_k(d') / P(D_k >= d)``; this is the E-step for right-censored durations.
+    ``censored [K, Dmax]`` holds the expected number of censored segments per observed length.
+    """
+    log_surv = log_survival(log_durations)
+    ratio = torch.where(censored > 0, censored / log_surv.exp().clamp_min(1e-300), torch.zeros_like(censored))
+    return torch.cumsum(ratio, dim=-1) * log_durations.exp()
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _validate(log_obs, lengths, log_startprob, log_transmat, log_durations):
+    if not torch.is_tensor(log_obs) or log_obs.dim() != 3:
+        raise InvalidInputError(f"log_obs must be a [B, T, K] tensor, got {getattr(log_obs, 'shape', type(log_obs))}")
+    if log_obs.dtype not in (torch.float32, torch.float64):
+        raise InvalidInputError(f"log_obs must be float32 or float64, got {log_obs.dtype}")
+    batch, frames, states = log_obs.shape
+    if batch == 0 or frames == 0 or states == 0:
+        raise InvalidInputError(f"log_obs must be non-empty, got shape {tuple(log_obs.shape)}")
+    device, dtype = log_obs.device, log_obs.dtype
+
+    def param(name, value, shape):
+        value = torch.as_tensor(value)
+        if tuple(value.shape) != shape:
+            raise InvalidParameterError(f"{name} must have shape {list(shape)}, got {list(value.shape)}")
+        value = value.to(device=device, dtype=dtype)
+        if torch.isnan(value).any() or torch.isposinf(value).any():
+            raise InvalidParameterError(f"{name} must be log-probabilities (no NaN or +inf)")
+        return value
+
+    log_startprob = param("log_startprob", log_startprob, (states,))
+    log_transmat = param("log_transmat", log_transmat, (states, states))
+    if not torch.is_tensor(log_durations) or log_durations.dim() != 2 or log_durations.shape[0] != states:
+        raise InvalidParameterError(
+            f"log_durations must have shape [K={states}, Dmax], got {list(torch.as_tensor(log_durations).shape)}"
+        )
+    if log_durations.shape[1] == 0:
+        raise InvalidParameterError("log_durations needs at least one duration (Dmax >= 1)")
+    log_durations = param("log_durations", log_durations, tuple(log_durations.shape))
+
+    if lengths is None:
+        lengths = torch.full((batch,), frames, dtype=torch.long, device=device)
+    else:
+        lengths = torch.as_tensor(lengths)
+        if lengths.dtype.is_floating_point or lengths.dtype == torch.bool or lengths.shape != (batch,):
+            raise InvalidInputError(f"lengths must be an integer tensor of shape [{batch}]")
+        lengths = lengths.to(device=device, dtype=torch.long)
+        if (lengths < 1).any() or (lengths > frames).any():
+            raise InvalidInputError(f"lengths must lie in [1, {frames}], got {lengths.tolist()}")
+
+    valid = torch.arange(frames, device=device)[None, :] < lengths[:, None]
+    log_obs = log_obs.masked_fill(~valid[..., None], 0.0)
+    if torch.isnan(log_obs).any() or torch.isposinf(log_obs).any():
+        raise InvalidInputError("log_obs contains NaN or +inf inside the sequence lengths")
+    return log_obs, lengths, log_startprob, log_transmat, log_durations
+
+
+class _Prepared(NamedTuple):
+    # Time-major, padded so that every window slice is in range. Index (s + Dmax) holds time s.
+    obs_cum: torch.Tensor  # [T + 1, B, K] float64 cumsum of centred frame scores
+    frame_offset: torch.Tensor  # [B] float64: sum of the per-frame maxima removed (added back to ll)
+    blocked_cum: Optional[torch.Tensor]  # [T + 1, B, K] int32 count of -inf frames, or None
+    lengths: torch.Tensor
+    dmax: int
+
+
+def _prepare_scores(log_obs: torch.Tensor, lengths: torch.Tensor, dmax: int) -> _Prepared:
+    batch, frames, states = log_obs.shape
+    neg_inf = torch.isneginf(log_obs)
+    has_blocked = bool(neg_inf.any())
+    obs = log_obs.to(torch.float64)
+    if has_blocked:
+        obs = obs.masked_fill(neg_inf, 0.0)
+    # Centre each frame on its best state so the float64 sums stay moderate; the removed
+    # maxima are added back to the log-likelihood at the end.
+    frame_max = obs.masked_fill(neg_inf, -math.inf).amax(-1) if has_blocked else obs.amax(-1)
+    frame_max = torch.where(torch.isfinite(frame_max), frame_max, torch.zeros_like(frame_max))
+    obs = obs - frame_max[..., None]
+    cum = torch.zeros(frames + 1, batch, states, dtype=torch.float64, device=log_obs.device)
+    torch.cumsum(obs.transpose(0, 1), dim=0, out=cum[1:])
+    blocked_cum = None
+    if has_blocked:
+        blocked_cum = torch.zeros(frames + 1, batch, states, dtype=torch.int32, device=log_obs.device)
+        torch.cumsum(neg_inf.transpose(0, 1).to(torch.int32), dim=0, out=blocked_cum[1:])
+    return _Prepared(cum, frame_max.sum(-1), blocked_cum, lengths, dmax)
+
+
+class _Forward(NamedTuple):
+    alpha: torch.Tensor  # [T + 1, B, K]: log P(x[:t], a segment of k ends at t) - Z[t]
+    start_pad: torch.Tensor  # [Dmax + T + 1, B, K]: log P(x[:s], a segment of k starts at s) - Z[s]
+    rel_cum: torch.Tensor  # [2 * Dmax + T + 1, B, K] float64: cumsum[t] - Z[t] (padded with 0)
+    log_scale: torch.Tensor  # [T + 1, B] float64: Z[t] (without the frame offsets)
+    best_duration: Optional[torch.Tensor]  # Viterbi: [T + 1, B, K] window index of the best d
+    best_previous: Optional[torch.Tensor]  # Viterbi: [T + 1, B, K] best predecessor state
+
+
+def _end_masks(lengths: torch.Tensor, frames: int, right_censored: bool):
+    """Steps t at which some sequence ends: {t: bool[B]} (only needed under censoring)."""
+    if not right_censored:
+        return {}
+    return {int(t): lengths == t for t in torch.unique(lengths).tolist()}
+
+
+def _forward(prep: _Prepared, log_startprob, log_transmat, log_durations, right_censored: bool, viterbi: bool):
+    """Scaled forward (sum-product) or Viterbi (max-product) recursion over segment ends."""
+    cum = prep.obs_cum
+    frames_p1, batch, states = cum.shape
+    frames, dmax = frames_p1 - 1, prep.dmax
+    device, dtype = log_durations.device, log_durations.dtype
+    neg_inf = -math.inf
+
+    # Window index i <-> start s = t - Dmax + i <-> duration d = Dmax - i.
+    dur_rev = log_durations.flip(-1).t()[:, None, :]  # [Dmax, 1, K]
+    surv_rev = log_survival(log_durations).flip(-1).t()[:, None, :] if right_censored else None
+    end_masks = _end_masks(prep.lengths, frames, right_censored)
+
+    alpha = torch.full((frames + 1, batch, states), neg_inf, dtype=dtype, device=device)
+    start_pad = torch.full((dmax + frames + 1, batch, states), neg_inf, dtype=dtype, device=device)
+    start_pad[dmax] = log_startprob
+    rel_cum = torch.zeros((2 * dmax + frames + 1, batch, states), dtype=torch.float64, device=device)
+    log_scale = torch.zeros((frames + 1, batch), dtype=torch.float64, device=device)
+    best_duration = best_previous = None
+    if viterbi:
+        best_duration = torch.zeros((frames + 1, batch, states), dtype=torch.int32, device=device)
+        best_previous = torch.zeros((frames + 1, batch, states), dtype=torch.int32, device=device)
+    trans = log_transmat[None]  # [1, K(from), K(to)]
+
+    for t in range(1, frames + 1):
+        window = slice(t, t + dmax)
+        # Relative segment scores: sum of frames s..t-1 minus the scale gained since s.
+        seg = (cum[t] - log_scale[t - 1][:, None])[None] - rel_cum[window]
+        scores = start_pad[window] + seg.to(dtype)
+        mask = end_masks.get(t)
+        if mask is not None:
+            scores = scores + torch.where(mask[None, :, None], surv_rev, dur_rev)
+        else:
+            scores = scores + dur_rev
+        if prep.blocked_cum is not None:
+            # A segment containing a -inf frame is impossible (its cumsum would be NaN).
+            lo = max(t - dmax, 0)
+            blocked = prep.blocked_cum[t][None] != prep.blocked_cum[lo:t]
+            scores[dmax - (t - lo) :] = scores[dmax - (t - lo) :].masked_fill(blocked, neg_inf)
+        if viterbi:
+            value, index = scores.max(0)
+            best_duration[t] = index
+        else:
+            value = torch.logsumexp(scores, 0)
+        norm = value.amax(-1)
+        norm = torch.where(torch.isfinite(norm), norm, torch.zeros_like(norm))
+        alpha[t] = value - norm[:, None]
+        log_scale[t] = log_scale[t - 1] + norm
+        rel_cum[dmax + t] = cum[t] - log_scale[t][:, None]
+        step = alpha[t][:, :, None] + trans
+        if viterbi:
+            value, index = step.max(1)
+            start_pad[dmax + t] = value
+            best_previous[t] = index
+        else:
+            start_pad[dmax + t] = torch.logsumexp(step, 1)
+    return _Forward(alpha, start_pad, rel_cum, log_scale, best_duration, best_previous)
+
+
+def _gather_time(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """values [T + 1, B, ...] -> values[lengths[b], b, ...]."""
+    return values[lengths, torch.arange(lengths.shape[0], device=lengths.device)]
+
+
+def _final(fwd: _Forward, prep: _Prepared):
+    """(log-likelihood [B] float64, log-likelihood relative to Z[T_b] [B] in working dtype)."""
+    rel = torch.logsumexp(_gather_time(fwd.alpha, prep.lengths), -1)
+    total = rel.to(torch.float64) + _gather_time(fwd.log_scale, prep.lengths) + prep.frame_offset
+    return total, rel
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def hsmm_log_likelihood(
+    log_obs: torch.Tensor,
+    log_startprob: torch.Tensor,
+    log_transmat: torch.Tensor,
+    log_durations: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    right_censored: bool = False,
+) -> torch.Tensor:
+    """Forward pass only: ``log p(x_b)`` -> ``[B]`` in the dtype of ``log_obs``."""
+    with torch.no_grad():
+        log_obs, lengths, log_startprob, log_transmat, log_durations = _validate(
+            log_obs, lengths, log_startprob, log_transmat, log_durations
+        )
+        prep = _prepare_scores(log_obs, lengths, log_durations.shape[1])
+        fwd = _forward(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi=False)
+        return _final(fwd, prep)[0].to(log_obs.dtype)
+
+
+def hsmm_forward_backward(
+    log_obs: torch.Tensor,
+    log_startprob: torch.Tensor,
+    log_transmat: torch.Tensor,
+    log_durations: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    right_censored: bool = False,
+) -> HSMMPosteriors:
+    """State posteriors, log-likelihood and summed expected statistics for EM.
+
+    Args:
+        log_obs [B, T, K], log_startprob [K], log_transmat [K, K] (diagonal ``-inf``),
+        log_durations [K, Dmax], lengths [B] (optional), right_censored (see module doc).
+
+    Returns:
+        :class:`HSMMPosteriors` — posteriors [B, T, K], log_likelihood [B], and the batch sums
+        expected_transitions [K, K], expected_durations [K, Dmax], expected_starts [K],
+        censored_durations [K, Dmax]. Sequences with ``log_likelihood == -inf`` contribute
+        zero posteriors and statistics.
+    """
+    with torch.no_grad():
+        log_obs, lengths, log_startprob, log_transmat, log_durations = _validate(
+            log_obs, lengths, log_startprob, log_transmat, log_durations
+        )
+        batch, frames, states = log_obs.shape
+        dmax = log_durations.shape[1]
+        dtype, device = log_obs.dtype, log_obs.device
+        prep = _prepare_scores(log_obs, lengths, dmax)
+        fwd = _forward(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi=False)
+        loglik, rel_ll = _final(fwd, prep)
+        possible = torch.isfinite(rel_ll)
+        rel_ll = torch.where(possible, rel_ll, torch.zeros_like(rel_ll))
+        batch_idx = torch.arange(batch, device=device)
+
+        # beta_end[e]: log P(x[e:T] | a segment ended at e) - (Z[T] - Z[e]); 0 at e = T_b and
+        # -inf past it (padding beyond T keeps every window slice in range).
+        beta_end = torch.full((frames + 1 + dmax, batch, states), -math.inf, dtype=dtype, device=device)
+        beta_end[lengths, batch_idx] = 0.0
+        beta_start = torch.full((frames + 1, batch, states), -math.inf, dtype=dtype, device=device)
+        start_post = torch.zeros((frames + 1, batch, states), dtype=torch.float64, device=device)
+        dur_counts = torch.zeros((dmax, states), dtype=torch.float64, device=device)
+        cens_counts = torch.zeros((dmax, states), dtype=torch.float64, device=device)
+
+        dur = log_durations.t()[:, None, :]  # [Dmax, 1, K], index i <-> d = i + 1
+        surv = log_survival(log_durations).t()[:, None, :] if right_censored else None
+        offsets = torch.arange(1, dmax + 1, device=device)
+        trans_t = log_transmat[None]  # beta_end[k] = lse_j A[k, j] + beta_start[j]
+        rel_cum, start_pad, blocked_cum = fwd.rel_cum, fwd.start_pad, prep.blocked_cum
+        ll_col = rel_ll[None, :, None]
+        t_last = lengths[:, None]
+
+        for s in range(frames - 1, -1, -1):
+            window = slice(s + 1, s + 1 + dmax)
+            seg = rel_cum[dmax + s + 1 : 2 * dmax + s + 1] - rel_cum[dmax + s][None]
+            terms = beta_end[window] + seg.to(dtype)
+            if right_censored:
+                ends_here = (s + offsets)[:, None] == t_last.t()  # [Dmax, B]
+                terms = terms + torch.where(ends_here[:, :, None], surv, dur)
+            else:
+                terms = terms + dur
+            if blocked_cum is not None:
+                hi = min(s + dmax, frames)
+                blocked = blocked_cum[s + 1 : hi + 1] != blocked_cum[s][None]
+                terms[: hi - s] = terms[: hi - s].masked_fill(blocked, -math.inf)
+            beta_start[s] = torch.logsumexp(terms, 0)
+            seg_post = torch.exp(start_pad[dmax + s][None] + terms - ll_col)  # [Dmax, B, K]
+            if right_censored:
+                cens = seg_post * ends_here[:, :, None]
+                cens_counts += cens.sum(1)
+                dur_counts += (seg_post - cens).sum(1)
+            else:
+                dur_counts += seg_post.sum(1)
+            start_post[s] = seg_post.sum(0)
+            if s > 0:
+                back = torch.logsumexp(trans_t + beta_start[s][:, None, :], -1)
+                beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
+
+        # Frame occupancy = segments started at or before t minus segments ended at or before t.
+        end_post = torch.exp(fwd.alpha.to(torch.float64) + beta_end[: frames + 1] - ll_col.to(torch.float64))
+        end_post[0] = 0.0
+        occupancy = torch.cumsum(start_post[:frames], 0) - torch.cumsum(end_post[:frames], 0)
+        occupancy = occupancy.clamp_min(0.0)
+        total = occupancy.sum(-1, keepdim=True)
+        occupancy = torch.where(total > 0, occupancy / total.clamp_min(1e-300), occupancy)
+        posteriors = occupancy.transpose(0, 1).to(dtype)
+        valid = torch.arange(frames, device=device)[None, :] < lengths[:, None]
+        posteriors = posteriors * (valid & possible[:, None])[..., None]
+
+        # Expected transitions at internal boundaries t = 1..T_b - 1 (beta_start is -inf from
+        # T_b on); chunked over time so the [chunk, B, K, K] temporary stays small.
+        expected_trans = torch.zeros((states, states), dtype=torch.float64, device=device)
+        chunk = max(1, (1 << 22) // max(1, batch * states * states))
+        for t0 in range(1, frames, chunk):
+            t1 = min(frames, t0 + chunk)
+            joint = (
+                fwd.alpha[t0:t1, :, :, None]
+                + log_transmat
+                + beta_start[t0:t1, :, None, :]
+                - rel_ll[None, :, None, None]
+            )
+            expected_trans += torch.exp(joint.to(torch.float64)).sum((0, 1))
+
+        seq_weight = possible.to(torch.float64)[:, None]
+        expected_starts = (start_post[0] * seq_weight).sum(0)
+        # Impossible sequences have -inf alphas, so their terms above are already exp(-inf) = 0.
+        dur_counts_k = dur_counts.t()
+        cens_counts_k = cens_counts.t()
+        if right_censored:
+            dur_counts_k = dur_counts_k + impute_censored_durations(cens_counts_k, log_durations.to(torch.float64))
+        return HSMMPosteriors(
+            posteriors=posteriors,
+            log_likelihood=loglik.to(dtype),
+            expected_transitions=expected_trans.to(dtype),
+            expected_durations=dur_counts_k.to(dtype),
+            expected_starts=expected_starts.to(dtype),
+            censored_durations=cens_counts_k.to(dtype),
+        )
+
+
+def hsmm_viterbi(
+    log_obs: torch.Tensor,
+    log_startprob: torch.Tensor,
+    log_transmat: torch.Tensor,
+    log_durations: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    right_censored: bool = False,
+) -> HSMMViterbiResult:
+    """Most probable segmentation (max-product over segments).
+
+    Args: as :func:`hsmm_forward_backward`.
+
+    Returns:
+        :class:`HSMMViterbiResult` — path [B, T] long (``-1`` past each length), score [B]
+        (``-inf`` and an all ``-1`` path for an impossible sequence), and per sequence the list
+        of :class:`Segment` ``(state, start, end)`` with ``end`` exclusive.
+    """
+    with torch.no_grad():
+        log_obs, lengths, log_startprob, log_transmat, log_durations = _validate(
+            log_obs, lengths, log_startprob, log_transmat, log_durations
+        )
+        batch, frames, states = log_obs.shape
+        dmax = log_durations.shape[1]
+        prep = _prepare_scores(log_obs, lengths, dmax)
+        fwd = _forward(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi=True)
+        last = _gather_time(fwd.alpha, lengths)  # [B, K]
+        rel_best, last_state = last.max(-1)
+        score = rel_best.to(torch.float64) + _gather_time(fwd.log_scale, lengths) + prep.frame_offset
+
+        # Backtracking follows one pointer per segment; it is inherently sequential, so it runs
+        # on the host over small integer arrays.
+        best_d = fwd.best_duration.cpu().numpy()
+        best_prev = fwd.best_previous.cpu().numpy()
+        lengths_host = lengths.cpu().tolist()
+        finite = torch.isfinite(rel_best).cpu().tolist()
+        states_host = last_state.cpu().tolist()
+        path = torch.full((batch, frames), -1, dtype=torch.long)
+        segments: List[List[Segment]] = []
+        for b in range(batch):
+            segs: List[Segment] = []
+            if finite[b]:
+                end, state = lengths_host[b], states_host[b]
+                while True:
+                    start = end - (dmax - int(best_d[end, b, state]))
+                    segs.append(Segment(state, start, end))
+                    path[b, start:end] = state
+                    if start <= 0:
+                        break
+                    state, end = int(best_prev[start, b, state]), start
+                segs.reverse()
+            segments.append(segs)
+        return HSMMViterbiResult(path.to(log_obs.device), score.to(log_obs.dtype), segments)
+
+
+def _gumbel_argmax(logits: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Sample categorical indices along the last dim of unnormalised log-probabilities."""
+    gen_device = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape, generator=generator, device=gen_device, dtype=torch.float64).to(logits.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-300, 1.0 - 1e-16)))
+    return (logits.to(torch.float64) + gumbel).argmax(-1)
+
+
+def hsmm_sample(
+    log_startprob: torch.Tensor,
+    log_transmat: torch.Tensor,
+    log_durations: torch.Tensor,
+    lengths,
+    *,
+    log_obs: Optional[torch.Tensor] = None,
+    right_censored: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> HSMMSample:
+    """Sample segmentations of exactly ``lengths[b]`` frames.
+
+    Forward filtering, backward sampling: segmentations are drawn from the model conditioned
+    on the sequence length (the last segment ends exactly at the last frame, or is censored
+    there when ``right_censored``). With ``log_obs [B, T, K]`` they are drawn from the
+    posterior given the observations instead of the prior.
+
+    Args:
+        log_startprob [K], log_transmat [K, K], log_durations [K, Dmax]; lengths: int sequence
+        or tensor [B]; log_obs: optional [B, T, K] with ``T >= max(lengths)``; generator: torch
+        generator for reproducibility.
+
+    Returns:
+        :class:`HSMMSample` — states [B, T] long (``-1`` past each length) and segment lists.
+
+    Raises:
+        InvalidInputError: if the model cannot produce a sequence of some requested length.
+    """
+    with torch.no_grad():
+        log_durations = torch.as_tensor(log_durations)
+        dtype = log_durations.dtype if log_durations.dtype in (torch.float32, torch.float64) else torch.float32
+        device = log_durations.device
+        lengths = torch.as_tensor(lengths, device=device).reshape(-1)
+        if lengths.numel() == 0:
+            raise InvalidInputError("lengths must name at least one sequence")
+        if log_obs is None:
+            if lengths.dtype.is_floating_point or (lengths < 1).any():
+                raise InvalidInputError(f"lengths must be positive integers, got {lengths.tolist()}")
+            log_obs = torch.zeros(lengths.numel(), int(lengths.max()), log_durations.shape[0], dtype=dtype, device=device)
+        log_obs, lengths, log_startprob, log_transmat, log_durations = _validate(
+            log_obs, lengths, log_startprob, log_transmat, log_durations
+        )
+        batch, frames, states = log_obs.shape
+        dmax = log_durations.shape[1]
+        device = log_obs.device
+        prep = _prepare_scores(log_obs, lengths, dmax)
+        fwd = _forward(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi=False)
+        last = _gather_time(fwd.alpha, lengths)
+        if not torch.isfinite(last.amax(-1)).all():
+            bad = lengths[~torch.isfinite(last.amax(-1))].tolist()
+            raise InvalidInputError(f"the model cannot produce sequences of length {bad} (durations/topology)")
+
+        dur_rev = log_durations.flip(-1).t()  # [Dmax, K], index i <-> d = Dmax - i
+        surv_rev = log_survival(log_durations).flip(-1).t() if right_censored else None
+        window = torch.arange(dmax, device=device)
+        end = lengths.clone()
+        state = _gumbel_argmax(last, generator)
+        active = torch.arange(batch, device=device)
+        records = []  # (sequence ids, states, starts, ends) per backward step
+        while active.numel() > 0:
+            e, k = end[active], state[active]
+            pad_idx = e[:, None] + window[None, :]  # start_pad / rel_cum row of s = e - Dmax + i
+            b_idx, k_idx = active[:, None], k[:, None]
+            seg = fwd.rel_cum[(dmax + e)[:, None], b_idx, k_idx] - fwd.rel_cum[pad_idx, b_idx, k_idx]
+            logits = fwd.start_pad[pad_idx, b_idx, k_idx] + seg.to(dtype) + dur_rev[:, k].t()
+            if right_censored:
+                at_end = (e == lengths[active])[:, None]
+                logits = torch.where(at_end, logits - dur_rev[:, k].t() + surv_rev[:, k].t(), logits)
+            if prep.blocked_cum is not None:
+                starts = (e[:, None] - dmax + window[None, :]).clamp_min(0)
+                blocked = prep.blocked_cum[e[:, None], b_idx, k_idx] != prep.blocked_cum[starts, b_idx, k_idx]
+                logits = logits.masked_fill(blocked, -math.inf)
+            dur = dmax - _gumbel_argmax(logits, generator)
+            start = e - dur
+            records.append((active, k, start, e))
+            going = start > 0
+            active, start, k = active[going], start[going], k[going]
+            if active.numel() == 0:
+                break
+            prev_logits = fwd.alpha[start, active] + log_transmat[:, k].t()  # [n, K(from)]
+            state[active] = _gumbel_argmax(prev_logits, generator)
+            end[active] = start
+
+        states_out = torch.full((batch, frames), -1, dtype=torch.long)
+        segments: List[List[Segment]] = [[] for _ in range(batch)]
+        for ids, ks, ss, es in records:
+            for b, k, s, e in zip(ids.tolist(), ks.tolist(), ss.tolist(), es.tolist()):
+                segments[b].append(Segment(k, s, e))
+                states_out[b, s:e] = k
+        for segs in segments:
+            segs.reverse()
+        return HSMMSample(states_out.to(device), segments)
+
+
+def segments_log_prob(
+    log_obs: torch.Tensor,
+    segments: List[Segment],
+    log_startprob: torch.Tensor,
+    log_transmat: torch.Tensor,
+    log_durations: torch.Tensor,
+    right_censored: bool = False,
+) -> float:
+    """Joint log-probability of one sequence ``log_obs [T, K]`` and a given segmentation.
+
+    The segments must tile ``[0, T)``. Useful to score a hand-made or reference alignment.
+    """
+    log_obs = torch.as_tensor(log_obs, dtype=torch.float64)
+    frames = log_obs.shape[0]
+    if not segments or segments[0].start != 0 or segments[-1].end != frames:
+        raise InvalidInputError("segments must tile [0, T)")
+    dmax = log_durations.shape[1]
+    log_durations = torch.as_tensor(log_durations, dtype=torch.float64)
+    surv = log_survival(log_durations)
+    total = float(log_startprob[segments[0].state])
+    for n, (state, start, end) in enumerate(segments):
+        if n > 0:
+            if start != segments[n - 1].end:
+                raise InvalidInputError("segments must be contiguous")
+            total += float(log_transmat[segments[n - 1].state, state])
+        d = end - start
+        if d < 1:
+            raise InvalidInputError(f"empty segment {segments[n]}")
+        if d > dmax:
+            return -math.inf
+        table = surv if right_censored and n == len(segments) - 1 else log_durations
+        total += float(table[state, d - 1]) + float(log_obs[start:end, state].sum())
+    return total

@@ -1,0 +1,398 @@
+"""The generic hidden Markov model: a Markov chain over K states plus any emission module.
+
+``HMM(emission=...)`` works with every module that maps ``x [B, T, ...]`` to
+log-likelihoods ``[B, T, K]`` (see :mod:`hmm_engine.emissions`; a neural network
+works too for decoding and gradient training). The Gaussian, mixture and
+categorical models in :mod:`.gaussian` are thin subclasses with hmmlearn's names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..emissions import Emission, Stats, _check_stochastic
+from ..errors import InvalidInputError, InvalidParameterError
+from ..inference import hmm as inference
+from ..topology import Topology, start_mask, transition_mask
+
+ArrayLike = Union[Tensor, np.ndarray, Sequence]
+
+
+def pad_sequences(sequences: Sequence[ArrayLike], pad_value: float = 0.0) -> Tuple[Tensor, Tensor]:
+    """Stack a list of ``[T_i, ...]`` sequences into ``([B, T_max, ...], lengths [B])``."""
+    tensors = [torch.as_tensor(np.asarray(s) if not isinstance(s, Tensor) else s) for s in sequences]
+    if not tensors:
+        raise InvalidInputError("no sequences given")
+    lengths = torch.tensor([t.shape[0] for t in tensors], dtype=torch.long)
+    out = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=pad_value)
+    return out, lengths
+
+
+def prepare_inputs(
+    x: ArrayLike,
+    lengths: Optional[ArrayLike] = None,
+    event_dims: int = 1,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
+) -> Tuple[Tensor, Tensor, bool]:
+    """Bring observations into the padded batch form ``[B, T, ...]`` with ``lengths [B]``.
+
+    Accepts ``[T, ...]`` (one sequence), ``[B, T, ...]`` padded with ``lengths``, a list of
+    sequences, or hmmlearn's form: concatenated ``[N, ...]`` with ``lengths`` summing to N.
+
+    Returns:
+        x: ``[B, T, ...]`` on ``device`` in ``dtype`` (symbols stay int64).
+        lengths: ``[B]`` int64.
+        unbatched: True when a single ``[T, ...]`` sequence was given.
+    Raises:
+        InvalidInputError: empty input, wrong rank, NaN/Inf values, bad lengths.
+    """
+    if isinstance(x, (list, tuple)) and len(x) and not np.isscalar(x[0]) and np.ndim(x[0]) == event_dims + 1:
+        x, lengths_from_list = pad_sequences(x)
+        if lengths is not None and not torch.equal(torch.as_tensor(lengths).long(), lengths_from_list):
+            raise InvalidInputError("lengths disagree with the list of sequences")
+        lengths = lengths_from_list
+    x = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
+    if x.numel() == 0:
+        raise InvalidInputError("observations are empty")
+    unbatched = False
+    if x.dim() == event_dims + 1:
+        if lengths is not None and len(torch.as_tensor(lengths).reshape(-1)) > 1:
+            # hmmlearn's convention: several sequences concatenated along time.
+            lens = torch.as_tensor(lengths).long().reshape(-1)
+            if int(lens.sum()) != x.shape[0] or (lens < 1).any():
+                raise InvalidInputError(
+                    f"lengths {lens.tolist()} must be positive and sum to the {x.shape[0]} concatenated frames"
+                )
+            x, lengths = pad_sequences(list(torch.split(x, lens.tolist())))
+        else:
+            x = x.unsqueeze(0)
+            unbatched = True
+    if x.dim() != event_dims + 2:
+        want = "[T, D] or [B, T, D]" if event_dims == 1 else "[T] or [B, T]"
+        raise InvalidInputError(f"observations must be {want}, got shape {tuple(x.shape)}")
+    B, T = x.shape[:2]
+    if x.is_floating_point() and event_dims > 0:
+        if dtype is not None:
+            x = x.to(dtype)
+        if not torch.isfinite(x).all():
+            raise InvalidInputError("observations contain NaN or Inf values")
+    if device is not None:
+        x = x.to(device)
+    if lengths is None:
+        lengths = torch.full((B,), T, dtype=torch.long)
+    lengths = torch.as_tensor(lengths).long().reshape(-1).to(x.device)
+    if lengths.shape != (B,):
+        raise InvalidInputError(f"lengths must have {B} entries, got {lengths.numel()}")
+    if (lengths < 1).any() or (lengths > T).any():
+        raise InvalidInputError(f"every length must be in [1, {T}], got {lengths.tolist()}")
+    return x, lengths, unbatched
+
+
+def real_frames(x: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+    """The unpadded frames ``[N, ...]`` of a batch and the ``[B, T]`` mask selecting them."""
+    mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+    return x[mask], mask
+
+
+class HMM(nn.Module):
+    """Hidden Markov model with any emission module.
+
+    Args:
+        emission: an :class:`~hmm_engine.emissions.Emission` (or any module returning
+            ``[B, T, K]`` log-likelihoods; EM then needs ``accumulate``/``m_step``).
+        topology: "ergodic", "left-to-right", "bakis" or a ``[K, K]`` bool mask.
+        max_skip: forward jump allowed by "bakis".
+        startprob, transmat: optional initial values.
+        start_pseudocount, trans_pseudocount: Dirichlet pseudo-counts added to the expected
+            counts of each allowed start/transition entry in the M-step (0 = maximum likelihood).
+        init: "auto" (k-means for ergodic, uniform segmentation along each sequence for
+            chains), "kmeans", "uniform" (uniform segmentation), or "none".
+    """
+
+    def __init__(
+        self,
+        emission: nn.Module,
+        topology: Topology = "ergodic",
+        max_skip: int = 2,
+        startprob: Optional[ArrayLike] = None,
+        transmat: Optional[ArrayLike] = None,
+        start_pseudocount: float = 0.0,
+        trans_pseudocount: float = 0.0,
+        init: str = "auto",
+    ):
+        super().__init__()
+        self.emission = emission
+        K = int(emission.num_states)
+        self.num_states = K
+        self.topology = topology if isinstance(topology, str) else "custom"
+        self.max_skip = int(max_skip)
+        if start_pseudocount < 0 or trans_pseudocount < 0:
+            raise InvalidParameterError("pseudo-counts must be >= 0")
+        if init not in ("auto", "kmeans", "uniform", "none"):
+            raise InvalidParameterError(f"init must be auto, kmeans, uniform or none, got {init!r}")
+        self.start_pseudocount, self.trans_pseudocount, self.init = float(start_pseudocount), float(trans_pseudocount), init
+        self.register_buffer("transition_mask", transition_mask(topology, K, max_skip))
+        self.register_buffer("start_mask", start_mask(topology, K))
+        dtype = next(emission.parameters()).dtype if any(True for _ in emission.parameters()) else torch.float32
+        self.start_logits = nn.Parameter(torch.zeros(K, dtype=dtype).masked_fill(~self.start_mask, -math.inf))
+        self.trans_logits = nn.Parameter(self._default_transmat(dtype).log())
+        if startprob is not None:
+            self.startprob = startprob
+        if transmat is not None:
+            self.transmat = transmat
+
+    def _default_transmat(self, dtype, stay: float = 0.5) -> Tensor:
+        """Uniform over allowed moves for ergodic models; for chains, ``stay`` on the self-loop
+        and the rest spread over the allowed forward moves."""
+        mask = self.transition_mask.to(dtype)
+        if self.topology == "ergodic":
+            return mask / mask.sum(-1, keepdim=True)
+        eye = torch.eye(self.num_states, dtype=dtype, device=mask.device) * mask
+        fwd = mask - eye
+        nfwd = fwd.sum(-1, keepdim=True)
+        has_fwd = nfwd > 0
+        rows = torch.where(has_fwd, eye * stay + fwd * (1 - stay) / nfwd.clamp_min(1), mask / mask.sum(-1, keepdim=True))
+        return rows
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.start_logits.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.start_logits.device
+
+    def log_startprob(self) -> Tensor:
+        """``[K]`` (differentiable)."""
+        return torch.log_softmax(self.start_logits, -1)
+
+    def log_transmat(self) -> Tensor:
+        """``[K, K]`` (differentiable); forbidden moves are exactly -inf."""
+        return torch.log_softmax(self.trans_logits.masked_fill(~self.transition_mask, -math.inf), -1)
+
+    @property
+    def startprob(self) -> Tensor:
+        """``[K]`` initial-state probabilities."""
+        return self.log_startprob().detach().exp()
+
+    @startprob.setter
+    def startprob(self, value: ArrayLike) -> None:
+        value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value, dtype=self.dtype, device=self.device)
+        if value.shape != (self.num_states,):
+            raise InvalidParameterError(f"startprob must be [{self.num_states}], got {tuple(value.shape)}")
+        _check_stochastic(value, "startprob")
+        with torch.no_grad():
+            self.start_logits.copy_(value.log())
+
+    @property
+    def transmat(self) -> Tensor:
+        """``[K, K]`` transition probabilities, rows = from-state."""
+        return self.log_transmat().detach().exp()
+
+    @transmat.setter
+    def transmat(self, value: ArrayLike) -> None:
+        value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value, dtype=self.dtype, device=self.device)
+        K = self.num_states
+        if value.shape != (K, K):
+            raise InvalidParameterError(f"transmat must be [{K}, {K}], got {tuple(value.shape)}")
+        _check_stochastic(value, "transmat", self.transition_mask)
+        with torch.no_grad():
+            self.trans_logits.copy_(value.log())
+
+    def num_free_parameters(self) -> int:
+        """Free parameters: start (allowed - 1), each transition row (allowed - 1), emissions."""
+        start = int(self.start_mask.sum()) - 1
+        trans = int((self.transition_mask.sum(-1) - 1).sum())
+        return start + trans + int(self.emission.num_free_parameters())
+
+    # ------------------------------------------------------------------ inputs
+    def prepare(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor, bool]:
+        """See :func:`prepare_inputs`; casts to this model's dtype and device."""
+        return prepare_inputs(x, lengths, getattr(self.emission, "event_dims", 1), self.dtype, self.device)
+
+    def emission_log_likelihood(self, x: Tensor) -> Tensor:
+        """``[B, T, ...] -> [B, T, K]``."""
+        out = self.emission(x)
+        if out.shape[:2] != x.shape[:2] or out.shape[-1] != self.num_states:
+            raise InvalidParameterError(
+                f"emission returned shape {tuple(out.shape)}, expected [{x.shape[0]}, {x.shape[1]}, {self.num_states}]"
+            )
+        return out
+
+    # ------------------------------------------------------------------ inference
+    def forward_backward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
+        """State posteriors ``[B, T, K]`` (0 past each length) and log-likelihoods ``[B]``.
+
+        ``x`` is ``[T, D]`` or ``[B, T, D]``; the outputs always carry the batch dimension.
+        """
+        x, lengths, _ = self.prepare(x, lengths)
+        with torch.no_grad():
+            post, ll, _, _ = inference.forward_backward(
+                self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths
+            )
+        return post, ll
+
+    def predict_proba(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
+        """hmmlearn's name for the posteriors."""
+        return self.forward_backward(x, lengths)[0]
+
+    def viterbi_decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
+        """Best state paths ``[B, T]`` (int64, -1 past each length) and their log-probabilities ``[B]``."""
+        x, lengths, _ = self.prepare(x, lengths)
+        with torch.no_grad():
+            return inference.viterbi(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
+
+    def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
+        """Log-likelihood ``[B]`` of each sequence; differentiable w.r.t. the parameters."""
+        x, lengths, _ = self.prepare(x, lengths)
+        return inference.log_likelihood(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
+
+    def sample(self, num_sequences: int = 1, length: int = 100, seed: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+        """Draw ``(observations [N, L, ...], states [N, L])``."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        with torch.no_grad():
+            states = inference.sample_states(self.startprob.cpu(), self.transmat.cpu(), num_sequences, length, gen)
+            obs = self.emission.sample(states.reshape(-1).to(self.device), gen)
+        return obs.reshape(num_sequences, length, *obs.shape[1:]), states.to(self.device)
+
+    # ------------------------------------------------------------------ EM pieces
+    def initial_groups(self, x: Tensor, lengths: Tensor) -> Optional[Tensor]:
+        """Per-frame state groups ``[N]`` for a uniform segmentation of each sequence
+        (the flat start of chain topologies), or None for k-means."""
+        mode = self.init
+        if mode == "auto":
+            mode = "kmeans" if self.topology in ("ergodic", "custom") else "uniform"
+        if mode != "uniform":
+            return None
+        T = x.shape[1]
+        t = torch.arange(T, device=x.device, dtype=torch.float64)
+        groups = (t[None, :] * self.num_states / lengths[:, None].double()).floor().long().clamp_max(self.num_states - 1)
+        _, mask = real_frames(x, lengths)
+        return groups[mask]
+
+    def initialize(self, x: Tensor, lengths: Tensor, generator: torch.Generator) -> None:
+        """Data-driven start: k-means clusters (ergodic) or a uniform segmentation of every
+        sequence (chains, whose self-loops then match the average frames per state)."""
+        if self.init == "none":
+            return
+        frames, _ = real_frames(x, lengths)
+        if frames.shape[0] < self.num_states:
+            raise InvalidInputError(
+                f"more states ({self.num_states}) than frames ({frames.shape[0]}): use fewer states or more audio"
+            )
+        groups = self.initial_groups(x, lengths)
+        if groups is not None:
+            self.initialize_from_stats(self.initial_stats(x, lengths), generator)
+            return
+        self.emission.initialize(frames, generator, None)
+        with torch.no_grad():
+            self.start_logits.copy_(torch.zeros_like(self.start_logits).masked_fill(~self.start_mask, -math.inf))
+            self.trans_logits.copy_(self._default_transmat(self.dtype).log())
+
+    def initial_stats(self, x: Tensor, lengths: Tensor) -> Stats:
+        """Summable statistics of the uniform segmentation (the flat start), so that a corpus
+        split over batches or processes starts exactly as it would in one piece."""
+        frames, _ = real_frames(x, lengths)
+        if frames.shape[0] < self.num_states:
+            raise InvalidInputError(
+                f"more states ({self.num_states}) than frames ({frames.shape[0]}): use fewer states or more audio"
+            )
+        groups = self.initial_groups(x, lengths)
+        weights = torch.nn.functional.one_hot(groups, self.num_states).to(frames.dtype)
+        stats = self.emission.grouped_stats(frames, weights)
+        stats["num_frames"] = lengths.double().sum()
+        stats["num_sequences"] = torch.tensor(float(lengths.numel()), dtype=torch.float64, device=lengths.device)
+        return stats
+
+    def initialize_from_stats(self, stats: Stats, generator: Optional[torch.Generator] = None) -> None:
+        emission_stats = {k: v for k, v in stats.items() if k not in ("num_frames", "num_sequences")}
+        self.emission.initialize_from_stats(emission_stats, generator)
+        per_state = float(stats["num_frames"]) / float(stats["num_sequences"]) / self.num_states
+        stay = min(max(1.0 - 1.0 / max(per_state, 1.0), 0.0), 0.99)
+        with torch.no_grad():
+            self.start_logits.copy_(torch.zeros_like(self.start_logits).masked_fill(~self.start_mask, -math.inf))
+            self.trans_logits.copy_(self._default_transmat(self.dtype, stay).log())
+
+    def accumulate(self, x: Tensor, lengths: Tensor) -> Stats:
+        """E-step on a prepared batch: summable expected counts and emission statistics.
+
+        Keys: ``start [K]``, ``trans [K, K]``, the emission's keys, ``log_likelihood`` and
+        ``num_frames`` (0-d float64).
+        """
+        with torch.no_grad():
+            log_obs = self.emission_log_likelihood(x)
+            post, ll, la, lb = inference.forward_backward(self.log_startprob(), self.log_transmat(), log_obs, lengths)
+            if not torch.isfinite(ll).all():
+                bad = (~torch.isfinite(ll)).nonzero().flatten().tolist()
+                raise InvalidInputError(
+                    f"sequences {bad} have zero probability under the model (too short for the topology?)"
+                )
+            trans = inference.transition_counts(self.log_transmat(), log_obs, la, lb, lengths).sum(0)
+            frames, mask = real_frames(x, lengths)
+            stats = self.emission.accumulate(frames, post[mask])
+            stats["start"] = post[:, 0].sum(0).double()
+            stats["trans"] = trans.double()
+            stats["log_likelihood"] = ll.double().sum()
+            stats["num_frames"] = lengths.double().sum()
+        return stats
+
+    def m_step(self, stats: Stats) -> None:
+        """Maximise given summed statistics; rows without counts keep their old values."""
+        self.emission.m_step(stats)
+        with torch.no_grad():
+            start = stats["start"] + self.start_pseudocount * self.start_mask
+            if start.sum() > 1e-10:
+                self.start_logits.copy_((start / start.sum()).log().to(self.dtype))
+            trans = (stats["trans"] + self.trans_pseudocount * self.transition_mask) * self.transition_mask
+            rows = trans.sum(-1, keepdim=True)
+            new = torch.where(rows > 1e-10, trans / rows.clamp_min(1e-10), self.transmat.to(trans.dtype))
+            self.trans_logits.copy_(new.log().to(self.dtype))
+
+    def fit(
+        self,
+        x: ArrayLike,
+        lengths: Optional[ArrayLike] = None,
+        max_iter: int = 20,
+        tol: float = 1e-4,
+        seed: int = 0,
+        init: bool = True,
+        callback: Optional[Callable[[int, float], None]] = None,
+    ) -> List[float]:
+        """Baum-Welch EM; returns the total log-likelihood before each M-step.
+
+        Stops when the gain per frame falls below ``tol`` or after ``max_iter`` iterations.
+        Deterministic given ``seed``. See :func:`hmm_engine.training.em.fit_em`.
+        """
+        from ..training.em import fit_em
+
+        return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
+
+    def bic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Bayesian information criterion: -2 log L + p log N (N = frames). Lower is better."""
+        from ..training.selection import bic
+
+        return bic(self, x, lengths)
+
+    def aic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Akaike information criterion: -2 log L + 2 p. Lower is better."""
+        from ..training.selection import aic
+
+        return aic(self, x, lengths)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        return dict(
+            emission=self.emission.get_config(),
+            topology=self.topology if self.topology != "custom" else self.transition_mask.int().tolist(),
+            max_skip=self.max_skip,
+            start_pseudocount=self.start_pseudocount,
+            trans_pseudocount=self.trans_pseudocount,
+            init=self.init,
+        )
