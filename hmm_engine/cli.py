@@ -53,8 +53,9 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_evaluate)
 
 
-def run_evaluate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Evaluate every matched TextGrid pair; returns 0, or 1 when nothing could be evaluated."""
+    out = out if out is not None else sys.stdout  # looked up now so redirection works
     for label, folder in (("reference", args.ref_dir), ("hypothesis", args.hyp_dir)):
         if not folder.is_dir():
             print(f"error: {label} folder '{folder}' does not exist or is not a folder", file=out)

@@ -40,9 +40,18 @@ def _write(text: str, path: str | os.PathLike | None) -> str:
     return text
 
 
+def _names_a_file(text: str) -> bool:
+    if "\n" in text or len(text) > 4096:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # e.g. a one-line JSON export too long to be a file name
+        return False
+
+
 def _read_source(source: str | os.PathLike) -> str:
     """``source`` is the exported text itself, or a path to it (a Path, or a str naming a file)."""
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source and Path(source).is_file()):
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and _names_a_file(source)):
         try:
             return Path(source).read_text(encoding="utf-8")
         except OSError as exc:

@@ -130,30 +130,38 @@ class AlignmentComparison:
 def align_labels(reference: Sequence[str], hypothesis: Sequence[str]) -> list[tuple[str, int | None, int | None]]:
     """Levenshtein alignment of two label sequences (unit costs).
 
+    Among the alignments with the fewest edits it picks one with the most matches (so
+    ``sil a b sil`` vs ``pau a sp b`` aligns both ``a`` and ``b``), then prefers, from the
+    end, diagonal moves, then deletions, then insertions.
+
     Returns:
         Operations in order, each ``(op, i, j)``: ``("match", i, j)``, ``("sub", i, j)``,
         ``("del", i, None)`` (reference item missing from the hypothesis) or ``("ins", None, j)``.
-        Ties prefer match/substitution, then deletion, then insertion.
     """
     n, m = len(reference), len(hypothesis)
+    # Lexicographic cost (edits, -matches) packed in one integer: matches < edit_cost always.
+    edit_cost = n + m + 1
     cost = np.zeros((n + 1, m + 1), dtype=np.int64)
-    cost[:, 0] = np.arange(n + 1)
-    cost[0, :] = np.arange(m + 1)
+    cost[:, 0] = np.arange(n + 1) * edit_cost
+    cost[0, :] = np.arange(m + 1) * edit_cost
+    hyp_array = np.asarray(list(hypothesis), dtype=object)
     for i in range(1, n + 1):
-        ref_label = reference[i - 1]
-        # Vectorised over j for the diagonal and "up" moves; the "left" move needs a scan.
-        diagonal = cost[i - 1, :-1] + np.array([ref_label != h for h in hypothesis], dtype=np.int64)
-        row = np.minimum(diagonal, cost[i - 1, 1:] + 1)
+        step = np.where(hyp_array == reference[i - 1], -1, edit_cost) if m else np.zeros(0, np.int64)
+        # Diagonal and "up" moves are vectorised over j; the "left" move needs a scan.
+        row = np.minimum(cost[i - 1, :-1] + step, cost[i - 1, 1:] + edit_cost)
         current = cost[i]
         for j in range(1, m + 1):
-            current[j] = min(row[j - 1], current[j - 1] + 1)
+            current[j] = min(row[j - 1], current[j - 1] + edit_cost)
     operations = []
     i, j = n, m
     while i > 0 or j > 0:
-        if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (reference[i - 1] != hypothesis[j - 1]):
-            operations.append(("match" if reference[i - 1] == hypothesis[j - 1] else "sub", i - 1, j - 1))
-            i, j = i - 1, j - 1
-        elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
+        if i > 0 and j > 0:
+            same = reference[i - 1] == hypothesis[j - 1]
+            if cost[i, j] == cost[i - 1, j - 1] + (-1 if same else edit_cost):
+                operations.append(("match" if same else "sub", i - 1, j - 1))
+                i, j = i - 1, j - 1
+                continue
+        if i > 0 and cost[i, j] == cost[i - 1, j] + edit_cost:
             operations.append(("del", i - 1, None))
             i -= 1
         else:
