@@ -1,0 +1,297 @@
+"""The Gradio dashboard: layout and event wiring. Logic lives in pipeline/render/alignment.
+
+Public API endpoints (``gradio_client``):
+
+* ``/analyze`` — audio + model settings -> 6 figures, JSON summary, downloads;
+* ``/align`` — audio + transcript (+ reference TextGrid) -> 3 figures, JSON summary, downloads.
+
+Every argument but the audio (and the transcript) has a default.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from components import pipeline as P
+from components.render import render_alignment, render_analysis
+from components.results import AnalysisResult, AnalysisSettings
+from hmm_engine.errors import HMMStudioError
+
+log = logging.getLogger("hmm_studio")
+
+ROOT = P.ROOT
+DEFAULTS = AnalysisSettings()
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
+
+CSS = """
+.hmm-note {font-size: 0.9em; color: #555;}
+footer {display: none !important;}
+"""
+
+INTRO = """# HMM Studio
+Fit a hidden Markov model to a clip and *see* what it does: which state explains each frame
+(spectrogram + segmentation, posteriors, Viterbi path), how states follow each other
+(transition matrix), how long they last, how EM converged, which model size BIC/AIC prefer,
+and where the time went. The bundled sample is already analysed; change a setting and press
+**Analyze**. The **Align** tab force-aligns a transcript and scores it against a reference TextGrid.
+"""
+
+
+def _user_error(exc: BaseException) -> gr.Error:
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, HMMStudioError):
+        return gr.Error(str(exc), title="Input problem")
+    log.error("unexpected error: %s", "".join(traceback.format_exception(exc)))
+    return gr.Error(f"Internal error ({type(exc).__name__}): {exc}", title="Something went wrong")
+
+
+def example_clips() -> list[str]:
+    assets = ROOT / "assets"
+    clips = sorted(p for p in assets.glob("*") if p.suffix.lower() in AUDIO_EXTS)
+    # the bundled sample first
+    clips.sort(key=lambda p: (p != P.SAMPLE_AUDIO, p.name))
+    return [str(p) for p in clips]
+
+
+def _gr_progress(progress: gr.Progress):
+    def report(fraction: float, message: str) -> None:
+        try:
+            progress(float(fraction), desc=message)
+        except Exception:  # noqa: BLE001 - progress is cosmetic
+            pass
+    return report
+
+
+def _analysis_outputs(result: AnalysisResult) -> tuple:
+    figs = render_analysis(result)
+    files = [result.files[k] for k in ("textgrid", "csv", "json", "model", "summary") if k in result.files]
+    summary = result.summary()
+    return (figs["timeline"], figs["transitions"], figs["durations"], figs["loglik"], figs["sweep"],
+            figs["latency"], summary, files or None)
+
+
+def _segment_state(result: AnalysisResult, audio: Any) -> dict:
+    return {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.segments()]}
+
+
+def analyze_fn(
+    audio,
+    model_type: str = DEFAULTS.model_type,
+    num_states: int = DEFAULTS.num_states,
+    num_mixtures: int = DEFAULTS.num_mixtures,
+    covariance_type: str = DEFAULTS.covariance_type,
+    topology: str = DEFAULTS.topology,
+    max_iter: int = DEFAULTS.max_iter,
+    tol: float = DEFAULTS.tol,
+    feature_kind: str = DEFAULTS.feature_kind,
+    num_mels: int = DEFAULTS.num_mels,
+    num_ceps: int = DEFAULTS.num_ceps,
+    deltas: int = DEFAULTS.deltas,
+    max_duration: int = DEFAULTS.max_duration,
+    duration_dist: str = DEFAULTS.duration_dist,
+    device: str = DEFAULTS.device,
+    seed: int = DEFAULTS.seed,
+    sweep_states: str = DEFAULTS.sweep_states,
+    sweep_mixtures: str = DEFAULTS.sweep_mixtures,
+    decoder: str = DEFAULTS.decoder,
+    progress=gr.Progress(),
+):
+    settings = AnalysisSettings(
+        model_type=model_type, num_states=num_states, num_mixtures=num_mixtures, covariance_type=covariance_type,
+        topology=topology, max_iter=max_iter, tol=tol, feature_kind=feature_kind, num_mels=num_mels,
+        num_ceps=num_ceps, deltas=deltas, max_duration=max_duration, duration_dist=duration_dist, device=device,
+        seed=seed, sweep_states=sweep_states or "", sweep_mixtures=sweep_mixtures or "", decoder=decoder,
+    )
+    try:
+        result = P.analyze(audio, settings, progress=_gr_progress(progress))
+        return _analysis_outputs(result) + (_segment_state(result, audio),)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
+        raise _user_error(exc) from None
+
+
+def align_fn(
+    audio,
+    transcript: str,
+    transcript_kind: str = "text",
+    states_per_phone: int = 3,
+    reference_textgrid=None,
+    reference_tier: str = "",
+    feature_kind: str = DEFAULTS.feature_kind,
+    max_iter: int = 10,
+    device: str = DEFAULTS.device,
+    seed: int = DEFAULTS.seed,
+    progress=gr.Progress(),
+):
+    from components import alignment as A
+
+    try:
+        result = A.align(audio, transcript, transcript_kind=transcript_kind, states_per_phone=states_per_phone,
+                         reference_textgrid=reference_textgrid, reference_tier=reference_tier,
+                         feature_kind=feature_kind, max_iter=max_iter, device=device, seed=seed,
+                         progress=_gr_progress(progress))
+        figs = render_alignment(result)
+        files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
+        seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
+        return (figs["timeline"], figs["alignment"], figs["latency"], result.summary(), files or None, seg_state)
+    except Exception as exc:  # noqa: BLE001
+        raise _user_error(exc) from None
+
+
+def segment_choices(state: dict | None):
+    segs = (state or {}).get("segments") or []
+    choices = [(f"{i}: {lab}  {a:.2f}–{b:.2f} s", i) for i, (lab, a, b) in enumerate(segs)]
+    return gr.update(choices=choices, value=None)
+
+
+def play_segment(state: dict | None, index):
+    if state is None or index is None:
+        return None
+    try:
+        label, start, end = state["segments"][int(index)]
+        loaded = P.load(state["audio"])
+        return P.segment_audio(loaded.samples, loaded.audio.sample_rate, start, end)
+    except Exception as exc:  # noqa: BLE001
+        raise _user_error(exc) from None
+
+
+def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None = None,
+               initial_settings: AnalysisSettings | None = None) -> gr.Blocks:
+    """The dashboard. ``initial`` (the precomputed sample) fills every figure at start-up."""
+    s0 = initial_settings or DEFAULTS
+    init_out = _analysis_outputs(initial) if initial is not None else (None,) * 8
+    init_state = _segment_state(initial, initial_audio) if initial is not None else None
+    examples = example_clips()
+
+    with gr.Blocks(title="HMM Studio", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Analyze"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",
+                                     label=f"Audio (≤ {P.MAX_AUDIO_SECONDS:g} s)", elem_id="analyze-audio")
+                    if examples:
+                        gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example clips",
+                                    example_labels=[Path(e).name for e in examples])
+                    with gr.Accordion("Model", open=True):
+                        model_type = gr.Radio([("Gaussian", "gaussian"), ("Gaussian mixture", "gmm"),
+                                               ("Semi-Markov", "semi-markov")], value=s0.model_type,
+                                              label="Model type")
+                        num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K")
+                        num_mixtures = gr.Slider(1, 8, value=s0.num_mixtures, step=1,
+                                                 label="Mixtures per state (Gaussian mixture)")
+                        covariance_type = gr.Dropdown(["diag", "full", "spherical", "tied"],
+                                                      value=s0.covariance_type, label="Covariance")
+                        topology = gr.Radio([("Ergodic", "ergodic"), ("Left-to-right", "left-to-right"),
+                                             ("Bakis", "bakis")], value=s0.topology, label="Topology")
+                        max_duration = gr.Slider(2, 200, value=s0.max_duration, step=1,
+                                                 label="Max state duration, frames (semi-Markov)")
+                        duration_dist = gr.Dropdown(["poisson", "gamma", "nonparametric"], value=s0.duration_dist,
+                                                    label="Duration distribution (semi-Markov)")
+                    with gr.Accordion("Training", open=False):
+                        max_iter = gr.Slider(1, 200, value=s0.max_iter, step=1, label="EM iterations (max)")
+                        tol = gr.Number(value=s0.tol, label="Tolerance (log-likelihood gain per frame)")
+                        seed = gr.Number(value=s0.seed, precision=0, label="Seed")
+                        device = gr.Radio(["auto", "cpu", "cuda"], value=s0.device, label="Device")
+                    with gr.Accordion("Features", open=False):
+                        feature_kind = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value=s0.feature_kind,
+                                                label="Features")
+                        num_mels = gr.Slider(8, 128, value=s0.num_mels, step=1, label="Mel bands")
+                        num_ceps = gr.Slider(2, 40, value=s0.num_ceps, step=1, label="Cepstra (MFCC)")
+                        deltas = gr.Radio([0, 1, 2], value=s0.deltas, label="Deltas (0 / Δ / ΔΔ)")
+                    with gr.Accordion("Model selection (BIC / AIC)", open=False):
+                        sweep_states = gr.Textbox(value=s0.sweep_states, label="Sweep state counts",
+                                                  placeholder="e.g. 2,4,8,16 (empty: no sweep)")
+                        sweep_mixtures = gr.Textbox(value=s0.sweep_mixtures, label="Sweep mixture counts (GMM)",
+                                                    placeholder="e.g. 1,2,4")
+                    decoder = gr.Radio([("Viterbi", "viterbi"), ("Posterior (per-frame argmax)", "posterior")],
+                                       value=s0.decoder, label="Decoder (re-decodes with the cached model)")
+                    run = gr.Button("Analyze", variant="primary", elem_id="analyze-button")
+                with gr.Column(scale=3):
+                    timeline = gr.Plot(value=init_out[0], label="Timeline", elem_id="plot-timeline")
+                    with gr.Row():
+                        transitions = gr.Plot(value=init_out[1], label="Transition matrix", elem_id="plot-transitions")
+                        loglik = gr.Plot(value=init_out[3], label="EM log-likelihood", elem_id="plot-loglik")
+                    durations = gr.Plot(value=init_out[2], label="State durations", elem_id="plot-durations")
+                    with gr.Row():
+                        sweep = gr.Plot(value=init_out[4], label="BIC / AIC", elem_id="plot-sweep")
+                        latency = gr.Plot(value=init_out[5], label="Latency and memory", elem_id="plot-latency")
+                    with gr.Row():
+                        with gr.Column():
+                            seg_pick = gr.Dropdown(label="Play a segment", choices=[], interactive=True)
+                            seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
+                        downloads = gr.File(value=init_out[7], label="Downloads: TextGrid, CSV, JSON, model",
+                                            file_count="multiple", interactive=False)
+                    summary = gr.JSON(value=init_out[6], label="Summary (JSON)", open=False)
+            seg_state = gr.State(init_state)
+
+        inputs = [audio, model_type, num_states, num_mixtures, covariance_type, topology, max_iter, tol,
+                  feature_kind, num_mels, num_ceps, deltas, max_duration, duration_dist, device, seed,
+                  sweep_states, sweep_mixtures, decoder]
+        outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state]
+        run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute").then(
+            segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+        decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
+                      show_progress="minimal").then(segment_choices, seg_state, seg_pick,
+                                                    api_visibility="private", queue=False)
+        seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_visibility="private")
+        demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+
+        with gr.Tab("Align"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    a_audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",
+                                       label="Audio", elem_id="align-audio")
+                    transcript = gr.Textbox(value=_sample_transcript(), label="Transcript", lines=3,
+                                            elem_id="align-transcript")
+                    transcript_kind = gr.Radio([("Text (espeak-ng → phones)", "text"),
+                                                ("Phones (space separated)", "phones")], value="text",
+                                               label="Transcript is")
+                    states_per_phone = gr.Slider(1, 5, value=3, step=1, label="States per phone")
+                    ref_tg = gr.File(value=_sample_reference(), label="Reference TextGrid (optional)",
+                                     file_types=[".TextGrid", ".textgrid"], type="filepath")
+                    ref_tier = gr.Textbox(value="", label="Reference tier (empty: the phone tier)")
+                    with gr.Accordion("More", open=False):
+                        a_features = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value="mfcc",
+                                              label="Features")
+                        a_iter = gr.Slider(0, 50, value=10, step=1, label="EM iterations (on this utterance)")
+                        a_device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
+                        a_seed = gr.Number(value=0, precision=0, label="Seed")
+                    a_run = gr.Button("Align", variant="primary", elem_id="align-button")
+                with gr.Column(scale=3):
+                    a_timeline = gr.Plot(label="Timeline", elem_id="plot-align-timeline")
+                    a_fig = gr.Plot(label="Hypothesis vs reference", elem_id="plot-alignment")
+                    a_latency = gr.Plot(label="Latency and memory", elem_id="plot-align-latency")
+                    with gr.Row():
+                        with gr.Column():
+                            a_pick = gr.Dropdown(label="Play a phone", choices=[], interactive=True)
+                            a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
+                        a_files = gr.File(label="Downloads: TextGrid, CSV, JSON", file_count="multiple",
+                                          interactive=False)
+                    a_summary = gr.JSON(label="Summary and metrics (JSON)", open=False)
+            a_state = gr.State(None)
+        a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
+                    a_device, a_seed]
+        a_run.click(align_fn, a_inputs, [a_timeline, a_fig, a_latency, a_summary, a_files, a_state],
+                    api_name="align", concurrency_id="compute").then(
+            segment_choices, a_state, a_pick, api_visibility="private", queue=False)
+        a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_visibility="private")
+    return demo
+
+
+def _sample_transcript() -> str:
+    lab = P.SAMPLE_AUDIO.with_suffix(".lab")
+    try:
+        return lab.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _sample_reference() -> str | None:
+    tg = P.SAMPLE_AUDIO.with_suffix(".TextGrid")
+    return str(tg) if tg.exists() else None
