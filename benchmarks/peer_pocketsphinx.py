@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,7 +114,8 @@ class PocketsphinxAligner:
             w_start = word.start * FRAME_S
             w_end = (word.start + word.duration) * FRAME_S
             if word.name not in NON_WORDS:
-                word_iv.append((word.name, w_start, w_end))
+                # CMUdict marks alternative pronunciations "word(2)"; report the word.
+                word_iv.append((re.sub(r"\(\d+\)$", "", word.name), w_start, w_end))
             for phone in word:
                 label = "sil" if phone.name == "SIL" else phone.name
                 phone_iv.append((label, phone.start * FRAME_S, (phone.start + phone.duration) * FRAME_S))
