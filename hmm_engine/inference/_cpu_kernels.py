@@ -15,9 +15,12 @@ column is so small that such lost terms could matter (below ``tiny``), that colu
 is recomputed with an exact log-sum-exp. The result is exact to the float
 precision, including for sparse (left-to-right) transition matrices.
 
+Recursions run in float64 whatever the input type and every frame is renormalised,
+so that 100,000-frame sequences keep full precision in float32 outputs.
+
 All arrays are numpy views of torch CPU tensors; lengths are int64; ``tiny`` is the
-threshold below which a shifted sum is recomputed exactly (1e-25 for float32,
-1e-280 for float64: far above the smallest normal number of each type).
+threshold below which a shifted sum is recomputed exactly (1e-280: far above the
+smallest normal float64).
 """
 
 from __future__ import annotations
@@ -29,74 +32,88 @@ _CACHE = True
 
 
 @njit(cache=_CACHE, parallel=True)
-def forward_kernel(log_start, log_A, A, log_obs, lengths, tiny, log_alpha, log_lik):
-    """Fill ``log_alpha [B,T,K]`` (-inf past each length) and ``log_lik [B]``."""
+def forward_kernel(log_start, log_A, A, log_obs, lengths, tiny, log_alpha, log_norm):
+    """Fill the per-frame normalised ``log_alpha [B,T,K]`` (each real frame log-sums to 0;
+    -inf past each length) and the float64 ``log_norm [B,T]`` (0 past each length), so
+    that log p(x_{0:t}, z_t) = log_alpha[t] + sum_{s<=t} log_norm[s]."""
     B, T, K = log_obs.shape
     for b in prange(B):
         n = lengths[b]
-        e = np.empty(K, log_obs.dtype)
-        s = np.empty(K, log_obs.dtype)
+        e = np.empty(K, np.float64)
+        s = np.empty(K, np.float64)
+        a = np.empty(K, np.float64)
+        prev = np.empty(K, np.float64)
         for k in range(K):
-            log_alpha[b, 0, k] = log_start[k] + log_obs[b, 0, k]
-        for t in range(1, n):
-            m = -np.inf
-            for i in range(K):
-                if log_alpha[b, t - 1, i] > m:
-                    m = log_alpha[b, t - 1, i]
-            if m == -np.inf:  # the sequence is impossible: it stays impossible
+            a[k] = log_start[k] + log_obs[b, 0, k]
+        for t in range(n):
+            if t > 0:
+                m = -np.inf
+                for i in range(K):
+                    if prev[i] > m:
+                        m = prev[i]
+                for i in range(K):
+                    e[i] = np.exp(prev[i] - m)
+                s[:] = 0.0
+                for i in range(K):
+                    ei = e[i]
+                    if ei != 0.0:
+                        for j in range(K):
+                            s[j] += ei * A[i, j]
                 for j in range(K):
-                    log_alpha[b, t, j] = -np.inf
-                continue
-            for i in range(K):
-                e[i] = np.exp(log_alpha[b, t - 1, i] - m)
-            s[:] = 0.0
-            for i in range(K):
-                ei = e[i]
-                if ei != 0.0:
-                    for j in range(K):
-                        s[j] += ei * A[i, j]
-            for j in range(K):
-                if s[j] >= tiny:
-                    log_alpha[b, t, j] = m + np.log(s[j]) + log_obs[b, t, j]
-                else:
-                    # Exact column: max-shifted log-sum-exp over the predecessors.
-                    cm = -np.inf
-                    for i in range(K):
-                        v = log_alpha[b, t - 1, i] + log_A[i, j]
-                        if v > cm:
-                            cm = v
-                    if cm == -np.inf:
-                        log_alpha[b, t, j] = -np.inf
+                    if s[j] >= tiny:
+                        a[j] = m + np.log(s[j]) + log_obs[b, t, j]
                     else:
-                        acc = 0.0
+                        # Exact column: max-shifted log-sum-exp over the predecessors.
+                        cm = -np.inf
                         for i in range(K):
-                            acc += np.exp(log_alpha[b, t - 1, i] + log_A[i, j] - cm)
-                        log_alpha[b, t, j] = cm + np.log(acc) + log_obs[b, t, j]
-        for t in range(n, T):
+                            v = prev[i] + log_A[i, j]
+                            if v > cm:
+                                cm = v
+                        if cm == -np.inf:
+                            a[j] = -np.inf
+                        else:
+                            acc = 0.0
+                            for i in range(K):
+                                acc += np.exp(prev[i] + log_A[i, j] - cm)
+                            a[j] = cm + np.log(acc) + log_obs[b, t, j]
+            # Normalise the frame: values stay O(1), the scale goes to log_norm in float64.
+            m = -np.inf
             for k in range(K):
-                log_alpha[b, t, k] = -np.inf
-        m = -np.inf
-        for k in range(K):
-            if log_alpha[b, n - 1, k] > m:
-                m = log_alpha[b, n - 1, k]
-        if m == -np.inf:
-            log_lik[b] = -np.inf
-        else:
+                if a[k] > m:
+                    m = a[k]
+            if m == -np.inf:  # impossible sequence: it stays impossible
+                for t2 in range(t, n):
+                    log_norm[b, t2] = -np.inf
+                    for k in range(K):
+                        log_alpha[b, t2, k] = -np.inf
+                break
             acc = 0.0
             for k in range(K):
-                acc += np.exp(log_alpha[b, n - 1, k] - m)
-            log_lik[b] = m + np.log(acc)
+                acc += np.exp(a[k] - m)
+            c = m + np.log(acc)
+            log_norm[b, t] = c
+            for k in range(K):
+                prev[k] = a[k] - c
+                log_alpha[b, t, k] = prev[k]
+        for t in range(n, T):
+            log_norm[b, t] = 0.0
+            for k in range(K):
+                log_alpha[b, t, k] = -np.inf
 
 
 @njit(cache=_CACHE, parallel=True)
-def backward_kernel(log_A, A, log_obs, lengths, tiny, log_beta):
-    """Fill ``log_beta [B,T,K]`` (0 from each sequence's last frame on)."""
+def backward_kernel(log_A, A, log_obs, lengths, tiny, log_beta, log_shift):
+    """Fill ``log_beta [B,T,K]``, each frame shifted so that its maximum is 0, and the float64
+    shifts ``log_shift [B,T]``: log p(x_{t+1:} | z_t) = log_beta[t] + sum_{s>=t} log_shift[s].
+    Both are 0 from each sequence's last frame on."""
     B, T, K = log_obs.shape
     for b in prange(B):
         n = lengths[b]
-        v = np.empty(K, log_obs.dtype)
-        e = np.empty(K, log_obs.dtype)
+        v = np.empty(K, np.float64)
+        e = np.empty(K, np.float64)
+        r = np.empty(K, np.float64)
         for t in range(n - 1, T):
+            log_shift[b, t] = 0.0
             for k in range(K):
                 log_beta[b, t, k] = 0.0
         for t in range(n - 2, -1, -1):
@@ -106,17 +123,19 @@ def backward_kernel(log_A, A, log_obs, lengths, tiny, log_beta):
                 if v[j] > m:
                     m = v[j]
             if m == -np.inf:
+                log_shift[b, t] = 0.0
                 for i in range(K):
                     log_beta[b, t, i] = -np.inf
                 continue
             for j in range(K):
                 e[j] = np.exp(v[j] - m)
+            rmax = -np.inf
             for i in range(K):
                 s = 0.0
                 for j in range(K):
                     s += A[i, j] * e[j]
                 if s >= tiny:
-                    log_beta[b, t, i] = m + np.log(s)
+                    r[i] = m + np.log(s)
                 else:
                     cm = -np.inf
                     for j in range(K):
@@ -124,12 +143,19 @@ def backward_kernel(log_A, A, log_obs, lengths, tiny, log_beta):
                         if w > cm:
                             cm = w
                     if cm == -np.inf:
-                        log_beta[b, t, i] = -np.inf
+                        r[i] = -np.inf
                     else:
                         acc = 0.0
                         for j in range(K):
                             acc += np.exp(log_A[i, j] + v[j] - cm)
-                        log_beta[b, t, i] = cm + np.log(acc)
+                        r[i] = cm + np.log(acc)
+                if r[i] > rmax:
+                    rmax = r[i]
+            if rmax == -np.inf:
+                rmax = 0.0
+            log_shift[b, t] = rmax
+            for i in range(K):
+                log_beta[b, t, i] = r[i] - rmax
 
 
 @njit(cache=_CACHE, parallel=True)

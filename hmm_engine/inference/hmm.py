@@ -38,6 +38,8 @@ __all__ = [
     "forward",
     "backward",
     "forward_backward",
+    "forward_normalized",
+    "backward_normalized",
     "log_likelihood",
     "transition_counts",
     "viterbi",
@@ -109,8 +111,12 @@ def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
+# Below this a shifted float64 sum may have lost underflowed terms that matter: recompute exactly.
+_TINY = 1e-280
+
+
 def _tiny(dtype: torch.dtype) -> float:
-    return 1e-25 if dtype == torch.float32 else 1e-280
+    return 1e-25 if dtype == torch.float32 else _TINY
 
 
 def _kernels():
@@ -150,36 +156,64 @@ def forward(
         log_likelihood: ``[B]``, log p(x_{0:len-1}).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    hat, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
+    cum = norm.cumsum(1)
+    log_alpha = (hat.to(cum.dtype) + cum.unsqueeze(-1)).to(log_obs.dtype)
+    return log_alpha, norm.sum(1).to(log_obs.dtype)
+
+
+def forward_normalized(
+    log_startprob: Tensor,
+    log_transmat: Tensor,
+    log_obs: Tensor,
+    lengths: Tensor,
+    backend: Backend = "auto",
+) -> Tuple[Tensor, Tensor]:
+    """The forward recursion with every frame renormalised (how it is computed).
+
+    Returns:
+        log_alpha_hat: ``[B, T, K]``, log p(z_t = k | x_{0:t}): each real frame log-sums to 0.
+        log_norm: ``[B, T]`` float64, log p(x_t | x_{0:t-1}); 0 past each length, so
+            ``log_norm.sum(1)`` is the log-likelihood and ``cumsum`` restores log_alpha.
+    Keeping the running scale apart keeps float32 results exact to float32 precision
+    even at 100,000 frames, where log_alpha itself reaches -1e5 or so.
+    """
     if _use_kernel(backend, log_obs, log_startprob, log_transmat):
         k = _kernels()
         log_obs = log_obs.contiguous()
-        log_alpha = torch.empty_like(log_obs)
-        log_lik = torch.empty(log_obs.shape[0], dtype=log_obs.dtype)
-        lt = log_transmat.to(log_obs.dtype).detach()
+        hat = torch.empty_like(log_obs)
+        norm = torch.empty(log_obs.shape[:2], dtype=torch.float64)
+        lt = log_transmat.detach().double()
         k.forward_kernel(
-            _np(log_startprob.to(log_obs.dtype)), _np(lt), _np(lt.exp()), _np(log_obs),
-            _np(lengths), _tiny(log_obs.dtype), log_alpha.numpy(), log_lik.numpy(),
+            _np(log_startprob.double()), _np(lt), _np(lt.exp()), _np(log_obs),
+            _np(lengths), _TINY, hat.numpy(), norm.numpy(),
         )
-        return log_alpha, log_lik
+        return hat, norm
     return _forward_torch(log_startprob, log_transmat, log_obs, lengths)
 
 
 def _forward_torch(log_startprob, log_transmat, log_obs, lengths):
     B, T, K = log_obs.shape
+    real = _length_mask(lengths, T)
     ctx = single_thread() if log_obs.device.type == "cpu" else contextlib.nullcontext()
     with ctx:
         a = log_startprob + log_obs[:, 0]
-        alphas = [a]
         trans = log_transmat.unsqueeze(0)
-        for t in range(1, T):
-            # Exact log-sum-exp over predecessors: [B, K, 1] + [1, K, K] -> [B, K].
-            a = torch.logsumexp(a.unsqueeze(-1) + trans, dim=1) + log_obs[:, t]
-            alphas.append(a)
-        log_alpha = torch.stack(alphas, dim=1)
-    mask = _length_mask(lengths, T).unsqueeze(-1)
-    log_alpha = log_alpha.masked_fill(~mask, -math.inf)
-    last = log_alpha.gather(1, (lengths - 1).view(B, 1, 1).expand(B, 1, K)).squeeze(1)
-    return log_alpha, torch.logsumexp(last, dim=-1)
+        hats, norms = [], []
+        for t in range(T):
+            if t > 0:
+                # Exact log-sum-exp over predecessors: [B, K, 1] + [1, K, K] -> [B, K].
+                a = torch.logsumexp(a.unsqueeze(-1) + trans, dim=1) + log_obs[:, t]
+            c = torch.logsumexp(a, dim=-1, keepdim=True)
+            c = torch.where(torch.isfinite(c), c, torch.zeros_like(c))
+            a = a - c
+            hats.append(a)
+            norms.append(c.squeeze(-1))
+        hat = torch.stack(hats, dim=1)
+        norm = torch.stack(norms, dim=1).double()
+    impossible = ~torch.isfinite(hat).any(-1)  # a frame no state can explain
+    norm = torch.where(impossible, torch.full_like(norm, -math.inf), norm)
+    return hat.masked_fill(~real.unsqueeze(-1), -math.inf), torch.where(real, norm, torch.zeros_like(norm))
 
 
 def backward(
@@ -199,15 +233,28 @@ def backward(
     """
     K = log_obs.shape[-1]
     lengths = check_inputs(log_obs.new_zeros(K), log_transmat, log_obs, lengths)
+    hat, shift = backward_normalized(log_transmat, log_obs, lengths, backend)
+    rest = shift.flip(1).cumsum(1).flip(1)
+    return (hat.to(rest.dtype) + rest.unsqueeze(-1)).to(log_obs.dtype)
+
+
+def backward_normalized(
+    log_transmat: Tensor, log_obs: Tensor, lengths: Tensor, backend: Backend = "auto"
+) -> Tuple[Tensor, Tensor]:
+    """The backward recursion with each frame shifted to a maximum of 0.
+
+    Returns:
+        log_beta_hat: ``[B, T, K]``.
+        log_shift: ``[B, T]`` float64; log_beta[t] = log_beta_hat[t] + sum_{s>=t} log_shift[s].
+    """
     if _use_kernel(backend, log_obs, log_transmat):
         k = _kernels()
         log_obs = log_obs.contiguous()
-        log_beta = torch.empty_like(log_obs)
-        lt = log_transmat.to(log_obs.dtype).detach()
-        k.backward_kernel(
-            _np(lt), _np(lt.exp()), _np(log_obs), _np(lengths), _tiny(log_obs.dtype), log_beta.numpy()
-        )
-        return log_beta
+        hat = torch.empty_like(log_obs)
+        shift = torch.empty(log_obs.shape[:2], dtype=torch.float64)
+        lt = log_transmat.detach().double()
+        k.backward_kernel(_np(lt), _np(lt.exp()), _np(log_obs), _np(lengths), _TINY, hat.numpy(), shift.numpy())
+        return hat, shift
     return _backward_torch(log_transmat, log_obs, lengths)
 
 
@@ -216,15 +263,20 @@ def _backward_torch(log_transmat, log_obs, lengths):
     ctx = single_thread() if log_obs.device.type == "cpu" else contextlib.nullcontext()
     with ctx:
         b = log_obs.new_zeros(B, K)
-        betas = [b]
+        hats, shifts = [b], [log_obs.new_zeros(B)]
         trans = log_transmat.unsqueeze(0)
         for t in range(T - 2, -1, -1):
             step = torch.logsumexp(trans + (log_obs[:, t + 1] + b).unsqueeze(1), dim=2)
-            # Sequences whose last frame is at or after t+1... keep beta = 0 until the last frame.
-            b = torch.where((t < lengths - 1).unsqueeze(-1), step, torch.zeros_like(step))
-            betas.append(b)
-        betas.reverse()
-        return torch.stack(betas, dim=1)
+            top = step.amax(-1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            # Until a sequence's last frame (t >= len-1) beta stays 0 with no shift.
+            inside = (t < lengths - 1).unsqueeze(-1)
+            b = torch.where(inside, step - top, torch.zeros_like(step))
+            hats.append(b)
+            shifts.append(torch.where(inside, top, torch.zeros_like(top)).squeeze(-1))
+        hats.reverse()
+        shifts.reverse()
+        return torch.stack(hats, dim=1), torch.stack(shifts, dim=1).double()
 
 
 def forward_backward(
@@ -239,15 +291,17 @@ def forward_backward(
     Returns:
         posteriors: ``[B, T, K]``, p(z_t = k | x); rows sum to 1 on real frames, 0 on padding.
         log_likelihood: ``[B]``.
-        log_alpha, log_beta: ``[B, T, K]`` each (for transition statistics).
+        log_alpha_hat, log_beta_hat: ``[B, T, K]`` each, the per-frame normalised recursions
+            (exact up to one constant per frame: what :func:`transition_counts` needs).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
-    log_alpha, log_lik = forward(log_startprob, log_transmat, log_obs, lengths, backend)
-    log_beta = backward(log_transmat, log_obs, lengths, backend)
-    log_post = log_alpha + log_beta - log_lik.view(-1, 1, 1)
+    hat_a, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
+    hat_b, _ = backward_normalized(log_transmat, log_obs, lengths, backend)
+    # Normalising per frame cancels both recursions' scales: no large numbers are subtracted.
+    post = torch.softmax(hat_a + hat_b, dim=-1)
     mask = _length_mask(lengths, log_obs.shape[1]).unsqueeze(-1)
-    posteriors = torch.where(mask, log_post.exp(), torch.zeros_like(log_post))
-    return posteriors, log_lik, log_alpha, log_beta
+    posteriors = torch.where(mask & torch.isfinite(post), post, torch.zeros_like(post))
+    return posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b
 
 
 def log_likelihood(
@@ -257,8 +311,9 @@ def log_likelihood(
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
 ) -> Tensor:
-    """``[B]`` log p(x) of each sequence (the forward pass alone)."""
-    return forward(log_startprob, log_transmat, log_obs, lengths, backend)[1]
+    """``[B]`` log p(x) of each sequence (the forward pass alone); differentiable on the torch path."""
+    lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    return forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)[1].sum(1).to(log_obs.dtype)
 
 
 def transition_counts(
@@ -268,6 +323,8 @@ def transition_counts(
     log_beta: Tensor,
     lengths: Optional[Tensor] = None,
 ) -> Tensor:
+    # log_alpha / log_beta may be the per-frame normalised ones of forward_backward:
+    # every pair posterior below is normalised per frame, so such constants cancel.
     """Expected transition counts per sequence, ``[B, K, K]``:
 
         sum_t p(z_t = i, z_{t+1} = j | x)   over t = 0 .. len-2.

@@ -258,8 +258,18 @@ def _end_masks(lengths: torch.Tensor, frames: int, right_censored: bool):
     return {int(t): lengths == t for t in torch.unique(lengths).tolist()}
 
 
+def _threads(device: torch.device):
+    """One intra-op thread for the time loops on CPU (tiny kernels: hand-offs cost more)."""
+    return single_thread() if device.type == "cpu" else contextlib.nullcontext()
+
+
 def _forward(prep: _Prepared, log_startprob, log_transmat, log_durations, right_censored: bool, viterbi: bool):
     """Scaled forward (sum-product) or Viterbi (max-product) recursion over segment ends."""
+    with _threads(log_durations.device):
+        return _forward_loop(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi)
+
+
+def _forward_loop(prep: _Prepared, log_startprob, log_transmat, log_durations, right_censored: bool, viterbi: bool):
     cum = prep.obs_cum
     frames_p1, batch, states = cum.shape
     frames, dmax = frames_p1 - 1, prep.dmax
@@ -400,30 +410,31 @@ def hsmm_forward_backward(
         ll_col = rel_ll[None, :, None]
         t_last = lengths[:, None]
 
-        for s in range(frames - 1, -1, -1):
-            window = slice(s + 1, s + 1 + dmax)
-            seg = rel_cum[dmax + s + 1 : 2 * dmax + s + 1] - rel_cum[dmax + s][None]
-            terms = beta_end[window] + seg.to(dtype)
-            if right_censored:
-                ends_here = (s + offsets)[:, None] == t_last.t()  # [Dmax, B]
-                terms = terms + torch.where(ends_here[:, :, None], surv, dur)
-            else:
-                terms = terms + dur
-            if blocked_cum is not None:
-                hi = min(s + dmax, frames)
-                blocked = blocked_cum[s + 1 : hi + 1] != blocked_cum[s][None]
-                terms[: hi - s] = terms[: hi - s].masked_fill(blocked, -math.inf)
-            beta_start[s] = _lse(terms, 0)
-            seg_post = _exp_fast(start_pad[dmax + s][None] + terms - ll_col)  # [Dmax, B, K]
-            if right_censored:
-                cens = seg_post * ends_here[:, :, None]
-                cens_counts += cens.sum(1)
-                dur_counts += (seg_post - cens).sum(1)
-            else:
-                dur_counts += seg_post.sum(1)
-            if s > 0:
-                back = _lse(trans_t + beta_start[s][:, None, :], -1)
-                beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
+        with _threads(device):
+            for s in range(frames - 1, -1, -1):
+                window = slice(s + 1, s + 1 + dmax)
+                seg = rel_cum[dmax + s + 1 : 2 * dmax + s + 1] - rel_cum[dmax + s][None]
+                terms = beta_end[window] + seg.to(dtype)
+                if right_censored:
+                    ends_here = (s + offsets)[:, None] == t_last.t()  # [Dmax, B]
+                    terms = terms + torch.where(ends_here[:, :, None], surv, dur)
+                else:
+                    terms = terms + dur
+                if blocked_cum is not None:
+                    hi = min(s + dmax, frames)
+                    blocked = blocked_cum[s + 1 : hi + 1] != blocked_cum[s][None]
+                    terms[: hi - s] = terms[: hi - s].masked_fill(blocked, -math.inf)
+                beta_start[s] = _lse(terms, 0)
+                seg_post = _exp_fast(start_pad[dmax + s][None] + terms - ll_col)  # [Dmax, B, K]
+                if right_censored:
+                    cens = seg_post * ends_here[:, :, None]
+                    cens_counts += cens.sum(1)
+                    dur_counts += (seg_post - cens).sum(1)
+                else:
+                    dur_counts += seg_post.sum(1)
+                if s > 0:
+                    back = _lse(trans_t + beta_start[s][:, None, :], -1)
+                    beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
 
         # Frame occupancy = segments started at or before t minus segments ended at or before t.
         # Computed in bulk with exact exp so that impossible states get exactly zero.

@@ -1,0 +1,165 @@
+"""Dynamic programs on a left-to-right *chain* of states, for forced alignment.
+
+A forced-alignment HMM for one utterance is a chain of S positions (the states of its
+phones, in order). From position ``s`` a frame may stay (``log_stay[s]``), step to ``s + 1``
+(``log_next[s]``), or take one of a few forward skip arcs ``skip_src[e] -> skip_dst[e]``
+(``log_skip[e]``; used to jump over an optional silence). Paths start where ``log_start``
+is finite and must end where ``log_final`` is finite.
+
+The dense functions of :mod:`hmm_engine.inference.hmm` would spend O(S^2) a frame on this
+sparse matrix; these kernels spend O(S + E). ``chain_to_dense`` builds the equivalent dense
+``(log_startprob, log_transmat)`` so that tests can check one against the other (a final
+weight is the same as adding ``log_final`` to the last frame's observation scores).
+
+The DP runs on the CPU (numba) in float64: it is O(T S), negligible next to computing the
+emission scores, which may run on any device; inputs on another device are copied over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InvalidInputError
+from . import _chain_kernels as _k
+
+__all__ = ["Chain", "ChainPosteriors", "chain_forward_backward", "chain_viterbi", "chain_to_dense"]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Topology and log transition weights of one chain (numpy arrays).
+
+    Attributes:
+        log_start: ``[S]`` float64 log initial weights (-inf: cannot start here).
+        log_final: ``[S]`` float64 log final weights (-inf: cannot end here).
+        log_stay: ``[S]`` float64 self-loop log probabilities.
+        log_next: ``[S]`` float64 log probability of ``s -> s + 1`` (entry S-1 unused, -inf).
+        skip_src, skip_dst: ``[E]`` int64, forward arcs with ``skip_dst > skip_src + 1``.
+        log_skip: ``[E]`` float64 log probabilities of those arcs.
+    """
+
+    log_start: np.ndarray
+    log_final: np.ndarray
+    log_stay: np.ndarray
+    log_next: np.ndarray
+    skip_src: np.ndarray
+    skip_dst: np.ndarray
+    log_skip: np.ndarray
+
+    def __post_init__(self) -> None:
+        S = self.log_start.shape[0]
+        for name in ("log_final", "log_stay", "log_next"):
+            if getattr(self, name).shape != (S,):
+                raise InvalidInputError(f"Chain.{name} must have {S} entries")
+        E = self.skip_src.shape[0]
+        if self.skip_dst.shape != (E,) or self.log_skip.shape != (E,):
+            raise InvalidInputError("Chain skip arrays must have the same length")
+        if E and (np.any(self.skip_src < 0) or np.any(self.skip_dst >= S) or np.any(self.skip_dst <= self.skip_src + 1)):
+            raise InvalidInputError("Chain skip arcs must go forward by at least 2 positions, inside the chain")
+
+    @property
+    def num_states(self) -> int:
+        return int(self.log_start.shape[0])
+
+    def _args(self):
+        return (self.log_stay, self.log_next, self.skip_src, self.skip_dst, self.log_skip)
+
+    @staticmethod
+    def from_arrays(log_start, log_final, log_stay, log_next, skip_src=(), skip_dst=(), log_skip=()) -> "Chain":
+        """Build a chain from array-likes (converted to contiguous float64 / int64 numpy)."""
+        f = lambda a: np.ascontiguousarray(np.asarray(a, dtype=np.float64).reshape(-1))  # noqa: E731
+        i = lambda a: np.ascontiguousarray(np.asarray(a, dtype=np.int64).reshape(-1))  # noqa: E731
+        return Chain(f(log_start), f(log_final), f(log_stay), f(log_next), i(skip_src), i(skip_dst), f(log_skip))
+
+
+@dataclass(frozen=True)
+class ChainPosteriors:
+    """Result of :func:`chain_forward_backward` (numpy, float64).
+
+    Attributes:
+        gamma: ``[T, S]`` posterior of each position at each frame.
+        log_likelihood: log p(x) summed over all allowed paths.
+        stay_count, next_count: ``[S]`` expected numbers of self-loops / steps to ``s + 1``.
+        skip_count: ``[E]`` expected uses of each skip arc.
+    """
+
+    gamma: np.ndarray
+    log_likelihood: float
+    stay_count: np.ndarray
+    next_count: np.ndarray
+    skip_count: np.ndarray
+
+
+def _obs_numpy(chain: Chain, log_obs) -> np.ndarray:
+    if isinstance(log_obs, Tensor):
+        log_obs = log_obs.detach().to("cpu", torch.float64).numpy()
+    log_obs = np.ascontiguousarray(log_obs, dtype=np.float64)
+    if log_obs.ndim != 2 or log_obs.shape[1] != chain.num_states:
+        raise InvalidInputError(f"log_obs must be [T, {chain.num_states}], got {log_obs.shape}")
+    if log_obs.shape[0] == 0:
+        raise InvalidInputError("log_obs has no frames")
+    if np.isnan(log_obs).any():
+        raise InvalidInputError("log_obs contains NaN")
+    return log_obs
+
+
+def chain_forward_backward(chain: Chain, log_obs) -> ChainPosteriors:
+    """Forward-backward on a chain.
+
+    Args:
+        chain: the topology (S positions).
+        log_obs: ``[T, S]`` log p(x_t | position s) (tensor on any device, or numpy).
+    Returns:
+        :class:`ChainPosteriors`.
+    Raises:
+        InvalidInputError: bad shape, or no path through the chain explains the frames
+            (e.g. fewer frames than mandatory states).
+    """
+    obs = _obs_numpy(chain, log_obs)
+    T, S = obs.shape
+    alpha = np.empty((T, S))
+    beta = np.empty((T, S))
+    log_lik = _k.chain_forward(chain.log_start, chain.log_final, *chain._args(), obs, alpha)
+    if not np.isfinite(log_lik):
+        raise InvalidInputError(f"no path through the {S}-state chain explains {T} frames")
+    _k.chain_backward(chain.log_final, *chain._args(), obs, beta)
+    gamma = np.empty((T, S))
+    stay, nxt, skip = np.empty(S), np.empty(S), np.empty(chain.skip_src.shape[0])
+    _k.chain_counts(*chain._args(), obs, alpha, beta, log_lik, gamma, stay, nxt, skip)
+    return ChainPosteriors(gamma, float(log_lik), stay, nxt, skip)
+
+
+def chain_viterbi(chain: Chain, log_obs) -> Tuple[np.ndarray, float]:
+    """Most likely position path.
+
+    Args:
+        chain: the topology (S positions).
+        log_obs: ``[T, S]`` (tensor or numpy).
+    Returns:
+        ``(path [T] int64 positions, score)``; score is the joint log-probability of the path.
+    Raises:
+        InvalidInputError: no allowed path (e.g. fewer frames than mandatory states).
+    """
+    obs = _obs_numpy(chain, log_obs)
+    path = np.empty(obs.shape[0], np.int64)
+    score = _k.chain_viterbi(chain.log_start, chain.log_final, *chain._args(), obs, path)
+    if not np.isfinite(score):
+        raise InvalidInputError(f"no path through the {chain.num_states}-state chain explains {obs.shape[0]} frames")
+    return path, float(score)
+
+
+def chain_to_dense(chain: Chain) -> Tuple[Tensor, Tensor]:
+    """The same chain as dense ``(log_startprob [S], log_transmat [S, S])`` float64 tensors."""
+    S = chain.num_states
+    A = torch.full((S, S), float("-inf"), dtype=torch.float64)
+    idx = torch.arange(S)
+    A[idx, idx] = torch.from_numpy(chain.log_stay)
+    A[idx[:-1], idx[1:]] = torch.from_numpy(chain.log_next[:-1])
+    for s, d, w in zip(chain.skip_src, chain.skip_dst, chain.log_skip):
+        A[int(s), int(d)] = float(w)
+    return torch.from_numpy(chain.log_start.copy()), A
