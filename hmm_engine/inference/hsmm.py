@@ -163,6 +163,12 @@ def _exp_fast(x: torch.Tensor) -> torch.Tensor:
     return x.clamp_min(_EXP_FLOOR[x.dtype]).exp_()
 
 
+def _exp_exact(x: torch.Tensor) -> torch.Tensor:
+    """``exp`` on the fast path, with arguments below the floor (``-inf`` included) giving 0."""
+    floor = _EXP_FLOOR[x.dtype]
+    return torch.where(x < floor, torch.zeros((), dtype=x.dtype, device=x.device), x.clamp_min(floor).exp())
+
+
 # ----------------------------------------------------------------------------- validation
 
 
@@ -439,8 +445,8 @@ def hsmm_forward_backward(
         # Frame occupancy = segments started at or before t minus segments ended at or before t.
         # Computed in bulk with exact exp so that impossible states get exactly zero.
         ll64 = ll_col.to(torch.float64)
-        start_post = torch.exp(start_pad[dmax : dmax + frames].to(torch.float64) + beta_start[:frames] - ll64)
-        end_post = torch.exp(fwd.alpha.to(torch.float64) + beta_end[: frames + 1] - ll64)
+        start_post = _exp_exact(start_pad[dmax : dmax + frames].to(torch.float64) + beta_start[:frames] - ll64)
+        end_post = _exp_exact(fwd.alpha.to(torch.float64) + beta_end[: frames + 1] - ll64)
         end_post[0] = 0.0
         occupancy = torch.cumsum(start_post[:frames], 0) - torch.cumsum(end_post[:frames], 0)
         occupancy = occupancy.clamp_min(0.0)
@@ -462,7 +468,7 @@ def hsmm_forward_backward(
                 + beta_start[t0:t1, :, None, :]
                 - rel_ll[None, :, None, None]
             )
-            expected_trans += torch.exp(joint.to(torch.float64)).sum((0, 1))
+            expected_trans += _exp_exact(joint.to(torch.float64)).sum((0, 1))
 
         seq_weight = possible.to(torch.float64)[:, None]
         expected_starts = (start_post[0] * seq_weight).sum(0)
