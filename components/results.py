@@ -181,6 +181,7 @@ class AlignmentResult:
     device: str = "cpu"
     rtf: float | None = None
     files: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)   # EM log-likelihood per frame, per iteration
 
     def summary(self) -> dict:
         def segs(lst):
@@ -199,6 +200,7 @@ class AlignmentResult:
             "num_reference_phones": len(self.reference),
             "metrics": self.metrics,
             "log_likelihood": self.log_likelihood,
+            "history": self.history,
             "timings": self.timings,
             "total_seconds": float(sum(self.timings.values())),
             "peak_rss_mb": self.peak_rss_mb,

@@ -247,10 +247,11 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                 with gr.Column(scale=1, min_width=300):
                     a_audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",
                                        label="Audio", elem_id="align-audio")
-                    transcript = gr.Textbox(value=_sample_transcript(), label="Transcript", lines=3,
+                    sample_text, sample_kind = _sample_transcript()
+                    transcript = gr.Textbox(value=sample_text, label="Transcript", lines=3,
                                             elem_id="align-transcript")
                     transcript_kind = gr.Radio([("Text (espeak-ng → phones)", "text"),
-                                                ("Phones (space separated)", "phones")], value="text",
+                                                ("Phones (space separated)", "phones")], value=sample_kind,
                                                label="Transcript is")
                     states_per_phone = gr.Slider(1, 5, value=3, step=1, label="States per phone")
                     ref_tg = gr.File(value=_sample_reference(), label="Reference TextGrid (optional)",
@@ -284,12 +285,16 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
     return demo
 
 
-def _sample_transcript() -> str:
-    lab = P.SAMPLE_AUDIO.with_suffix(".lab")
-    try:
-        return lab.read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
+def _sample_transcript() -> tuple[str, str]:
+    """The sample's transcript: its phones when given (same symbols as the reference
+    TextGrid, so every boundary can be scored), else its text."""
+    for suffix, kind in ((".phones.lab", "phones"), (".lab", "text")):
+        lab = P.SAMPLE_AUDIO.parent / (P.SAMPLE_AUDIO.stem + suffix)
+        try:
+            return lab.read_text(encoding="utf-8").strip(), kind
+        except OSError:
+            continue
+    return "", "text"
 
 
 def _sample_reference() -> str | None:

@@ -1,0 +1,206 @@
+"""The dashboard's API end to end: ``python app.py`` on a free loopback port, called with gradio_client."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "assets" / "sample_synth.wav"
+FALLBACK = ROOT / "tests" / "data" / "synth" / "festival_0001.wav"
+SAMPLE = BUNDLED if BUNDLED.exists() else FALLBACK
+MAX_UPLOAD = "2mb"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = _free_port()
+    env = dict(os.environ, HMM_STUDIO_MAX_FILE_SIZE=MAX_UPLOAD, GRADIO_ANALYTICS_ENABLED="False",
+               HMM_STUDIO_SAMPLE=str(SAMPLE))
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline:
+            proc.terminate()
+            pytest.fail(f"app did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    return Client(app_url, verbose=False)
+
+
+def _plot(out) -> dict:
+    assert out["type"] == "plotly"
+    return json.loads(out["plot"])
+
+
+def _arr(v):
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape([int(s) for s in v["shape"].split(",")]) if "shape" in v else a
+    return np.asarray(v)
+
+
+def _direct_engine_log_likelihood(path: Path, num_states=8, max_iter=20, tol=1e-3, seed=0) -> float:
+    """The same analysis through the engine's own API, without the dashboard."""
+    from hmm_engine import GaussianHMM
+    from hmm_engine.frontend.audio import load_audio
+    from hmm_engine.frontend.features import FeatureConfig, extract_features
+
+    feats = extract_features(load_audio(str(path), target_sr=16000), FeatureConfig())
+    model = GaussianHMM(num_states, feats.values.shape[1], covariance_type="diag", topology="ergodic")
+    model.fit(feats.values, max_iter=max_iter, tol=tol, seed=seed)
+    return float(model.forward_backward(feats.values)[1].sum())
+
+
+def test_analyze_defaults_match_direct_engine_call(client):
+    out = client.predict(handle_file(str(SAMPLE)), api_name="/analyze")
+    assert len(out) == 8
+    summary = out[6]
+    assert summary["num_states"] == 8
+    assert summary["settings"]["model_type"] == "gaussian" and summary["settings"]["seed"] == 0
+    ll = summary["log_likelihood"]
+    assert ll is not None and math.isfinite(ll)
+    assert ll == pytest.approx(_direct_engine_log_likelihood(SAMPLE), rel=1e-4)
+    info = sf.info(str(SAMPLE))
+    assert summary["audio"]["duration"] == pytest.approx(info.frames / info.samplerate, abs=1e-3)
+    assert summary["num_frames"] == math.ceil(summary["audio"]["duration"] / 0.01 - 1e-9)
+    # figures carry the summary's numbers
+    trans = _plot(out[1])
+    np.testing.assert_allclose(_arr(trans["data"][0]["z"]), np.asarray(summary["transmat"]), atol=1e-6)
+    timeline = _plot(out[0])
+    post = [t for t in timeline["data"] if t.get("name") == "posterior"][0]
+    x = _arr(post["x"])
+    assert x.size == summary["num_frames"] and x[0] == pytest.approx(0.005)
+    loglik = _plot(out[3])
+    np.testing.assert_allclose(_arr(loglik["data"][0]["y"]), summary["history"])
+    sweep = _plot(out[4])
+    assert any(str(t.get("name", "")).startswith("best BIC") for t in sweep["data"])
+    assert [r["num_states"] for r in summary["sweep"]] == [2, 4, 6, 8, 12, 16]
+    latency = _plot(out[5])
+    assert "RTF" in latency["layout"]["title"]["text"]
+    assert set(summary["timings"]) >= {"load", "features", "training", "decoding", "plotting"}
+    # downloads: the TextGrid's state tier equals the segments of the summary
+    files = {Path(p).name: p for p in out[7]}
+    assert set(files) >= {"states.TextGrid", "frames.csv", "frames.json", "model.pt"}
+    from hmm_engine.alignment.textgrids import read_textgrid
+
+    tier = read_textgrid(files["states.TextGrid"])["states"]
+    assert [s.label for s in tier] == [s["label"] for s in summary["segments"]]
+    frames = json.loads(Path(files["frames.json"]).read_text())
+    assert len(frames["states"]) == summary["num_frames"]
+
+
+def test_decoding_only_change_skips_training(client):
+    first = client.predict(handle_file(str(SAMPLE)), num_states=5, sweep_states="", api_name="/analyze")[6]
+    second = client.predict(handle_file(str(SAMPLE)), num_states=5, sweep_states="", decoder="posterior",
+                            api_name="/analyze")[6]
+    assert "training" in second["cached"]
+    assert second["log_likelihood"] == first["log_likelihood"]
+    assert second["settings"]["decoder"] == "posterior"
+    assert second["timings"]["training"] < 0.05
+
+
+def _expect_error(client, match: str, *args, api_name="/analyze", **kwargs):
+    with pytest.raises(Exception) as info:
+        client.predict(*args, api_name=api_name, **kwargs)
+    assert match.lower() in str(info.value).lower(), str(info.value)
+
+
+def test_bad_inputs_give_clear_errors_and_app_keeps_serving(client, tmp_path):
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"this is not audio" * 100)
+    _expect_error(client, "could not read audio", handle_file(str(garbage)))
+
+    long_clip = tmp_path / "long.wav"  # 65 s at 8 kHz: over the 60 s cap, under the upload cap
+    sf.write(long_clip, (0.1 * np.random.default_rng(0).standard_normal(65 * 8000)).astype(np.float32), 8000,
+             subtype="PCM_16")
+    _expect_error(client, "longer than the limit", handle_file(str(long_clip)))
+
+    short = tmp_path / "short.wav"  # 0.3 s = 30 frames < 64 states
+    sf.write(short, (0.1 * np.random.default_rng(1).standard_normal(4800)).astype(np.float32), 16000)
+    _expect_error(client, "64 states", handle_file(str(short)), num_states=64, sweep_states="")
+
+    _expect_error(client, "not in the list of choices", handle_file(str(SAMPLE)), model_type="banana")
+    _expect_error(client, "sweep states", handle_file(str(SAMPLE)), sweep_states="2,x")
+
+    big = tmp_path / "big.wav"  # over the test server's 2 MB upload cap
+    sf.write(big, np.zeros(1_200_000, dtype=np.float32) + 0.01, 16000, subtype="PCM_16")
+    with pytest.raises(Exception) as info:
+        client.predict(handle_file(str(big)), api_name="/analyze")
+    assert "size" in str(info.value).lower() or "413" in str(info.value)
+
+    _expect_error(client, "transcript is empty", handle_file(str(SAMPLE)), "   ", api_name="/align")
+    bad_tg = tmp_path / "bad.TextGrid"
+    bad_tg.write_text("File type = \"ooTextFile\"\nthis is not a textgrid\n")
+    _expect_error(client, "bad.TextGrid", handle_file(str(SAMPLE)), "h @ l oU", transcript_kind="phones",
+                  reference_textgrid=handle_file(str(bad_tg)), api_name="/align")
+
+    # still serving
+    ok = client.predict(handle_file(str(SAMPLE)), num_states=3, sweep_states="", api_name="/analyze")[6]
+    assert ok["num_states"] == 3 and math.isfinite(ok["log_likelihood"])
+
+
+def test_align_with_reference(client):
+    ref = SAMPLE.with_suffix(".TextGrid")
+    phones_lab = SAMPLE.with_suffix(".phones.lab")
+    if not ref.exists() or not phones_lab.exists():
+        pytest.skip("sample reference TextGrid / phone transcript missing")
+    phones = phones_lab.read_text().split()
+    out = client.predict(handle_file(str(SAMPLE)), phones_lab.read_text(), transcript_kind="phones",
+                         reference_textgrid=handle_file(str(ref)), api_name="/align")
+    timeline, fig, latency, summary, files = out
+    hyp = [s["label"] for s in summary["phones"]]
+    expected = (["sil"] if phones[0] != "sil" else []) + phones + (["sil"] if phones[-1] != "sil" else [])
+    assert hyp == expected
+    assert summary["phones"][0]["start"] == 0.0
+    assert summary["phones"][-1]["end"] == pytest.approx(summary["duration"], abs=1e-6)
+    m = summary["metrics"]
+    assert m["boundaries"] > 0 and m["scored_boundaries"] > 0
+    assert 0.0 <= m["within_20ms_pct"] <= m["within_50ms_pct"] <= 100.0
+    assert math.isfinite(m["mean_abs_error_ms"])
+    acc = [t for t in _plot(fig)["data"] if t.get("name") == "accuracy"][0]
+    np.testing.assert_allclose(_arr(acc["y"]), [m[f"within_{t}ms_pct"] for t in (10, 20, 25, 50)])
+    names = {Path(p).name for p in files}
+    assert "alignment.TextGrid" in names
