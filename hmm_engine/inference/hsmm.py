@@ -614,10 +614,10 @@ def hsmm_sample(
             pad_idx = e[:, None] + window[None, :]  # start_pad / rel_cum row of s = e - Dmax + i
             b_idx, k_idx = active[:, None], k[:, None]
             seg = fwd.rel_cum[(dmax + e)[:, None], b_idx, k_idx] - fwd.rel_cum[pad_idx, b_idx, k_idx]
-            logits = fwd.start_pad[pad_idx, b_idx, k_idx] + seg.to(dtype) + dur_rev[:, k].t()
+            dur_w = dur_rev[:, k].t()  # [n, Dmax]
             if right_censored:
-                at_end = (e == lengths[active])[:, None]
-                logits = torch.where(at_end, logits - dur_rev[:, k].t() + surv_rev[:, k].t(), logits)
+                dur_w = torch.where((e == lengths[active])[:, None], surv_rev[:, k].t(), dur_w)
+            logits = fwd.start_pad[pad_idx, b_idx, k_idx] + seg.to(dtype) + dur_w
             if prep.blocked_cum is not None:
                 starts = (e[:, None] - dmax + window[None, :]).clamp_min(0)
                 blocked = prep.blocked_cum[e[:, None], b_idx, k_idx] != prep.blocked_cum[starts, b_idx, k_idx]
