@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import InvalidParameterError
+from .inference.hmm import single_thread
 
 __all__ = [
     "DurationDistribution",
@@ -192,8 +193,12 @@ class _ExponentialFamilyDuration(DurationDistribution):
         gradient ``N (mean_data(phi) - E_model[phi])`` and Hessian ``-N Cov_model(phi)``.
         Steps that do not increase the objective are halved (at most 30 times), so the
         result is never worse than the current parameters (a valid generalised EM step).
+        Stops when the Newton decrement (predicted gain per segment) falls below 1e-12.
         """
-        counts = self._check_counts(counts).to(self.natural.device)
+        with single_thread():
+            self._newton(self._check_counts(counts).to(self.natural.device), max_iter, tol)
+
+    def _newton(self, counts: Tensor, max_iter: int, tol: float) -> None:
         total = counts.sum(-1)
         active = total > _MIN_COUNT
         if not active.any():
@@ -224,12 +229,16 @@ class _ExponentialFamilyDuration(DurationDistribution):
             # parameters (e.g. two durations for a Gaussian).
             ridge = 1e-9 * (cov.diagonal(dim1=-2, dim2=-1).sum(-1) + 1e-12)
             step = _solve_small(cov + ridge[:, None, None] * eye, grad)
+            # Newton decrement: the predicted gain per segment; below 1e-12 we are done.
+            done |= (grad * step).sum(-1) < 1e-12
+            if done.all():
+                break
             scale = torch.ones_like(current)
             accepted = done.clone()
             for _ in range(30):
                 trial = theta + scale[:, None] * step
                 value = objective(trial)
-                good = (value >= current) & ~accepted & torch.isfinite(value)
+                good = (value > current) & ~accepted & torch.isfinite(value)
                 theta = torch.where(good[:, None], trial, theta)
                 current = torch.where(good, value, current)
                 accepted |= good

@@ -14,7 +14,7 @@ statistics add up over batches and processes.
 
 from __future__ import annotations
 
-import math
+import contextlib
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..durations import DurationDistribution, duration_from_config, make_duratio
 from ..emissions import CategoricalEmission, GaussianEmission, MixtureGaussianEmission
 from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hsmm
+from ..inference.hmm import single_thread
 from ..inference.hsmm import Segment
 from ..serialization import register_model
 from ..topology import Topology, start_mask, transition_mask
@@ -271,6 +272,11 @@ class SemiMarkovHMM(nn.Module):
             )
         return out
 
+    def _threads(self):
+        """Single intra-op thread on CPU: this model's work is many small kernels, for which
+        thread hand-offs cost more than they save (measured 3-10x on 2 cores)."""
+        return single_thread() if self.device.type == "cpu" else contextlib.nullcontext()
+
     def _params(self):
         return self.log_startprob_, self.log_transmat_, self.duration.log_pmf()
 
@@ -289,7 +295,7 @@ class SemiMarkovHMM(nn.Module):
     def forward_backward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
         """State posteriors ``[B, T, K]`` (0 past each length) and log-likelihoods ``[B]``."""
         x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad():
+        with torch.no_grad(), self._threads():
             res = hsmm.hsmm_forward_backward(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
         self._raise_impossible(res.log_likelihood, lengths)
         return res.posteriors, res.log_likelihood
@@ -300,7 +306,7 @@ class SemiMarkovHMM(nn.Module):
 
     def _viterbi(self, x, lengths):
         x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad():
+        with torch.no_grad(), self._threads():
             res = hsmm.hsmm_viterbi(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
         self._raise_impossible(res.score, lengths)
         return res
@@ -322,7 +328,7 @@ class SemiMarkovHMM(nn.Module):
     def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
         """Log-likelihood ``[B]`` of each sequence (``-inf`` if it cannot be segmented)."""
         x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad():
+        with torch.no_grad(), self._threads():
             return hsmm.hsmm_log_likelihood(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
 
     def sample(
@@ -414,6 +420,10 @@ class SemiMarkovHMM(nn.Module):
         run lengths of the initial labelling."""
         if self.init == "none":
             return
+        with self._threads():
+            self._initialize(x, lengths, generator)
+
+    def _initialize(self, x: Tensor, lengths: Tensor, generator: torch.Generator) -> None:
         if self._uniform_labels(x, lengths) is not None:
             self.initialize_from_stats(self.initial_stats(x, lengths), generator)
             return
@@ -433,7 +443,7 @@ class SemiMarkovHMM(nn.Module):
         censored last segments imputed), the emission's keys, ``log_likelihood`` and
         ``num_frames`` (0-d), all float64 except the emission's own.
         """
-        with torch.no_grad():
+        with torch.no_grad(), self._threads():
             res = hsmm.hsmm_forward_backward(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
             self._raise_impossible(res.log_likelihood, lengths)
             frames, mask = real_frames(x, lengths)
@@ -448,8 +458,9 @@ class SemiMarkovHMM(nn.Module):
     def m_step(self, stats: Stats) -> None:
         """Maximise given summed statistics. Forbidden moves stay exactly zero; rows (and
         duration states) without counts keep their old values."""
-        self.emission.m_step(stats)
-        self.duration.m_step(stats["durations"])
+        with self._threads():
+            self.emission.m_step(stats)
+            self.duration.m_step(stats["durations"])
         with torch.no_grad():
             start_mask = self.start_mask.to(torch.float64)
             start = (stats["start"] + self.start_pseudocount * start_mask) * start_mask
