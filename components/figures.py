@@ -21,6 +21,7 @@ alignment tiers) on one shared x axis, so zooming one panel zooms all of them.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -73,6 +74,20 @@ STATE_COLOURS = [
 ]
 
 TIME_TITLE = "time (s)"
+
+
+# Property validation costs ~0.1 s per figure with hundreds of shapes; the builders only
+# set known properties, so it is off in the app. Tests turn it on (HMM_STUDIO_VALIDATE_FIGURES=1).
+def _validate() -> bool:
+    return os.environ.get("HMM_STUDIO_VALIDATE_FIGURES", "0") == "1"
+
+
+def _blank() -> go.Figure:
+    return go.Figure(_validate=_validate())
+
+
+def _subplots(**kwargs) -> go.Figure:
+    return make_subplots(figure=_blank(), **kwargs)
 
 
 def state_colour(k: int) -> str:
@@ -142,7 +157,7 @@ def frame_centres(num_frames: int, frame_shift: float) -> np.ndarray:
 
 
 def _new_figure(title: str | None = None, **layout: Any) -> go.Figure:
-    fig = go.Figure()
+    fig = _blank()
     fig.update_layout(template=_TEMPLATE, title=dict(text=title) if title else None, **layout)
     return fig
 
@@ -386,6 +401,30 @@ def durations_from_path(path: np.ndarray, num_states: int) -> list[np.ndarray]:
     return [np.asarray(v, dtype=np.int64) for v in out]
 
 
+def _grid(rows: int, cols: int, titles: Sequence[str], hspace: float, vspace: float,
+          title_size: int = 10) -> tuple[dict, list[tuple[str, str]]]:
+    """A small-multiples layout built directly (make_subplots costs ~50 ms for 16 panels):
+    the layout dict and the (xaxis, yaxis) names of each cell, row-major."""
+    layout: dict[str, Any] = {"annotations": []}
+    refs = []
+    w = (1.0 - hspace * (cols - 1)) / cols
+    h = (1.0 - vspace * (rows - 1)) / rows
+    for i in range(rows * cols):
+        r, c = divmod(i, cols)
+        n = i + 1
+        x0 = c * (w + hspace)
+        y1 = 1.0 - r * (h + vspace)
+        xs, ys = ("" if n == 1 else str(n)), ("" if n == 1 else str(n))
+        layout[f"xaxis{xs}"] = {"domain": [max(0.0, x0), min(1.0, x0 + w)], "anchor": f"y{ys}"}
+        layout[f"yaxis{ys}"] = {"domain": [max(0.0, y1 - h), min(1.0, y1)], "anchor": f"x{xs}"}
+        refs.append((f"x{xs}", f"y{ys}"))
+        if i < len(titles):
+            layout["annotations"].append(dict(text=titles[i], x=x0 + w / 2, y=y1, xref="paper", yref="paper",
+                                              xanchor="center", yanchor="bottom", showarrow=False,
+                                              font=dict(size=title_size)))
+    return layout, refs
+
+
 def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
                     transmat: np.ndarray | None = None, duration_pmf: np.ndarray | None = None,
                     max_cols: int = 4, title: str = "State durations (Viterbi) vs model") -> go.Figure:
@@ -399,21 +438,20 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
     runs = durations_from_path(path, K)
     cols = min(max_cols, K)
     rows = int(math.ceil(K / cols))
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"s{k} (n={len(runs[k])})" for k in range(K)],
-                        horizontal_spacing=0.05, vertical_spacing=min(0.12, 0.5 / rows))
+    layout, refs = _grid(rows, cols, [f"s{k} (n={len(runs[k])})" for k in range(K)], 0.05, min(0.12, 0.5 / rows))
     shift_ms = float(frame_shift) * 1000.0
     pmf = None if duration_pmf is None else np.asarray(duration_pmf, dtype=np.float64)
     A = None if transmat is None else np.asarray(transmat, dtype=np.float64)
+    traces = []
     for k in range(K):
-        r, c = k // cols + 1, k % cols + 1
+        xa, ya = refs[k]
         d = runs[k]
         dmax = int(max(d.max() if d.size else 1, 1))
         counts = np.bincount(d, minlength=dmax + 1)[1:]
         x = np.arange(1, dmax + 1) * shift_ms
-        fig.add_trace(go.Bar(x=x, y=counts, marker_color=state_colour(k), name=f"s{k}",
+        traces.append(go.Bar(x=x, y=counts, marker_color=state_colour(k), name=f"s{k}", xaxis=xa, yaxis=ya,
                              showlegend=False, width=shift_ms * 0.9,
-                             hovertemplate=f"s{k}<br>%{{x:.0f}} ms: %{{y}} runs<extra></extra>"),
-                      row=r, col=c)
+                             hovertemplate=f"s{k}<br>%{{x:.0f}} ms: %{{y}} runs<extra></extra>"))
         n = d.size
         model = None
         if pmf is not None and k < pmf.shape[0]:
@@ -425,16 +463,14 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
         if model is not None and n > 0:
             m = model[: max(dmax, 1) + 2] if pmf is not None else model
             xm = np.arange(1, m.size + 1) * shift_ms
-            fig.add_trace(go.Scatter(x=xm, y=n * m, mode="lines", line=dict(color="#222", width=1.2),
-                                     name="model", showlegend=(k == 0),
-                                     hovertemplate="model: %{y:.2f}<extra></extra>"),
-                          row=r, col=c)
-    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=max(260, 170 * rows + 80),
-                      bargap=0.05, legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
-    fig.update_annotations(font_size=10)
-    for r in range(1, rows + 1):
-        fig.update_xaxes(title_text="duration (ms)" if r == rows else None, row=r)
-    return fig
+            traces.append(go.Scatter(x=xm, y=n * m, mode="lines", line=dict(color="#222", width=1.2),
+                                     name="model", showlegend=(k == 0), xaxis=xa, yaxis=ya,
+                                     hovertemplate="model: %{y:.2f}<extra></extra>"))
+    for k in range(K - cols, K):  # bottom row of each column
+        layout[f"xaxis{'' if k == 0 else k + 1}"]["title"] = {"text": "duration (ms)"}
+    layout.update(template=_TEMPLATE, title=dict(text=title), height=max(260, 170 * rows + 80), bargap=0.05,
+                  legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
+    return go.Figure(data=traces, layout=layout, _validate=_validate())
 
 
 def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames: int | None = None,
@@ -538,13 +574,13 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
         duration = max((s.end for s in all_s), default=1.0)
     has_ref = bool(ref_s)
     if has_ref:
-        fig = make_subplots(rows=2, cols=2, specs=[[{"colspan": 2}, None], [{}, {}]],
+        fig = _subplots(rows=2, cols=2, specs=[[{"colspan": 2}, None], [{}, {}]],
                             column_widths=[0.75, 0.25], row_heights=[0.55, 0.45],
                             vertical_spacing=0.14, horizontal_spacing=0.08,
                             subplot_titles=["tiers", "boundary error (hyp − ref)", "accuracy"])
         tier_row: int | None = 1
     else:
-        fig = make_subplots(rows=1, cols=1)
+        fig = _subplots(rows=1, cols=1)
         tier_row = 1
     tiers = []
     if word_s:
@@ -618,7 +654,7 @@ def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = Non
     """
     stages = list(timings.keys())
     ms = [1000.0 * float(timings[s]) for s in stages]
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.12,
+    fig = _subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.12,
                         subplot_titles=["time per stage (ms)", "peak memory (MB)"])
     labels = [f"{s} (cached)" if s in cached else s for s in stages]
     fig.add_trace(go.Bar(y=labels, x=ms, orientation="h", text=[f"{v:.0f}" for v in ms],
@@ -664,7 +700,7 @@ def timeline_figure(duration: float, frame_shift: float, db: np.ndarray | None =
     if not panels:
         raise ValueError("timeline_figure needs at least one panel")
     weights = np.array([w for _, w in panels])
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.03,
+    fig = _subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.03,
                         row_heights=list(weights / weights.sum()))
     K = None
     for i, (kind, _) in enumerate(panels, start=1):

@@ -43,6 +43,7 @@ MAX_AUDIO_SECONDS = float(os.environ.get("HMM_STUDIO_MAX_SECONDS", "60"))
 MIN_AUDIO_SECONDS = 0.2
 ANALYSIS_SR = 16000
 MODEL_TYPES = ("gaussian", "gmm", "semi-markov")
+DURATION_DISTS = ("poisson", "gamma", "gaussian", "nonparametric")
 OUTPUT_DIR = Path(tempfile.gettempdir()) / "hmm_studio_outputs"
 OUTPUT_MAX_AGE_S = 2 * 3600
 
@@ -298,8 +299,8 @@ def validate_settings(s: AnalysisSettings) -> AnalysisSettings:
     if decoder not in ("viterbi", "posterior"):
         raise DashboardError(f"unknown decoder {s.decoder!r}: choose viterbi or posterior")
     dur = str(s.duration_dist).strip().lower()
-    if dur not in ("poisson", "gamma", "nonparametric"):
-        raise DashboardError(f"unknown duration distribution {s.duration_dist!r}: choose poisson, gamma or nonparametric")
+    if dur not in DURATION_DISTS:
+        raise DashboardError(f"unknown duration distribution {s.duration_dist!r}: choose {', '.join(DURATION_DISTS)}")
     try:
         tol = float(s.tol)
     except (TypeError, ValueError):
@@ -611,10 +612,11 @@ def write_exports(result: AnalysisResult, model: Any = None) -> dict:
     segs = segments_from_frame_labels([names[k] for k in result.path], result.frame_shift, result.duration)
     files["textgrid"] = str(d / "states.TextGrid")
     write_textgrid(files["textgrid"], {"states": segs}, result.duration)
+    post = np.round(result.posteriors.astype(np.float64), 6)  # 6 decimals: half the file size
     files["csv"] = str(d / "frames.csv")
-    frames_to_csv(result.path, result.posteriors, result.frame_shift, names, path=files["csv"])
+    frames_to_csv(result.path, post, result.frame_shift, names, path=files["csv"])
     files["json"] = str(d / "frames.json")
-    frames_to_json(result.path, result.posteriors, result.frame_shift, names, path=files["json"])
+    frames_to_json(result.path, post, result.frame_shift, names, path=files["json"])
     if model is not None:
         try:
             save_model(model, d / "model.pt")

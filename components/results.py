@@ -37,7 +37,7 @@ class AnalysisSettings:
     num_ceps: int = 13
     deltas: int = 2
     max_duration: int = 30                # semi-Markov: longest state duration, in frames
-    duration_dist: str = "poisson"        # semi-Markov: "poisson" | "gamma" | "nonparametric"
+    duration_dist: str = "poisson"        # semi-Markov: "poisson" | "gamma" | "gaussian" | "nonparametric"
     device: str = "auto"                  # "auto" | "cpu" | "cuda"
     seed: int = 0
     sweep_states: str = ""                # e.g. "2,4,8,16": BIC/AIC sweep over these state counts

@@ -191,7 +191,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                              ("Bakis", "bakis")], value=s0.topology, label="Topology")
                         max_duration = gr.Slider(2, 200, value=s0.max_duration, step=1,
                                                  label="Max state duration, frames (semi-Markov)")
-                        duration_dist = gr.Dropdown(["poisson", "gamma", "nonparametric"], value=s0.duration_dist,
+                        duration_dist = gr.Dropdown(list(P.DURATION_DISTS), value=s0.duration_dist,
                                                     label="Duration distribution (semi-Markov)")
                     with gr.Accordion("Training", open=False):
                         max_iter = gr.Slider(1, 200, value=s0.max_iter, step=1, label="EM iterations (max)")

@@ -1,11 +1,14 @@
 """Figure builders on known inputs: the traces carry the right data, at the right times."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 
-from components import figures as F
+os.environ["HMM_STUDIO_VALIDATE_FIGURES"] = "1"  # catch misspelt plotly properties
+
+from components import figures as F  # noqa: E402
 
 SHIFT = 0.01
 
