@@ -144,3 +144,47 @@ def chain_viterbi(log_start, log_final, stay, nxt, src, dst, skip, log_obs, path
     for t in range(T - 1, 0, -1):
         path[t - 1] = back[t, path[t]]
     return best
+
+
+@njit(cache=_CACHE)
+def segment_dp(csum, csq, min_len, max_len, bounds):
+    """Split T frames into P consecutive runs minimising the within-run squared error.
+
+    ``csum [T+1, D]`` and ``csq [T+1]`` are prefix sums of the frames and of their squared
+    norms; run p has between ``min_len[p]`` (may be 0) and ``max_len[p]`` frames. Fills
+    ``bounds [P+1]`` (run p is ``[bounds[p], bounds[p+1])``) and returns the total error
+    (inf when no split satisfies the lengths).
+    """
+    T = csum.shape[0] - 1
+    D = csum.shape[1]
+    P = min_len.shape[0]
+    cost = np.full((P + 1, T + 1), np.inf)
+    back = np.zeros((P + 1, T + 1), np.int64)
+    cost[0, 0] = 0.0
+    for p in range(P):
+        for e in range(T + 1):
+            lo = max(0, e - max_len[p])
+            hi = e - min_len[p]
+            best = np.inf
+            arg = -1
+            for s in range(lo, hi + 1):
+                prev = cost[p, s]
+                if prev == np.inf:
+                    continue
+                n = e - s
+                c = 0.0
+                if n > 0:
+                    sq = 0.0
+                    for d in range(D):
+                        diff = csum[e, d] - csum[s, d]
+                        sq += diff * diff
+                    c = csq[e] - csq[s] - sq / n
+                if prev + c < best:
+                    best = prev + c
+                    arg = s
+            cost[p + 1, e] = best
+            back[p + 1, e] = arg
+    bounds[P] = T
+    for p in range(P, 0, -1):
+        bounds[p - 1] = back[p, bounds[p]] if cost[p, bounds[p]] < np.inf else 0
+    return cost[P, T]

@@ -27,7 +27,7 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from . import _chain_kernels as _k
 
-__all__ = ["Chain", "ChainPosteriors", "chain_forward_backward", "chain_viterbi", "chain_to_dense"]
+__all__ = ["Chain", "ChainPosteriors", "chain_forward_backward", "chain_viterbi", "chain_to_dense", "homogeneous_segmentation"]
 
 
 @dataclass(frozen=True)
@@ -163,3 +163,36 @@ def chain_to_dense(chain: Chain) -> Tuple[Tensor, Tensor]:
     for s, d, w in zip(chain.skip_src, chain.skip_dst, chain.log_skip):
         A[int(s), int(d)] = float(w)
     return torch.from_numpy(chain.log_start.copy()), A
+
+
+def homogeneous_segmentation(x, min_len, max_len) -> np.ndarray:
+    """Optimal split of ``x [T, D]`` into P consecutive runs of (nearly) constant value.
+
+    Minimises the total squared distance of the frames to their run's mean (a piecewise
+    constant fit, solved exactly by dynamic programming in O(P T L D), L the longest run).
+
+    Args:
+        x: ``[T, D]`` frames (tensor or numpy).
+        min_len, max_len: ``[P]`` bounds on each run's length in frames (min may be 0).
+    Returns:
+        ``bounds [P + 1]`` int64: run p covers frames ``[bounds[p], bounds[p + 1])``.
+    Raises:
+        InvalidInputError: the lengths cannot add up to T.
+    """
+    if isinstance(x, Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    x = np.asarray(x, dtype=np.float64)
+    min_len = np.ascontiguousarray(min_len, dtype=np.int64)
+    max_len = np.ascontiguousarray(max_len, dtype=np.int64)
+    T = x.shape[0]
+    if min_len.sum() > T or max_len.sum() < T:
+        raise InvalidInputError(f"{T} frames cannot be split into runs of lengths {min_len.tolist()}..{max_len.tolist()}")
+    csum = np.zeros((T + 1, x.shape[1]))
+    np.cumsum(x, axis=0, out=csum[1:])
+    csq = np.zeros(T + 1)
+    np.cumsum((x * x).sum(1), out=csq[1:])
+    bounds = np.empty(min_len.shape[0] + 1, np.int64)
+    total = _k.segment_dp(csum, csq, min_len, max_len, bounds)
+    if not np.isfinite(total):
+        raise InvalidInputError(f"{T} frames cannot be split into runs of the given lengths")
+    return bounds

@@ -1,0 +1,542 @@
+"""Forced alignment of one utterance with left-to-right phone HMMs.
+
+:func:`align_utterance` takes audio (or features) and its phones or words and returns
+phone (and word) segments. Without trained models it trains them on the utterance itself:
+
+1. the phone sequence gets silences (by default an *optional* ``sil`` at each edge, and for
+   words an optional ``sil`` between words: the chain can skip them, see
+   :meth:`PhoneModels.build_chain`);
+2. every phone gets ``states_per_phone`` left-to-right states, *tied* across occurrences
+   (two ``t`` in the utterance share one set of Gaussians and self-loops);
+3. flat start: the frames are cut into equal runs, one per chain state, and each tied
+   state starts from the mean/variance of its runs;
+4. ``iterations`` of Baum-Welch EM on the utterance (chain forward-backward, statistics
+   pooled on tied states);
+5. Viterbi through the chain gives the segmentation.
+
+With ``models=`` (e.g. trained on a corpus by :mod:`hmm_engine.alignment.corpus`) steps
+3-4 are skipped.
+
+Confidence of a phone segment: the mean, over its frames, of the posterior probability
+(forward-backward, same models) of the chain state that Viterbi chose for the frame. It is
+in [0, 1]; near 1 means the models leave little doubt about the boundaries around that
+frame run, low values flag segments whose extent is uncertain.
+
+The helpers below (:func:`prepare_transcript`, :func:`flat_start_stats`,
+:func:`utterance_stats`, :func:`viterbi_segments`) are shared with corpus training.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hmm_engine.alignment.phone_models import PhoneModels
+from hmm_engine.alignment.segments import Segment
+from hmm_engine.alignment.transcripts import Word, WordSpan, build_phone_sequence, parse_phones, text_to_phones
+from hmm_engine.errors import InvalidInputError, InvalidParameterError, TranscriptError
+from hmm_engine.frontend.audio import Audio, load_audio
+from hmm_engine.frontend.features import FeatureConfig, Features, extract_features
+from hmm_engine.inference.chain import chain_forward_backward, chain_viterbi, homogeneous_segmentation
+from hmm_engine.training.em import add_stats
+
+SilenceOption = Literal["optional", "always", "never"]
+InitOption = Literal["uniform", "segmental"]
+# Longest run a non-silence phone may get in the segmental start (seconds).
+MAX_PHONE_SECONDS = 0.5
+
+__all__ = [
+    "AlignmentResult",
+    "PreparedTranscript",
+    "align_utterance",
+    "align_features",
+    "prepare_transcript",
+    "compute_features",
+    "flat_start_stats",
+    "utterance_stats",
+    "train_on_utterances",
+    "viterbi_segments",
+]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class PreparedTranscript:
+    """The phone sequence to align.
+
+    Attributes:
+        phones: ``[P]`` symbols, silences included.
+        optional: ``[P]`` True where the phone may be skipped (silences we added).
+        spans: one :class:`WordSpan` per word (empty for bare phones).
+    """
+
+    phones: list[str]
+    optional: list[bool]
+    spans: list[WordSpan]
+
+
+def prepare_transcript(
+    phones: str | Sequence[str] | None = None,
+    words: str | Sequence[Word] | None = None,
+    silence: str = "sil",
+    edge_silence: SilenceOption = "optional",
+    word_silence: SilenceOption = "optional",
+    voice: str = "en-us",
+) -> PreparedTranscript:
+    """Build the phone sequence of a transcript, with silences.
+
+    Args:
+        phones: space-separated phones or a list of phones (any symbol set).
+        words: orthographic text (converted with espeak-ng) or a list of :class:`Word`.
+        silence: silence symbol.
+        edge_silence: ``"optional"`` (skippable ``silence`` at each edge), ``"always"`` or
+            ``"never"``. No silence is added at an edge that already has one.
+        word_silence: the same between words (words only).
+        voice: espeak-ng voice for ``words`` text.
+
+    Raises:
+        TranscriptError: neither or both of phones/words given, empty transcript, bad option.
+    """
+    for name, value in (("edge_silence", edge_silence), ("word_silence", word_silence)):
+        if value not in ("optional", "always", "never"):
+            raise TranscriptError(f"{name} must be 'optional', 'always' or 'never', got {value!r}")
+    if (phones is None) == (words is None):
+        raise TranscriptError("give exactly one of phones= or words=")
+    if phones is not None:
+        items: list = parse_phones(phones) if isinstance(phones, str) else list(phones)
+    elif isinstance(words, str):
+        items = text_to_phones(words, voice=voice)
+    else:
+        items = list(words)
+    if not items:
+        raise TranscriptError("transcript is empty: nothing to align")
+    seq, spans = build_phone_sequence(items, silence=silence, edge_silence=False,
+                                      word_silence=word_silence != "never")
+    optional = [False] * len(seq)
+    if word_silence == "optional":
+        # build_phone_sequence puts a silence between words: mark exactly those optional.
+        inner = {span.start - 1 for span in spans[1:]}
+        optional = [i in inner and p == silence for i, p in enumerate(seq)]
+    if edge_silence != "never":
+        flag = edge_silence == "optional"
+        if seq[0] != silence:
+            seq.insert(0, silence)
+            optional.insert(0, flag)
+            spans = [WordSpan(s.text, s.start + 1, s.end + 1) for s in spans]
+        if seq[-1] != silence:
+            seq.append(silence)
+            optional.append(flag)
+    if all(p == silence for p in seq):
+        raise TranscriptError("the transcript holds only silence: nothing to align")
+    return PreparedTranscript(seq, optional, spans)
+
+
+def compute_features(source, feature_config: FeatureConfig | None = None, frame_shift: float | None = None) -> Features:
+    """Features of ``source``: a path, an :class:`Audio`, :class:`Features`, or a ``[T, D]`` tensor.
+
+    A bare tensor needs ``frame_shift`` (seconds; default the config's); its duration is
+    taken as ``T * frame_shift``.
+    """
+    config = feature_config or FeatureConfig()
+    if isinstance(source, Features):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        source = load_audio(source)
+    if isinstance(source, Audio):
+        return extract_features(source, config)
+    if isinstance(source, (Tensor, np.ndarray)):
+        values = torch.as_tensor(source, dtype=torch.float32)
+        if values.dim() != 2 or values.shape[0] == 0:
+            raise InvalidInputError(f"features must be a [T, D] array with T >= 1, got shape {tuple(values.shape)}")
+        if not torch.isfinite(values).all():
+            raise InvalidInputError("features contain NaN or infinite values")
+        shift = frame_shift if frame_shift is not None else config.frame_shift_ms / 1000.0
+        return Features(values.contiguous(), shift, config, values.shape[0] * shift)
+    raise InvalidInputError(f"cannot align a {type(source).__name__}: give a path, Audio, Features or a [T, D] tensor")
+
+
+# --------------------------------------------------------------------------- EM pieces
+
+
+def _check_length(models: PhoneModels, transcript: PreparedTranscript, num_frames: int, frame_shift: float) -> None:
+    need = models.min_frames(transcript.optional)
+    if num_frames < need:
+        raise InvalidInputError(
+            f"the transcript has {need} mandatory HMM states ({need // models.states_per_phone} phones x "
+            f"{models.states_per_phone} states) but the audio has only {num_frames} frames; at least {need} "
+            f"frames ({need * frame_shift:.3f} s) are needed: use fewer states per phone or check the transcript"
+        )
+
+
+def flat_start_stats(
+    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, init: InitOption = "uniform"
+) -> dict[str, Tensor]:
+    """Statistics of an initial hard segmentation of one utterance.
+
+    ``init="uniform"`` (the classic flat start): frame t goes to chain state ``floor(t S / T)``
+    over all ``S = P N`` states (optional silences included when there are enough frames,
+    else only the mandatory phones).
+    ``init="segmental"``: the frames are first split into P phone runs of nearly constant
+    features (:func:`homogeneous_segmentation`; optional phones may get no frame, a mandatory
+    phone gets at least N), then each run is cut uniformly among its phone's N states. On a
+    single utterance this matters: from a uniform start, EM with ~3 frames per state stays
+    stuck next to its initial segmentation.
+
+    Args:
+        x: ``[T, D]`` features.
+    Returns:
+        Summable group statistics for ``models.emission.initialize_from_stats``.
+    """
+    N = models.states_per_phone
+    T = x.shape[0]
+    if init == "segmental":
+        phones = transcript.phones
+        min_len = [0 if o else N for o in transcript.optional]
+        max_len = [T if (o or p == models.silence) else max(N, int(round(MAX_PHONE_SECONDS / _shift(models))))
+                   for p, o in zip(phones, transcript.optional)]
+        if sum(max_len) < T:
+            max_len = [T] * len(phones)
+        bounds = homogeneous_segmentation(x, min_len, max_len)
+        groups_np = np.empty(T, np.int64)
+        for i, phone in enumerate(phones):
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            if b > a:
+                ids = np.asarray(models.state_ids(phone))
+                groups_np[a:b] = ids[(np.arange(b - a) * N) // (b - a)]
+    elif init == "uniform":
+        phones = transcript.phones
+        if T < len(phones) * N:
+            phones = [p for p, o in zip(transcript.phones, transcript.optional) if not o]
+        _, state_ids, _ = models.build_chain(phones)
+        S = state_ids.shape[0]
+        groups_np = state_ids[(np.arange(T) * S) // T]
+    else:
+        raise InvalidParameterError(f"init must be 'uniform' or 'segmental', got {init!r}")
+    groups = torch.from_numpy(groups_np).to(x.device)
+    weights = torch.nn.functional.one_hot(groups, models.num_states).to(x.dtype)
+    return models.emission.grouped_stats(x, weights)
+
+
+def _shift(models: PhoneModels) -> float:
+    return models.feature_config.frame_shift_ms / 1000.0
+
+
+def utterance_stats(
+    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0
+) -> dict[str, Tensor]:
+    """E-step on one utterance: emission + transition statistics on tied states.
+
+    ``acoustic_scale`` < 1 multiplies the emission log-likelihoods in the posteriors
+    (deterministic annealing: softer posteriors let EM move away from its start); the
+    reported ``log_likelihood`` is then that of the scaled model.
+
+    Returns a summable dict: the emission's keys, ``trans_stay``/``trans_leave`` ``[K]``,
+    ``log_likelihood`` and ``num_frames`` (0-d float64).
+    """
+    chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional)
+    with torch.no_grad():
+        log_obs = models.log_likelihood(x)[:, torch.from_numpy(state_ids).to(x.device)]
+    if acoustic_scale != 1.0:
+        log_obs = log_obs * acoustic_scale
+    post = chain_forward_backward(chain, log_obs)
+    weights = torch.zeros(x.shape[0], models.num_states, dtype=torch.float64)
+    weights.index_add_(1, torch.from_numpy(state_ids), torch.from_numpy(post.gamma))
+    with torch.no_grad():
+        stats = dict(models.emission.accumulate(x, weights.to(x.device)))
+    stats = {k: v.cpu() for k, v in stats.items()}
+    stats.update(models.transition_stats(state_ids, post.stay_count, post.next_count, chain.skip_src, post.skip_count))
+    stats["log_likelihood"] = torch.tensor(post.log_likelihood, dtype=torch.float64)
+    stats["num_frames"] = torch.tensor(float(x.shape[0]), dtype=torch.float64)
+    return stats
+
+
+def _m_step(models: PhoneModels, stats: dict[str, Tensor]) -> None:
+    device = models.log_stay.device
+    emission_stats = {k: v.to(device) for k, v in stats.items()
+                      if not k.startswith("trans_") and k not in ("log_likelihood", "num_frames")}
+    models.emission.m_step(emission_stats)
+    models.transition_m_step(stats)
+
+
+def train_on_utterances(
+    models: PhoneModels,
+    data: Sequence[tuple[Tensor, PreparedTranscript]],
+    iterations: int,
+    mixup_iterations: int = 3,
+    seed: int = 0,
+    reduce=None,
+    progress=None,
+    init: InitOption = "uniform",
+    acoustic_scales: Sequence[float] | None = None,
+) -> list[float]:
+    """Flat start then embedded Baum-Welch EM over utterances (one or a corpus share).
+
+    Args:
+        models: fresh :class:`PhoneModels` whose ``num_mixtures`` is the *target*; training
+            starts with one Gaussian per state and splits up to the target (doubling, with
+            ``mixup_iterations`` EM iterations after each split).
+        data: ``(x [T, D], transcript)`` pairs.
+        iterations: EM iterations with single Gaussians (0 keeps the flat start).
+        reduce: ``stats -> stats`` applied to every summed statistics dict before it is used
+            (``hmm_engine.training.em.all_reduce_stats`` for torch.distributed); identity if None.
+        progress: optional ``callback(iteration, log_lik_per_frame)``.
+        init: initial segmentation, see :func:`flat_start_stats`.
+        acoustic_scales: per single-Gaussian iteration, the annealing scale passed to
+            :func:`utterance_stats` (default all 1).
+    Returns:
+        Log-likelihood per frame of each EM iteration (before its M-step).
+    """
+    if not data:
+        raise InvalidInputError("no utterances to train on")
+    reduce = reduce or (lambda s: s)
+    target = models.num_mixtures
+    if target > 1:
+        # Train single Gaussians first, then split (the parameters are replaced by the split).
+        single = PhoneModels(models.phones, models.states_per_phone, models.obs_dim, 1, models.covariance_type,
+                             models.min_covar, models.feature_config, models.silence, models.skip_prob)
+        models.emission = single.emission.to(models.log_stay.device)
+        models.num_mixtures = 1
+    init_stats = None
+    for x, transcript in data:
+        init_stats = add_stats(init_stats, flat_start_stats(models, x, transcript, init))
+    init_stats = reduce({k: v.double() for k, v in init_stats.items()})
+    generator = torch.Generator().manual_seed(int(seed))
+    models.emission.initialize_from_stats({k: v.to(models.log_stay.device) for k, v in init_stats.items()}, generator)
+
+    schedule = [1] * iterations
+    m = 1
+    while m < target:
+        m = min(2 * m, target)
+        schedule += [m] * max(1, mixup_iterations)
+    history: list[float] = []
+    for iteration, mixtures in enumerate(schedule):
+        if mixtures > models.num_mixtures:
+            models.split_mixtures(mixtures)
+        total = None
+        for x, transcript in data:
+            scale = acoustic_scales[iteration] if acoustic_scales is not None and iteration < len(acoustic_scales) else 1.0
+            total = add_stats(total, utterance_stats(models, x, transcript, scale))
+        total = reduce(total)
+        per_frame = float(total["log_likelihood"] / total["num_frames"])
+        if not math.isfinite(per_frame):
+            raise InvalidInputError("EM log-likelihood is not finite")
+        history.append(per_frame)
+        if progress is not None:
+            progress(iteration, per_frame)
+        _m_step(models, total)
+    return history
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def viterbi_segments(
+    models: PhoneModels, features: Features, transcript: PreparedTranscript, confidence: bool = True
+) -> dict:
+    """Viterbi alignment of one utterance with fixed models.
+
+    Returns a dict with ``phones`` (list of :class:`Segment`, score = confidence or None),
+    ``words`` (list of :class:`Segment` or None), ``frame_states`` ``[T]`` tied state ids,
+    ``frame_phones`` ``[T]`` index into ``transcript.phones``, ``viterbi_score``,
+    ``log_likelihood`` (forward, NaN without confidence).
+    """
+    x = features.values.to(models.log_stay.device)
+    _check_length(models, transcript, x.shape[0], features.frame_shift)
+    chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional)
+    with torch.no_grad():
+        log_obs = models.log_likelihood(x)[:, torch.from_numpy(state_ids).to(x.device)]
+    log_obs = log_obs.detach().to("cpu", torch.float64).numpy()
+    path, score = chain_viterbi(chain, log_obs)
+    frame_conf = None
+    log_lik = math.nan
+    if confidence:
+        post = chain_forward_backward(chain, log_obs)
+        frame_conf = post.gamma[np.arange(path.shape[0]), path]
+        log_lik = post.log_likelihood
+    frame_phones = phone_of[path]
+    shift, duration = features.frame_shift, features.duration
+    T = path.shape[0]
+    segments: list[Segment] = []
+    phone_extent: dict[int, tuple[float, float]] = {}
+    start = 0
+    for t in range(1, T + 1):
+        if t == T or frame_phones[t] != frame_phones[start]:
+            index = int(frame_phones[start])
+            score = float(frame_conf[start:t].mean()) if frame_conf is not None else None
+            seg = Segment(transcript.phones[index], start * shift, min(t * shift, duration), score)
+            segments.append(seg)
+            phone_extent[index] = (seg.start, seg.end)
+            start = t
+    words = None
+    if transcript.spans:
+        words = []
+        for span in transcript.spans:
+            inside = [phone_extent[i] for i in range(span.start, span.end) if i in phone_extent]
+            if inside:
+                words.append(Segment(span.text, inside[0][0], inside[-1][1]))
+    return dict(phones=segments, words=words, frame_states=state_ids[path], frame_phones=frame_phones,
+                viterbi_score=score, log_likelihood=log_lik)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+@dataclass
+class AlignmentResult:
+    """One utterance's alignment.
+
+    Attributes:
+        phones: phone tier; each segment's ``score`` is its confidence (module docstring).
+        words: word tier (None when only phones were given).
+        frame_states: ``[T]`` tied state id of each frame (``models.phones[id // N]``, state ``id % N``).
+        frame_phones: ``[T]`` index of each frame's phone in ``transcript.phones``.
+        transcript: the aligned phone sequence (silences included).
+        log_likelihood: forward log p(x | transcript, models) (all paths).
+        viterbi_score: log-probability of the best path.
+        history: log-likelihood per frame of each EM iteration (empty with given models).
+        timings: seconds spent in ``features``, ``training``, ``alignment`` and ``total``.
+        frame_shift, duration: seconds.
+        models: the phone models used (trained here, or given).
+    """
+
+    phones: list[Segment]
+    words: list[Segment] | None
+    frame_states: np.ndarray
+    frame_phones: np.ndarray
+    transcript: PreparedTranscript
+    log_likelihood: float
+    viterbi_score: float
+    history: list[float]
+    timings: dict[str, float]
+    frame_shift: float
+    duration: float
+    models: PhoneModels = field(repr=False)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_states.shape[0])
+
+    def tiers(self) -> dict[str, list[Segment]]:
+        """``{"phones": ..., "words": ...}`` for :func:`hmm_engine.alignment.textgrids.write_textgrid`."""
+        tiers = {"phones": self.phones}
+        if self.words:
+            tiers["words"] = self.words
+        return tiers
+
+
+def align_features(
+    features: Features, transcript: PreparedTranscript, models: PhoneModels, confidence: bool = True
+) -> AlignmentResult:
+    """Align prepared features with fixed (trained) models; see :func:`align_utterance`."""
+    t0 = time.perf_counter()
+    out = viterbi_segments(models, features, transcript, confidence)
+    elapsed = time.perf_counter() - t0
+    return AlignmentResult(
+        out["phones"], out["words"], out["frame_states"], out["frame_phones"], transcript,
+        out["log_likelihood"], out["viterbi_score"], [], {"features": 0.0, "training": 0.0, "alignment": elapsed,
+                                                          "total": elapsed},
+        features.frame_shift, features.duration, models,
+    )
+
+
+def align_utterance(
+    source,
+    phones: str | Sequence[str] | None = None,
+    words: str | Sequence[Word] | None = None,
+    *,
+    states_per_phone: int = 3,
+    num_mixtures: int = 1,
+    covariance_type: str = "diag",
+    min_covar: float = 0.01,
+    feature_config: FeatureConfig | None = None,
+    frame_shift: float | None = None,
+    iterations: int = 10,
+    init: InitOption = "segmental",
+    anneal: float | None = None,
+    silence: str = "sil",
+    edge_silence: SilenceOption = "optional",
+    word_silence: SilenceOption = "optional",
+    voice: str = "en-us",
+    models: PhoneModels | None = None,
+    confidence: bool = True,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> AlignmentResult:
+    """Force-align one utterance.
+
+    Args:
+        source: audio path, :class:`Audio`, :class:`Features`, or ``[T, D]`` feature tensor.
+        phones: space-separated phones or a list (any symbol set), or
+        words: text (espeak-ng gives the phones) or a list of :class:`Word`.
+        states_per_phone: 1 to 5 left-to-right states per phone.
+        num_mixtures: Gaussians per state (>1 splits after the single-Gaussian iterations).
+        covariance_type: "diag" (default), "full", "spherical" or "tied".
+        min_covar: variance floor (features are CMVN-normalised).
+        feature_config: front end (default MFCC+D+DD, CMVN, 10 ms); ignored for Features input.
+        frame_shift: seconds per frame for a bare tensor.
+        iterations: EM iterations on this utterance (ignored with ``models``).
+        init: "segmental" (default: phone runs of homogeneous features, then uniform states
+            inside each) or "uniform" (classic flat start); see :func:`flat_start_stats`.
+        silence, edge_silence, word_silence, voice: see :func:`prepare_transcript`.
+        models: trained :class:`PhoneModels` to align with instead of training here.
+        confidence: compute per-segment confidences (one extra forward-backward).
+        seed: seeds the mixture initialisation.
+        device: where emission scores are computed ("cpu" or "cuda").
+
+    Returns:
+        :class:`AlignmentResult`.
+
+    Raises:
+        TranscriptError: empty or unusable transcript.
+        InvalidInputError: fewer frames than mandatory states (the message says how many
+            are needed), phones unknown to ``models``, bad features.
+        InvalidParameterError: states_per_phone outside 1..5, bad mixtures or iterations.
+        AudioError: unreadable or too short audio.
+    """
+    t_start = time.perf_counter()
+    if not (isinstance(iterations, int) and iterations >= 0):
+        raise InvalidParameterError(f"iterations must be a non-negative integer, got {iterations!r}")
+    if not (isinstance(states_per_phone, int) and 1 <= states_per_phone <= 5):
+        raise InvalidParameterError(f"states_per_phone must be an integer from 1 to 5, got {states_per_phone!r}")
+    transcript = prepare_transcript(phones, words, silence, edge_silence, word_silence, voice)
+    if models is not None:
+        feature_config = models.feature_config
+    features = compute_features(source, feature_config, frame_shift)
+    t_features = time.perf_counter()
+    history: list[float] = []
+    if models is None:
+        models = PhoneModels(
+            transcript.phones, states_per_phone, features.values.shape[1], num_mixtures, covariance_type,
+            min_covar, features.config, silence,
+        ).to(device)
+        _check_length(models, transcript, features.num_frames, features.frame_shift)
+        x = features.values.to(device)
+        scales = None
+        if anneal is not None and iterations > 1:
+            # Geometric ramp of the acoustic scale from `anneal` up to 1 over the iterations.
+            scales = [float(anneal ** (1.0 - i / (iterations - 1))) for i in range(iterations)]
+        history = train_on_utterances(models, [(x, transcript)], iterations, seed=seed, init=init,
+                                      acoustic_scales=scales)
+    else:
+        models = models.to(device)
+        if features.values.shape[1] != models.obs_dim:
+            raise InvalidInputError(f"features have dimension {features.values.shape[1]}, the models expect {models.obs_dim}")
+    t_train = time.perf_counter()
+    out = viterbi_segments(models, features, transcript, confidence)
+    t_end = time.perf_counter()
+    timings = {"features": t_features - t_start, "training": t_train - t_features,
+               "alignment": t_end - t_train, "total": t_end - t_start}
+    return AlignmentResult(
+        out["phones"], out["words"], out["frame_states"], out["frame_phones"], transcript,
+        out["log_likelihood"], out["viterbi_score"], history, timings, features.frame_shift, features.duration,
+        models,
+    )

@@ -1,0 +1,334 @@
+"""Corpus forced alignment: shared phone models trained by flat-start embedded EM.
+
+Corpus layout (Montreal Forced Aligner style): ``CORPUS_DIR/name.wav`` with a transcript
+``CORPUS_DIR/name<suffix>``; the suffix is ``.lab`` by default (``transcript_suffix``
+chooses another, e.g. ``.phones.lab``). The transcript holds words (turned into phones by
+espeak-ng) or, with ``phones=True``, space-separated phone symbols.
+
+Training (HTK/MFA-style monophone training):
+
+1. *flat start*: each utterance's frames are cut into equal runs, one per state of its
+   phone chain; the statistics of those runs, summed over the corpus (and over processes),
+   give every tied state its first mean and variance;
+2. ``iterations`` of *embedded* Baum-Welch re-estimation: each utterance's chain (its
+   phones' tied states, optional silences skippable) is run forward-backward, the state
+   posteriors and transition counts are pooled per tied state over the corpus, then one
+   M-step; with ``num_mixtures > 1`` the Gaussians are then split (1 -> 2 -> 4 ... -> M),
+   with ``mixup_iterations`` EM iterations after each split;
+3. Viterbi alignment of every file with the trained models.
+
+Distributed: launched under ``torchrun`` (``torch.distributed`` initialised), each rank
+loads ``files[rank::world]``, the phone inventories are united, every statistics dict (the
+flat-start ones included) is summed with :func:`hmm_engine.training.em.all_reduce_stats`,
+so every rank takes the same M-steps and holds the same models; each rank writes the
+TextGrids of its files and rank 0 writes ``phone_models.pt``.
+
+A file that cannot be used (unreadable audio, missing or bad transcript, too short for its
+phones, ...) is skipped with a report line; the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from hmm_engine.alignment.aligner import (
+    PreparedTranscript,
+    _check_length,
+    align_features,
+    compute_features,
+    prepare_transcript,
+    train_on_utterances,
+)
+from hmm_engine.alignment.phone_models import PhoneModels
+from hmm_engine.alignment.textgrids import write_textgrid
+from hmm_engine.errors import HMMStudioError, InvalidInputError
+from hmm_engine.frontend.features import FeatureConfig, Features
+from hmm_engine.inference.hmm import single_thread
+from hmm_engine.training.em import all_reduce_stats
+
+MODEL_FILE = "phone_models.pt"
+
+__all__ = ["CorpusFile", "CorpusReport", "find_corpus_files", "load_corpus", "train_corpus", "align_corpus",
+           "align_files", "MODEL_FILE"]
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One utterance of a corpus: ``name``, its audio and transcript paths."""
+
+    name: str
+    audio: Path
+    transcript: Path
+
+
+@dataclass
+class CorpusReport:
+    """What :func:`align_corpus` did (on this process; ``skipped`` holds every rank's lines).
+
+    Attributes:
+        aligned: names whose TextGrid was written.
+        skipped: ``"name: reason"`` report lines.
+        history: log-likelihood per frame of each EM iteration.
+        num_train_files: files the models were trained on (all ranks).
+        audio_seconds: seconds of audio trained on (all ranks).
+        timings: wall seconds for ``loading``, ``training``, ``alignment``.
+        models_path: where the models were written (rank 0), else None.
+    """
+
+    aligned: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    history: list[float] = field(default_factory=list)
+    num_train_files: int = 0
+    audio_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    models_path: Path | None = None
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(obj):
+    """Every rank's ``obj`` as a list (``[obj]`` when not distributed)."""
+    rank, world = _dist()
+    if world == 1:
+        return [obj]
+    out = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    return out
+
+
+def find_corpus_files(corpus_dir: str | os.PathLike, transcript_suffix: str = ".lab") -> tuple[list[CorpusFile], list[str]]:
+    """``(files, problems)``: every ``name.wav`` (sorted by name) with its ``name<suffix>``.
+
+    A wav without a transcript is a problem line, not a file.
+
+    Raises:
+        InvalidInputError: the folder does not exist or holds no ``.wav``.
+    """
+    folder = Path(corpus_dir)
+    if not folder.is_dir():
+        raise InvalidInputError(f"corpus folder '{folder}' does not exist or is not a folder")
+    wavs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
+    if not wavs:
+        raise InvalidInputError(f"corpus folder '{folder}' holds no .wav files")
+    files, problems = [], []
+    for wav in wavs:
+        lab = wav.with_name(wav.stem + transcript_suffix)
+        if lab.is_file():
+            files.append(CorpusFile(wav.stem, wav, lab))
+        else:
+            problems.append(f"{wav.stem}: skipped: no transcript '{lab.name}'")
+    return files, problems
+
+
+def _load_one(item: CorpusFile, phones: bool, feature_config: FeatureConfig, silence: str,
+              states_per_phone: int) -> tuple[Features, PreparedTranscript]:
+    try:
+        text = item.transcript.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read transcript '{item.transcript.name}': {exc}") from None
+    transcript = prepare_transcript(phones=text, silence=silence) if phones else prepare_transcript(words=text, silence=silence)
+    features = compute_features(item.audio, feature_config)
+    need = sum(1 for o in transcript.optional if not o) * states_per_phone
+    if features.num_frames < need:
+        raise InvalidInputError(f"{features.num_frames} frames are fewer than its {need} mandatory HMM states")
+    return features, transcript
+
+
+def load_corpus(
+    files: Sequence[CorpusFile], phones: bool, feature_config: FeatureConfig, silence: str = "sil",
+    states_per_phone: int = 3,
+) -> tuple[list[tuple[CorpusFile, Features, PreparedTranscript]], list[str]]:
+    """Features and transcripts of ``files``; ``(loaded, problems)`` where failures are report lines."""
+    loaded, problems = [], []
+    for item in files:
+        try:
+            features, transcript = _load_one(item, phones, feature_config, silence, states_per_phone)
+        except HMMStudioError as exc:
+            problems.append(f"{item.name}: skipped: {exc}")
+            continue
+        loaded.append((item, features, transcript))
+    return loaded, problems
+
+
+def train_corpus(
+    data: Sequence[tuple[Features, PreparedTranscript]],
+    states_per_phone: int = 3,
+    num_mixtures: int = 1,
+    iterations: int = 10,
+    mixup_iterations: int = 3,
+    covariance_type: str = "diag",
+    min_covar: float = 0.01,
+    silence: str = "sil",
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    progress: Callable[[int, float], None] | None = None,
+) -> tuple[PhoneModels, list[float]]:
+    """Train shared phone models on ``(features, transcript)`` pairs (this rank's share).
+
+    Under torch.distributed, the phone inventory is united over ranks and all statistics are
+    all-reduced, so every rank returns the same models. Returns ``(models, history)``.
+    """
+    local = sorted({p for _, t in data for p in t.phones})
+    inventory = sorted({p for part in _gather(local) for p in part})
+    if not inventory:
+        raise InvalidInputError("no usable utterance in the corpus")
+    dims = {f.values.shape[1] for f, _ in data}
+    dim = sorted({d for part in _gather(sorted(dims)) for d in part})
+    if len(dim) != 1:
+        raise InvalidInputError(f"utterances have different feature dimensions {dim}")
+    config = data[0][0].config if data else FeatureConfig()
+    models = PhoneModels(inventory, states_per_phone, dim[0], num_mixtures, covariance_type, min_covar,
+                         config, silence).to(device)
+    pairs = [(f.values.to(device), t) for f, t in data]
+    if not pairs and _dist()[1] == 1:
+        raise InvalidInputError("no usable utterance in the corpus")
+    history = _train_distributed(models, pairs, iterations, mixup_iterations, seed, progress)
+    return models, history
+
+
+def _train_distributed(models, pairs, iterations, mixup_iterations, seed, progress):
+    # A rank with no files still takes part in every all_reduce, contributing zeros.
+    if pairs:
+        return train_on_utterances(models, pairs, iterations, mixup_iterations, seed, all_reduce_stats, progress)
+    raise InvalidInputError("this rank has no usable utterance; use fewer processes than files")
+
+
+def align_files(
+    models: PhoneModels,
+    loaded: Sequence[tuple[CorpusFile, Features, PreparedTranscript]],
+    out_dir: str | os.PathLike,
+    confidence: bool = True,
+    show_progress: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Viterbi-align each utterance and write ``out_dir/name.TextGrid``; ``(aligned, problems)``."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    aligned, problems = [], []
+    for item, features, transcript in tqdm(loaded, desc="aligning", unit="file", disable=not show_progress,
+                                           file=sys.stderr):
+        try:
+            result = align_features(features, transcript, models, confidence)
+            write_textgrid(out / f"{item.name}.TextGrid", result.tiers(), features.duration)
+        except HMMStudioError as exc:
+            problems.append(f"{item.name}: skipped: {exc}")
+            continue
+        aligned.append(item.name)
+    return aligned, problems
+
+
+def align_corpus(
+    corpus_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    phones: bool = False,
+    transcript_suffix: str = ".lab",
+    states_per_phone: int = 3,
+    num_mixtures: int = 1,
+    iterations: int = 10,
+    mixup_iterations: int = 3,
+    covariance_type: str = "diag",
+    min_covar: float = 0.01,
+    feature_config: FeatureConfig | None = None,
+    silence: str = "sil",
+    device: str = "auto",
+    confidence: bool = True,
+    seed: int = 0,
+    show_progress: bool = True,
+    report: Callable[[str], None] | None = None,
+) -> CorpusReport:
+    """Train shared phone models on a corpus and align every file (see the module docstring).
+
+    Args:
+        corpus_dir: folder of ``name.wav`` + ``name<transcript_suffix>``.
+        out_dir: receives ``name.TextGrid`` (tiers ``phones``, and ``words`` for word
+            transcripts) and ``phone_models.pt``.
+        phones: transcripts hold phones rather than words.
+        states_per_phone, num_mixtures, iterations, mixup_iterations, covariance_type,
+        min_covar: model and training settings (see :func:`train_corpus`).
+        feature_config: front end (default MFCC + deltas + delta-deltas, CMVN, 10 ms).
+        device: "auto" (CUDA when available), "cpu" or "cuda": where emission scores and
+            statistics are computed (the chain DP itself runs on the CPU).
+        report: receives each report line (default: print to stderr); rank 0 reports all ranks.
+    Returns:
+        :class:`CorpusReport`.
+    Raises:
+        InvalidInputError: missing corpus folder, no wav, or no usable file at all.
+    """
+    rank, world = _dist()
+    report = report or (lambda line: print(line, file=sys.stderr))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("device 'cuda' requested but CUDA is not available")
+    feature_config = feature_config or FeatureConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    result = CorpusReport()
+    t0 = time.perf_counter()
+    files, problems = find_corpus_files(corpus_dir, transcript_suffix)
+    share = files[rank::world]
+    with single_thread():
+        loaded, load_problems = load_corpus(share, phones, feature_config, silence, states_per_phone)
+        t1 = time.perf_counter()
+        counts = _gather((len(loaded), sum(f.duration for _, f, _ in loaded)))
+        result.num_train_files = sum(c[0] for c in counts)
+        result.audio_seconds = sum(c[1] for c in counts)
+        if result.num_train_files == 0:
+            for line in problems + load_problems:
+                report(f"report: {line}")
+            raise InvalidInputError(f"no usable file in '{corpus_dir}' ({len(files)} with transcripts)")
+        bar = None
+        if show_progress and rank == 0:
+            from tqdm import tqdm
+
+            total = iterations + _mixup_steps(num_mixtures, mixup_iterations)
+            bar = tqdm(total=total, desc="training (EM)", unit="iter", file=sys.stderr)
+
+        def progress(iteration: int, value: float) -> None:
+            if bar is not None:
+                bar.set_postfix(loglik_per_frame=f"{value:.3f}")
+                bar.update(1)
+
+        models, history = train_corpus(
+            [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
+            covariance_type, min_covar, silence, device, seed, progress,
+        )
+        if bar is not None:
+            bar.close()
+        t2 = time.perf_counter()
+        if rank == 0:
+            result.models_path = out / MODEL_FILE
+            models.save(result.models_path)
+        aligned, align_problems = align_files(models, loaded, out, confidence, show_progress and rank == 0)
+        t3 = time.perf_counter()
+    result.aligned = aligned
+    result.history = history
+    result.timings = {"loading": t1 - t0, "training": t2 - t1, "alignment": t3 - t2}
+    own = (problems if rank == 0 else []) + load_problems + align_problems
+    result.skipped = sorted(line for part in _gather(own) for line in part)
+    if rank == 0:
+        for line in result.skipped:
+            report(f"report: {line}")
+    if world > 1:
+        torch.distributed.barrier()
+    return result
+
+
+def _mixup_steps(num_mixtures: int, mixup_iterations: int) -> int:
+    steps, m = 0, 1
+    while m < num_mixtures:
+        m = min(2 * m, num_mixtures)
+        steps += max(1, mixup_iterations)
+    return steps

@@ -1,0 +1,270 @@
+"""Tied phone-state inventory: shared left-to-right phone HMMs for forced alignment.
+
+Every phone symbol ``p`` (index ``i`` in :attr:`PhoneModels.phones`) owns ``N`` emitting
+states with *tied state ids* ``i * N + j`` (``j = 0 .. N-1``). Every occurrence of a phone,
+in any utterance, uses those same ids, hence the same Gaussian parameters and the same
+self-loop probability: statistics of all occurrences pool into them.
+
+An utterance's alignment HMM is the chain of its phones' states (:meth:`build_chain`). A
+phone marked *optional* (e.g. a silence we added at an edge or between words) can be
+skipped: the chain gets a skip arc over it with probability :attr:`skip_prob`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
+from hmm_engine.errors import InvalidInputError, InvalidParameterError, ModelFileError
+from hmm_engine.frontend.features import FeatureConfig
+from hmm_engine.inference.chain import Chain
+
+FORMAT = "hmm_studio.phone_models"
+VERSION = 1
+MIN_STAY, MAX_STAY = 0.05, 0.95  # keep every state able to both stay and leave
+
+
+class PhoneModels(nn.Module):
+    """Shared phone models: ``K = len(phones) * states_per_phone`` tied states.
+
+    Args:
+        phones: the phone inventory (unique symbols; sorted order is used for determinism).
+        states_per_phone: N, 1 to 5 emitting states per phone, left to right.
+        obs_dim: feature dimension D.
+        num_mixtures: Gaussians per state (1 uses :class:`GaussianEmission`).
+        covariance_type: "diag", "full", "spherical" or "tied".
+        min_covar: variance floor (features are CMVN-normalised, so this is relative to the
+            utterance variance of each dimension).
+        feature_config: how features were computed (saved with the models, reused to align).
+        silence: the silence symbol.
+        skip_prob: probability of skipping an optional phone.
+        initial_stay: self-loop probability before training.
+    """
+
+    def __init__(
+        self,
+        phones: Sequence[str],
+        states_per_phone: int = 3,
+        obs_dim: int = 39,
+        num_mixtures: int = 1,
+        covariance_type: str = "diag",
+        min_covar: float = 0.01,
+        feature_config: FeatureConfig | None = None,
+        silence: str = "sil",
+        skip_prob: float = 0.5,
+        initial_stay: float = 0.6,
+    ):
+        super().__init__()
+        phones = sorted(set(phones))
+        if not phones:
+            raise InvalidParameterError("the phone inventory is empty")
+        if not (isinstance(states_per_phone, int) and 1 <= states_per_phone <= 5):
+            raise InvalidParameterError(f"states_per_phone must be an integer from 1 to 5, got {states_per_phone!r}")
+        if not (isinstance(num_mixtures, int) and num_mixtures >= 1):
+            raise InvalidParameterError(f"num_mixtures must be a positive integer, got {num_mixtures!r}")
+        if not 0.0 < skip_prob < 1.0:
+            raise InvalidParameterError(f"skip_prob must be in (0, 1), got {skip_prob!r}")
+        self.phones = list(phones)
+        self.phone_index = {p: i for i, p in enumerate(self.phones)}
+        self.states_per_phone = int(states_per_phone)
+        self.obs_dim = int(obs_dim)
+        self.covariance_type = covariance_type
+        self.min_covar = float(min_covar)
+        self.feature_config = feature_config or FeatureConfig()
+        self.silence = silence
+        self.skip_prob = float(skip_prob)
+        self.num_mixtures = int(num_mixtures)
+        self.emission = self._make_emission(self.num_mixtures)
+        stay = min(max(initial_stay, MIN_STAY), MAX_STAY)
+        self.register_buffer("log_stay", torch.full((self.num_states,), math.log(stay), dtype=torch.float64))
+
+    def _make_emission(self, num_mixtures: int) -> nn.Module:
+        if num_mixtures == 1:
+            return GaussianEmission(self.num_states, self.obs_dim, self.covariance_type, self.min_covar)
+        return MixtureGaussianEmission(self.num_states, self.obs_dim, num_mixtures, self.covariance_type, self.min_covar)
+
+    # ------------------------------------------------------------------ inventory
+    @property
+    def num_states(self) -> int:
+        """K, the number of tied states."""
+        return len(self.phones) * self.states_per_phone
+
+    def state_ids(self, phone: str) -> list[int]:
+        """The N tied state ids of ``phone``."""
+        if phone not in self.phone_index:
+            raise InvalidInputError(f"phone {phone!r} is not in the model inventory ({len(self.phones)} phones)")
+        base = self.phone_index[phone] * self.states_per_phone
+        return list(range(base, base + self.states_per_phone))
+
+    def check_phones(self, phones: Sequence[str]) -> None:
+        """Raise :class:`InvalidInputError` naming every phone the models do not know."""
+        unknown = sorted({p for p in phones if p not in self.phone_index})
+        if unknown:
+            raise InvalidInputError(f"phones not in the trained inventory: {' '.join(unknown)}")
+
+    # ------------------------------------------------------------------ chain
+    def build_chain(self, phones: Sequence[str], optional: Sequence[bool] | None = None) -> tuple[Chain, np.ndarray, np.ndarray]:
+        """The alignment chain of a phone sequence.
+
+        Args:
+            phones: ``[P]`` phone symbols.
+            optional: ``[P]`` True for phones that may be skipped (two optional phones must
+                not be adjacent, and at least one phone must be mandatory).
+        Returns:
+            ``(chain, state_ids [S], phone_of [S])``: ``S = P * N`` positions; ``state_ids``
+            the tied id of each position, ``phone_of`` its index in ``phones``.
+        """
+        P, N = len(phones), self.states_per_phone
+        if P == 0:
+            raise InvalidInputError("the phone sequence is empty: nothing to align")
+        optional = [False] * P if optional is None else [bool(o) for o in optional]
+        if len(optional) != P:
+            raise InvalidInputError(f"got {len(optional)} optional flags for {P} phones")
+        if all(optional):
+            raise InvalidInputError("every phone is optional: at least one must be aligned")
+        if any(optional[i] and optional[i + 1] for i in range(P - 1)):
+            raise InvalidInputError("two adjacent phones are both optional")
+        self.check_phones(phones)
+        state_ids = np.asarray([sid for p in phones for sid in self.state_ids(p)], dtype=np.int64)
+        phone_of = np.repeat(np.arange(P, dtype=np.int64), N)
+        S = P * N
+        log_stay = self.log_stay.detach().cpu().numpy()[state_ids].astype(np.float64)
+        log_leave = np.log1p(-np.exp(log_stay))
+        log_next = log_leave.copy()
+        log_next[-1] = -np.inf
+        src, dst, skip = [], [], []
+        log_q, log_1q = math.log(self.skip_prob), math.log1p(-self.skip_prob)
+        for i in range(1, P - 1):
+            if optional[i]:
+                s = i * N - 1  # last state of the phone before
+                src.append(s)
+                dst.append((i + 1) * N)  # first state of the phone after
+                skip.append(log_leave[s] + log_q)
+                log_next[s] = log_leave[s] + log_1q
+        log_start = np.full(S, -np.inf)
+        log_final = np.full(S, -np.inf)
+        if optional[0]:
+            log_start[0], log_start[N] = log_1q, log_q
+        else:
+            log_start[0] = 0.0
+        log_final[S - 1] = 0.0
+        if optional[-1]:
+            log_final[S - N - 1] = 0.0
+        chain = Chain.from_arrays(log_start, log_final, log_stay, log_next, src, dst, skip)
+        return chain, state_ids, phone_of
+
+    def min_frames(self, optional: Sequence[bool]) -> int:
+        """Fewest frames a chain with these optional flags can explain (one per mandatory state)."""
+        return sum(1 for o in optional if not o) * self.states_per_phone
+
+    # ------------------------------------------------------------------ scores
+    def log_likelihood(self, x: Tensor) -> Tensor:
+        """``x [T, D] -> [T, K]`` log p(x_t | tied state k)."""
+        return self.emission.log_likelihood(x)
+
+    def transition_stats(self, state_ids: np.ndarray, stay_count: np.ndarray, next_count: np.ndarray,
+                         skip_src: np.ndarray, skip_count: np.ndarray) -> dict[str, Tensor]:
+        """Chain transition counts pooled onto tied states: ``trans_stay``/``trans_leave`` ``[K]``."""
+        K = self.num_states
+        leave = next_count.copy()
+        np.add.at(leave, skip_src, skip_count)
+        stay_k = np.bincount(state_ids, weights=stay_count, minlength=K)
+        leave_k = np.bincount(state_ids, weights=leave, minlength=K)
+        return {"trans_stay": torch.from_numpy(stay_k), "trans_leave": torch.from_numpy(leave_k)}
+
+    def transition_m_step(self, stats: dict[str, Tensor]) -> None:
+        """Self-loop probabilities from pooled counts; states never visited keep theirs."""
+        stay, leave = stats["trans_stay"].double().cpu(), stats["trans_leave"].double().cpu()
+        total = stay + leave
+        seen = total > 1e-8
+        new = (stay / total.clamp_min(1e-8)).clamp(MIN_STAY, MAX_STAY).log()
+        with torch.no_grad():
+            self.log_stay.copy_(torch.where(seen, new, self.log_stay.cpu()).to(self.log_stay.device))
+
+    # ------------------------------------------------------------------ mixtures
+    def split_mixtures(self, num_mixtures: int, perturb: float = 0.2) -> None:
+        """Grow every state's mixture to ``num_mixtures`` Gaussians (diag covariances).
+
+        HTK-style splitting: the heaviest component is copied, the two copies' means are
+        moved ``+-perturb`` standard deviations apart and its weight is halved; repeated
+        until each state has ``num_mixtures`` components.
+        """
+        if self.covariance_type != "diag":
+            raise InvalidParameterError("mixture splitting is implemented for diagonal covariances")
+        if num_mixtures <= self.num_mixtures:
+            return
+        K, D, M = self.num_states, self.obs_dim, self.num_mixtures
+        with torch.no_grad():
+            if M == 1:
+                means = self.emission.means.double().unsqueeze(1)
+                var = self.emission.covars.double().unsqueeze(1)
+                weights = torch.ones(K, 1, dtype=torch.float64)
+            else:
+                means = self.emission.means.double()
+                var = self.emission.covars.double()
+                weights = self.emission.weights.double()
+            rows = torch.arange(K)
+            while means.shape[1] < num_mixtures:
+                heavy = weights.argmax(1)  # [K]
+                m, v, w = means[rows, heavy], var[rows, heavy], weights[rows, heavy] / 2
+                offset = perturb * v.sqrt()
+                means[rows, heavy] = m + offset
+                weights[rows, heavy] = w
+                means = torch.cat([means, (m - offset).unsqueeze(1)], 1)
+                var = torch.cat([var, v.unsqueeze(1)], 1)
+                weights = torch.cat([weights, w.unsqueeze(1)], 1)
+            emission = MixtureGaussianEmission(K, D, num_mixtures, "diag", self.min_covar).to(self.log_stay.device)
+            emission.means = means
+            emission.covars = var
+            emission.weights = weights
+        self.emission = emission
+        self.num_mixtures = num_mixtures
+
+    # ------------------------------------------------------------------ save / load
+    def get_config(self) -> dict:
+        return dict(
+            phones=list(self.phones), states_per_phone=self.states_per_phone, obs_dim=self.obs_dim,
+            num_mixtures=self.num_mixtures, covariance_type=self.covariance_type, min_covar=self.min_covar,
+            feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write config + parameters to ``path`` (``torch.save``; written atomically)."""
+        payload = {"format": FORMAT, "version": VERSION, "config": self.get_config(),
+                   "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "PhoneModels":
+        """Read models written by :meth:`save`.
+
+        Raises:
+            ModelFileError: missing, corrupt or foreign file.
+        """
+        try:
+            payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise ModelFileError(f"no phone-model file at '{os.fspath(path)}'") from None
+        except Exception as exc:  # torch raises many types for corrupt files
+            raise ModelFileError(f"'{os.fspath(path)}' is not a readable phone-model file: {exc}") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ModelFileError(f"'{os.fspath(path)}' is not an HMM Studio phone-model file")
+        if payload.get("version") != VERSION:
+            raise ModelFileError(f"'{os.fspath(path)}' has version {payload.get('version')}, expected {VERSION}")
+        config = dict(payload["config"])
+        config["feature_config"] = FeatureConfig(**config["feature_config"])
+        models = cls(**config)
+        models.load_state_dict(payload["state_dict"])
+        return models.to(map_location)
+
+
+__all__ = ["PhoneModels", "FORMAT", "VERSION"]
