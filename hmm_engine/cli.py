@@ -112,10 +112,74 @@ def run_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
+def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "align",
+        help="train phone models on a corpus (flat-start EM) and force-align every file",
+        description="Align CORPUS_DIR/name.wav with CORPUS_DIR/name.lab (MFA layout); write OUT_DIR/name.TextGrid "
+                    "and OUT_DIR/phone_models.pt. Under torchrun, EM statistics are summed over processes.",
+    )
+    parser.add_argument("corpus_dir", type=Path, help="folder of name.wav + name.lab")
+    parser.add_argument("out_dir", type=Path, help="output folder for TextGrids and phone_models.pt")
+    parser.add_argument("--phones", action="store_true", help="transcripts hold space-separated phones, not words")
+    parser.add_argument("--transcript-suffix", default=".lab",
+                        help="transcript file suffix (default .lab; e.g. .phones.lab with --phones)")
+    parser.add_argument("--states-per-phone", type=int, default=3, help="left-to-right states per phone, 1-5")
+    parser.add_argument("--mixtures", type=int, default=1, help="Gaussians per state (split 1->2->4... up to M)")
+    parser.add_argument("--iterations", type=int, default=10, help="EM iterations with single Gaussians")
+    parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
+    parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.set_defaults(run=run_align)
+
+
+def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Align a corpus; returns 0, or 1 when nothing could be aligned or the options are invalid."""
+    import os
+
+    import torch
+
+    from hmm_engine.alignment.corpus import align_corpus
+    from hmm_engine.frontend.features import FeatureConfig
+
+    out = out if out is not None else sys.stdout
+    started_group = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if args.device == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+        started_group = True
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        report = align_corpus(
+            args.corpus_dir, args.out_dir, phones=args.phones, transcript_suffix=args.transcript_suffix,
+            states_per_phone=args.states_per_phone, num_mixtures=args.mixtures, iterations=args.iterations,
+            mixup_iterations=args.mixup_iterations, feature_config=FeatureConfig(frame_shift_ms=args.frame_shift_ms),
+            device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
+        )
+    except HMMStudioError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    if rank == 0:
+        t = report.timings
+        print(f"trained on {report.num_train_files} file(s), {report.audio_seconds:.1f} s of audio, "
+              f"in {t['training']:.1f} s; aligned {len(report.aligned)} file(s) here in {t['alignment']:.1f} s; "
+              f"{len(report.skipped)} skipped", file=out)
+        if report.models_path is not None:
+            print(f"models written to {report.models_path}", file=out)
+    return 0 if report.aligned or rank != 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hmm_engine", description="HMM Studio command-line tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_evaluate_parser(subparsers)
+    add_align_parser(subparsers)
     return parser
 
 
@@ -124,4 +188,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return args.run(args)
 
 
-__all__ = ["main", "build_parser", "add_evaluate_parser", "run_evaluate", "DEFAULT_THRESHOLDS_MS"]
+__all__ = ["main", "build_parser", "add_evaluate_parser", "run_evaluate", "add_align_parser", "run_align",
+           "DEFAULT_THRESHOLDS_MS"]
