@@ -427,7 +427,8 @@ def _grid(rows: int, cols: int, titles: Sequence[str], hspace: float, vspace: fl
 
 def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
                     transmat: np.ndarray | None = None, duration_pmf: np.ndarray | None = None,
-                    max_cols: int = 4, title: str = "State durations (Viterbi) vs model") -> go.Figure:
+                    max_cols: int = 4,
+                    title: str = "State durations: Viterbi runs (bars) vs the model's expected counts (line)") -> go.Figure:
     """Small multiples: per state, a histogram of its Viterbi run lengths (bars, in ms).
 
     The model's duration distribution is overlaid as expected counts: an explicit
@@ -464,7 +465,7 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
             m = model[: max(dmax, 1) + 2] if pmf is not None else model
             xm = np.arange(1, m.size + 1) * shift_ms
             traces.append(go.Scatter(x=xm, y=n * m, mode="lines", line=dict(color="#222", width=1.2),
-                                     name="model", showlegend=(k == 0), xaxis=xa, yaxis=ya,
+                                     name="model", showlegend=False, xaxis=xa, yaxis=ya,
                                      hovertemplate="model: %{y:.2f}<extra></extra>"))
     for k in range(K - cols, K):  # bottom row of each column
         layout[f"xaxis{'' if k == 0 else k + 1}"]["title"] = {"text": "duration (ms)"}
@@ -529,7 +530,8 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], title: str = "Model selectio
                                  marker=dict(symbol=sym, size=16, color="#FB0D0D"),
                                  name=f"best {crit.upper()}: K={int(best['num_states'])}"
                                       + (f", M={int(best.get('num_mixtures', 1) or 1)}" if len(mixes) > 1 else "")))
-    fig.update_layout(xaxis=dict(title=dict(text="number of states K"), dtick=1),
+    ks_all = sorted({int(r["num_states"]) for r in rows})
+    fig.update_layout(xaxis=dict(title=dict(text="number of states K"), tickvals=ks_all),
                       yaxis=dict(title=dict(text="criterion (lower is better)")))
     return fig
 
@@ -577,7 +579,8 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
         fig = _subplots(rows=2, cols=2, specs=[[{"colspan": 2}, None], [{}, {}]],
                             column_widths=[0.75, 0.25], row_heights=[0.55, 0.45],
                             vertical_spacing=0.14, horizontal_spacing=0.08,
-                            subplot_titles=["tiers", "boundary error (hyp − ref)", "accuracy"])
+                            subplot_titles=["", "boundary error hyp − ref (ms), at the reference boundary",
+                                            "boundaries within tolerance"])
         tier_row: int | None = 1
     else:
         fig = _subplots(rows=1, cols=1)
@@ -589,7 +592,7 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
     if has_ref:
         tiers.append(("phones (ref)", ref_s))
     _add_tiers(fig, tiers, row=tier_row, col=1)
-    fig.update_xaxes(title_text=TIME_TITLE, range=[0, float(duration)], row=1, col=1)
+    fig.update_xaxes(title_text=None if has_ref else TIME_TITLE, range=[0, float(duration)], row=1, col=1)
     if has_ref:
         pairs = list(boundary_errors) if boundary_errors is not None else boundary_pairs(hyp_s, ref_s)
         rt = np.asarray([p[0] for p in pairs], dtype=np.float64)
@@ -641,7 +644,7 @@ def _add_tiers(fig: go.Figure, tiers: list[tuple[str, list[SegmentLike]]], row: 
                                  "<br>score %{customdata[2]:.2f}<extra></extra>"),
             row=row, col=col)
     fig.update_yaxes(tickvals=list(range(n)), ticktext=[name for name, _ in reversed(tiers)],
-                     range=[-0.6, n - 0.4], showgrid=False, row=row, col=col)
+                     range=[-0.6, n - 0.4], showgrid=False, automargin=True, row=row, col=col)
 
 
 def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = None,
@@ -676,9 +679,11 @@ def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = Non
         parts.append(f"audio {audio_seconds:.2f} s")
     if rtf is not None:
         parts.append(f"RTF {rtf:.3f}")
-    fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title} — " + " · ".join(parts)),
+    if "precomputed" in cached:
+        parts.append("precomputed at start-up: times of that run")
+    fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title}<br><sup>" + " · ".join(parts) + "</sup>"),
                       height=300, showlegend=False)
-    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)
     return fig
 
 

@@ -182,7 +182,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                         model_type = gr.Radio([("Gaussian", "gaussian"), ("Gaussian mixture", "gmm"),
                                                ("Semi-Markov", "semi-markov")], value=s0.model_type,
                                               label="Model type")
-                        num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K")
+                        num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K", elem_id="analyze-states")
                         num_mixtures = gr.Slider(1, 8, value=s0.num_mixtures, step=1,
                                                  label="Mixtures per state (Gaussian mixture)")
                         covariance_type = gr.Dropdown(["diag", "full", "spherical", "tied"],
