@@ -122,12 +122,23 @@ def _sha1(*parts: Any) -> str:
 _ENGINE_HASH: str | None = None
 
 
+# The engine parts an analysis runs through (the aligner, CLI, corpus tools are not).
+_ANALYSIS_SOURCES = ("__init__.py", "emissions.py", "topology.py", "durations.py", "serialization.py",
+                     "errors.py", "frontend", "inference", "models", "training")
+
+
 def engine_hash() -> str:
-    """Hash of the engine's source: a precomputed result made by other code is stale."""
+    """Hash of the engine source an analysis depends on: a precomputed result made by other
+    code is stale."""
     global _ENGINE_HASH
     if _ENGINE_HASH is None:
         h = hashlib.sha1()
-        for p in sorted((ROOT / "hmm_engine").rglob("*.py")):
+        base = ROOT / "hmm_engine"
+        files = []
+        for name in _ANALYSIS_SOURCES:
+            p = base / name
+            files += sorted(p.rglob("*.py")) if p.is_dir() else ([p] if p.exists() else [])
+        for p in files:
             h.update(p.relative_to(ROOT).as_posix().encode())
             h.update(p.read_bytes())
         _ENGINE_HASH = h.hexdigest()

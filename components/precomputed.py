@@ -6,15 +6,19 @@
 * ``<name>.model.pt`` — the trained model (so re-decoding the sample skips training);
 * ``<name>.json`` — the cache key and provenance.
 
-The key hashes the audio, the settings, the result schema and the engine's source, so a
-result made by other code or other settings is *stale* and is recomputed (and rewritten
-when the folder is writable).
+The key hashes the audio, the settings, the result schema and the source of the engine
+parts an analysis uses, so a result made by other code or other settings is *stale*: it is
+then recomputed at start-up and cached under ``~/.cache/hmm_studio`` (never written into
+the repository by the app). Refresh the committed copy with
+``python -m components.precomputed`` and commit ``assets/precomputed/``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -41,46 +45,65 @@ def cache_key(audio: Path, settings: AnalysisSettings) -> str:
     return P._sha1("precomputed", audio.read_bytes(), settings.to_dict(), SCHEMA_VERSION, P.engine_hash())
 
 
+def user_cache_dir() -> Path:
+    return Path(os.environ.get("HMM_STUDIO_CACHE_DIR", Path.home() / ".cache" / "hmm_studio")) / "precomputed"
+
+
+def _try_load(audio: Path, settings: AnalysisSettings, folder: Path, key: str) -> AnalysisResult | None:
+    npz, model_path, meta_path = _paths(audio, folder)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != key:
+        log.info("precomputed results in %s are stale", folder)
+        return None
+    try:
+        t0 = time.perf_counter()
+        result = AnalysisResult.load(npz)
+        model = P.load_model(model_path)
+        _prime_caches(result, model, audio, settings)
+        result.files = P.write_exports(result, model)
+        log.info("loaded precomputed sample results from %s in %.2f s", folder, time.perf_counter() - t0)
+        return result
+    except Exception as exc:  # noqa: BLE001 - e.g. a model file from another engine version
+        log.warning("precomputed results in %s unreadable (%s)", folder, exc)
+        return None
+
+
+def save(result: AnalysisResult, audio: Path, settings: AnalysisSettings, folder: Path) -> None:
+    npz, model_path, meta_path = _paths(audio, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.save(npz)
+    P.save_model(P.MODEL_CACHE.get(result.training_key).model, model_path)
+    meta_path.write_text(json.dumps({
+        "key": cache_key(audio, settings), "audio": audio.name, "settings": asdict(settings),
+        "schema": SCHEMA_VERSION, "engine_hash": P.engine_hash(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "log_likelihood": result.log_likelihood,
+    }, indent=1) + "\n")
+
+
 def load_or_compute(audio: Path | None = None, settings: AnalysisSettings | None = None,
-                    folder: Path | None = None, write: bool = True) -> AnalysisResult | None:
-    """The sample's result: from the cache when fresh, else computed (and cached)."""
+                    folders: list[Path] | None = None, write_to: Path | None = None) -> AnalysisResult | None:
+    """The sample's result from the first folder holding a fresh copy (the repository's
+    ``assets/precomputed``, then the user cache), else computed now and saved to
+    ``write_to`` (default: the user cache, so starting the app never edits tracked files)."""
     audio = Path(audio or P.SAMPLE_AUDIO)
     settings = P.validate_settings(settings or sample_settings())
-    folder = Path(folder or P.PRECOMPUTED_DIR)
     if not audio.exists():
         log.warning("sample clip %s not found: the dashboard opens without precomputed results", audio)
         return None
-    npz, model_path, meta_path = _paths(audio, folder)
     key = cache_key(audio, settings)
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("key") == key:
-            t0 = time.perf_counter()
-            result = AnalysisResult.load(npz)
-            model = P.load_model(model_path)
-            _prime_caches(result, model, audio, settings)
-            result.files = P.write_exports(result, model)
-            log.info("loaded precomputed sample results in %.2f s", time.perf_counter() - t0)
+    for folder in folders or [P.PRECOMPUTED_DIR, user_cache_dir()]:
+        result = _try_load(audio, settings, Path(folder), key)
+        if result is not None:
             return result
-        log.info("precomputed sample results are stale: recomputing")
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        log.info("no usable precomputed sample results (%s): computing", exc)
-    except Exception as exc:  # noqa: BLE001 - e.g. a model file from another engine version
-        log.warning("precomputed sample unreadable (%s): recomputing", exc)
+    log.info("computing the sample's results (no fresh precomputed copy)")
     result = P.analyze(audio, settings)
-    if write:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            result.save(npz)
-            trained = P.MODEL_CACHE.get(result.training_key)
-            P.save_model(trained.model, model_path)
-            meta_path.write_text(json.dumps({
-                "key": key, "audio": audio.name, "settings": asdict(settings), "schema": SCHEMA_VERSION,
-                "engine_hash": P.engine_hash(), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "log_likelihood": result.log_likelihood,
-            }, indent=1))
-        except OSError as exc:
-            log.warning("could not write precomputed results to %s: %s", folder, exc)
+    try:
+        save(result, audio, settings, Path(write_to or user_cache_dir()))
+    except OSError as exc:
+        log.warning("could not cache the sample's results: %s", exc)
     return result
 
 
@@ -103,3 +126,22 @@ def _prime_caches(result: AnalysisResult, model, audio: Path, settings: Analysis
         base.pop("num_mixtures")
         P.SWEEP_CACHE.put(P.sweep_key(result.audio_hash, base, states, mixes), result.sweep)
     result.cached = ["precomputed"]
+
+
+def main(argv=None) -> None:
+    """``python -m components.precomputed``: (re)compute the sample's results into
+    ``assets/precomputed/`` (run after engine changes, then commit the three files)."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--folder", type=Path, default=P.PRECOMPUTED_DIR)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    audio, settings = P.SAMPLE_AUDIO, P.validate_settings(sample_settings())
+    # warm-up (compiles the kernels) so the stored timings are those of a warm server
+    P.analyze(audio, AnalysisSettings(num_states=3, max_iter=2, seed=1), write_files=False)
+    result = P.analyze(audio, settings)
+    save(result, audio, settings, args.folder)
+    print(f"wrote {args.folder} (log L = {result.log_likelihood:.3f}, key {cache_key(audio, settings)[:12]})")
+
+
+if __name__ == "__main__":
+    main()
