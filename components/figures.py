@@ -475,10 +475,11 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
 
 
 def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames: int | None = None,
+                  final: float | None = None,
                   title: str = "EM training: log-likelihood per iteration") -> go.Figure:
-    """EM log-likelihood curve; ``x = 1..n`` iterations, ``y = history``.
-
-    With ``num_frames`` the right axis shows the same curve per frame.
+    """EM log-likelihood curve: ``x = 1..n`` iterations, ``y = history`` (the engine records
+    log L before each M-step). ``final`` (log L of the trained model, after the last M-step)
+    is drawn as a separate marker at ``x = n + 1``.
     """
     h = np.asarray(list(history), dtype=np.float64)
     it = np.arange(1, h.size + 1)
@@ -486,21 +487,26 @@ def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames
     fig.add_trace(go.Scatter(x=it, y=h, mode="lines+markers", name="log-likelihood",
                              line=dict(color="#636efa"),
                              hovertemplate="iteration %{x}<br>log L = %{y:.3f}<extra></extra>"))
+    if final is not None and np.isfinite(final):
+        fig.add_trace(go.Scatter(x=[h.size + 1], y=[float(final)], mode="markers", name="trained model",
+                                 marker=dict(symbol="star", size=13, color="#EF553B"),
+                                 hovertemplate="trained model<br>log L = %{y:.3f}<extra></extra>"))
     if h.size >= 2:
         gain = np.diff(h)
-        note = f"final log L = {h[-1]:.2f}; last gain = {gain[-1]:.3g}"
-        if tol is not None:
-            note += f" (tol {tol:g})"
+        note = f"last E-step log L = {h[-1]:.2f}; last gain = {gain[-1]:.3g}"
+        if num_frames:
+            note += f" ({gain[-1] / num_frames:.2g}/frame"
+            note += f" vs tol {tol:g})" if tol is not None else ")"
     elif h.size == 1:
         note = f"log L = {h[0]:.2f}"
     else:
         note = "no iterations"
-    if num_frames:
-        note += f"; per frame = {h[-1] / num_frames:.3f}" if h.size else ""
-    fig.add_annotation(text=note, xref="paper", yref="paper", x=1, y=0.02, xanchor="right",
-                       showarrow=False, font=dict(size=11))
-    fig.update_layout(xaxis=dict(title=dict(text="EM iteration"), dtick=max(1, h.size // 10)),
-                      yaxis=dict(title=dict(text="log-likelihood")))
+    if final is not None and np.isfinite(final):
+        note += f"<br>trained model: log L = {final:.2f}" + (f" = {final / num_frames:.3f}/frame" if num_frames else "")
+    fig.add_annotation(text=note, xref="paper", yref="paper", x=1, y=0.02, xanchor="right", yanchor="bottom",
+                       showarrow=False, align="right", font=dict(size=11))
+    fig.update_layout(xaxis=dict(title=dict(text="EM iteration"), dtick=max(1, (h.size + 1) // 10)),
+                      yaxis=dict(title=dict(text="log-likelihood")), showlegend=False)
     return fig
 
 

@@ -24,7 +24,8 @@ def render_analysis(r: AnalysisResult) -> dict:
         "transitions": F.transition_figure(r.transmat),
         "durations": F.duration_figure(r.path, r.frame_shift, r.num_states, transmat=r.transmat,
                                        duration_pmf=r.duration_pmf),
-        "loglik": F.loglik_figure(r.history, tol=r.settings.get("tol"), num_frames=r.num_frames),
+        "loglik": F.loglik_figure(r.history, tol=r.settings.get("tol"), num_frames=r.num_frames,
+                                  final=r.log_likelihood),
         "sweep": F.sweep_figure(r.sweep) if r.sweep else _sweep_from_model(r),
     }
     r.timings["plotting"] = time.perf_counter() - t0

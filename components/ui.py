@@ -247,6 +247,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                 with gr.Column(scale=1, min_width=300):
                     a_audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",
                                        label="Audio", elem_id="align-audio")
+                    a_examples_slot = gr.Column()
                     sample_text, sample_kind = _sample_transcript()
                     transcript = gr.Textbox(value=sample_text, label="Transcript", lines=3,
                                             elem_id="align-transcript")
@@ -278,11 +279,31 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
             a_state = gr.State(None)
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
                     a_device, a_seed]
+        align_rows = align_examples()
+        if align_rows:
+            with a_examples_slot:
+                gr.Examples(examples=align_rows, inputs=[a_audio, transcript, transcript_kind, ref_tg],
+                            label="Example clips (with reference where one exists)",
+                            example_labels=[Path(r[0]).name for r in align_rows])
         a_run.click(align_fn, a_inputs, [a_timeline, a_fig, a_latency, a_summary, a_files, a_state],
                     api_name="align", concurrency_id="compute").then(
             segment_choices, a_state, a_pick, api_visibility="private", queue=False)
         a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_visibility="private")
     return demo
+
+
+def align_examples() -> list[list]:
+    """Bundled clips for the Align tab: phones + reference TextGrid where the assets have
+    them (so every boundary is scored), otherwise the word transcript."""
+    rows = []
+    for clip in example_clips():
+        p = Path(clip)
+        phones, words, tg = (p.parent / (p.stem + ".phones.lab"), p.with_suffix(".lab"), p.with_suffix(".TextGrid"))
+        if phones.exists() and tg.exists():
+            rows.append([clip, phones.read_text(encoding="utf-8").strip(), "phones", str(tg)])
+        elif words.exists():
+            rows.append([clip, words.read_text(encoding="utf-8").strip(), "text", None])
+    return rows
 
 
 def _sample_transcript() -> tuple[str, str]:

@@ -204,3 +204,18 @@ def test_align_with_reference(client):
     np.testing.assert_allclose(_arr(acc["y"]), [m[f"within_{t}ms_pct"] for t in (10, 20, 25, 50)])
     names = {Path(p).name for p in files}
     assert "alignment.TextGrid" in names
+
+
+def test_segment_playback_slices_the_clip():
+    """The 'play a segment' handler returns exactly the segment's samples."""
+    from components import pipeline as P
+    from components.ui import play_segment, segment_choices
+
+    state = {"audio": str(SAMPLE), "segments": [("s0", 0.0, 0.5), ("s3", 0.5, 0.75)]}
+    update = segment_choices(state)
+    assert [c[1] for c in update["choices"]] == [0, 1] and "0.50–0.75 s" in update["choices"][1][0]
+    sr, pcm = play_segment(state, 1)
+    assert sr == 16000 and pcm.dtype == np.int16 and pcm.shape == (4000,)
+    samples = P.load(str(SAMPLE)).samples
+    np.testing.assert_array_equal(pcm, (np.clip(samples[8000:12000], -1, 1) * 32767).astype(np.int16))
+    assert play_segment(None, 0) is None

@@ -120,10 +120,13 @@ def test_duration_histograms_count_runs_and_geometric_overlay():
 
 def test_loglik_curve_is_history():
     h = [-1000.0, -900.0, -880.0, -879.5]
-    fig = F.loglik_figure(h, tol=1e-3)
+    fig = F.loglik_figure(h, tol=1e-3, num_frames=100, final=-879.25)
     np.testing.assert_array_equal(fig.data[0].x, [1, 2, 3, 4])
     np.testing.assert_allclose(fig.data[0].y, h)
-    assert "-879.50" in fig.layout.annotations[0].text
+    trained = _trace(fig, "trained model")
+    assert list(trained.x) == [5] and list(trained.y) == [-879.25]
+    text = fig.layout.annotations[0].text
+    assert "-879.50" in text and "-879.25" in text and "0.005/frame" in text
 
 
 def test_sweep_marks_minimum():
