@@ -298,9 +298,12 @@ def forward_backward(
     hat_a, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
     hat_b, _ = backward_normalized(log_transmat, log_obs, lengths, backend)
     # Normalising per frame cancels both recursions' scales: no large numbers are subtracted.
-    post = torch.softmax(hat_a + hat_b, dim=-1)
-    mask = _length_mask(lengths, log_obs.shape[1]).unsqueeze(-1)
-    posteriors = torch.where(mask & torch.isfinite(post), post, torch.zeros_like(post))
+    # Padding (and impossible sequences) have -inf rows, whose softmax is NaN: set to 0.
+    posteriors = torch.softmax(hat_a + hat_b, dim=-1)
+    if posteriors.requires_grad:
+        posteriors = torch.nan_to_num(posteriors, nan=0.0)
+    else:
+        posteriors.nan_to_num_(nan=0.0)
     return posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b
 
 
@@ -385,7 +388,7 @@ def viterbi(
         path = torch.empty(B, T, dtype=torch.long)
         score = torch.empty(B, dtype=dt)
         k.viterbi_kernel(
-            _np(log_startprob.to(dt)), _np(log_transmat.to(dt).t()), _np(log_obs),
+            _np(log_startprob.double()), _np(log_transmat.double()), _np(log_obs),
             _np(lengths), path.numpy(), score.numpy(),
         )
         return path, score
