@@ -51,6 +51,8 @@ SilenceOption = Literal["optional", "always", "never"]
 InitOption = Literal["uniform", "segmental"]
 # Longest run a non-silence phone may get in the segmental start (seconds).
 MAX_PHONE_SECONDS = 0.5
+# Strength of the segmental start's duration prior, per feature dimension (see flat_start_stats).
+DURATION_WEIGHT = 0.5
 
 __all__ = [
     "AlignmentResult",
@@ -205,7 +207,11 @@ def flat_start_stats(
                    for p, o in zip(phones, transcript.optional)]
         if sum(max_len) < T:
             max_len = [T] * len(phones)
-        bounds = homogeneous_segmentation(x, min_len, max_len)
+        # Duration prior: speech phones near the mean speech-phone length (silences free).
+        speech = [not o and p != models.silence for p, o in zip(phones, transcript.optional)]
+        mean = max(float(N), 0.8 * T / max(1, sum(speech)))
+        weight = [DURATION_WEIGHT * x.shape[1] / mean**2 if sp else 0.0 for sp in speech]
+        bounds = homogeneous_segmentation(x, min_len, max_len, [mean] * len(phones), weight)
         groups_np = np.empty(T, np.int64)
         for i, phone in enumerate(phones):
             a, b = int(bounds[i]), int(bounds[i + 1])
@@ -302,7 +308,8 @@ def train_on_utterances(
     if target > 1:
         # Train single Gaussians first, then split (the parameters are replaced by the split).
         single = PhoneModels(models.phones, models.states_per_phone, models.obs_dim, 1, models.covariance_type,
-                             models.min_covar, models.feature_config, models.silence, models.skip_prob)
+                             models.min_covar, models.feature_config, models.silence, models.skip_prob,
+                             emitting_states=models.emitting_states)
         models.emission = single.emission.to(models.log_stay.device)
         models.num_mixtures = 1
     init_stats = None
@@ -454,6 +461,7 @@ def align_utterance(
     words: str | Sequence[Word] | None = None,
     *,
     states_per_phone: int = 3,
+    emitting_states: int | None = None,
     num_mixtures: int = 1,
     covariance_type: str = "diag",
     min_covar: float = 0.01,
@@ -478,6 +486,8 @@ def align_utterance(
         phones: space-separated phones or a list (any symbol set), or
         words: text (espeak-ng gives the phones) or a list of :class:`Word`.
         states_per_phone: 1 to 5 left-to-right states per phone.
+        emitting_states: distinct Gaussians per phone (default ``states_per_phone``), see
+            :class:`PhoneModels`.
         num_mixtures: Gaussians per state (>1 splits after the single-Gaussian iterations).
         covariance_type: "diag" (default), "full", "spherical" or "tied".
         min_covar: variance floor (features are CMVN-normalised).
@@ -516,7 +526,7 @@ def align_utterance(
     if models is None:
         models = PhoneModels(
             transcript.phones, states_per_phone, features.values.shape[1], num_mixtures, covariance_type,
-            min_covar, features.config, silence,
+            min_covar, features.config, silence, emitting_states=emitting_states,
         ).to(device)
         _check_length(models, transcript, features.num_frames, features.frame_shift)
         x = features.values.to(device)

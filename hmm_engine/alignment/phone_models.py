@@ -32,11 +32,15 @@ MIN_STAY, MAX_STAY = 0.05, 0.95  # keep every state able to both stay and leave
 
 
 class PhoneModels(nn.Module):
-    """Shared phone models: ``K = len(phones) * states_per_phone`` tied states.
+    """Shared phone models: ``K = len(phones) * emitting_states`` tied states.
 
     Args:
         phones: the phone inventory (unique symbols; sorted order is used for determinism).
-        states_per_phone: N, 1 to 5 emitting states per phone, left to right.
+        states_per_phone: N, 1 to 5 chain states per phone, left to right (a phone lasts at
+            least N frames).
+        emitting_states: E (1 to N, default N), distinct parameter sets per phone: chain
+            state ``j`` uses tied state ``floor(j E / N)``. ``E < N`` keeps the minimum
+            duration of N states with fewer parameters (for a single utterance).
         obs_dim: feature dimension D.
         num_mixtures: Gaussians per state (1 uses :class:`GaussianEmission`).
         covariance_type: "diag", "full", "spherical" or "tied".
@@ -60,6 +64,7 @@ class PhoneModels(nn.Module):
         silence: str = "sil",
         skip_prob: float = 0.5,
         initial_stay: float = 0.6,
+        emitting_states: int | None = None,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -74,6 +79,11 @@ class PhoneModels(nn.Module):
         self.phones = list(phones)
         self.phone_index = {p: i for i, p in enumerate(self.phones)}
         self.states_per_phone = int(states_per_phone)
+        emitting_states = self.states_per_phone if emitting_states is None else emitting_states
+        if not (isinstance(emitting_states, int) and 1 <= emitting_states <= self.states_per_phone):
+            raise InvalidParameterError(
+                f"emitting_states must be an integer from 1 to states_per_phone={states_per_phone}, got {emitting_states!r}")
+        self.emitting_states = int(emitting_states)
         self.obs_dim = int(obs_dim)
         self.covariance_type = covariance_type
         self.min_covar = float(min_covar)
@@ -94,14 +104,15 @@ class PhoneModels(nn.Module):
     @property
     def num_states(self) -> int:
         """K, the number of tied states."""
-        return len(self.phones) * self.states_per_phone
+        return len(self.phones) * self.emitting_states
 
     def state_ids(self, phone: str) -> list[int]:
-        """The N tied state ids of ``phone``."""
+        """The tied state ids of ``phone``'s N chain states (repeats when E < N)."""
         if phone not in self.phone_index:
             raise InvalidInputError(f"phone {phone!r} is not in the model inventory ({len(self.phones)} phones)")
-        base = self.phone_index[phone] * self.states_per_phone
-        return list(range(base, base + self.states_per_phone))
+        N, E = self.states_per_phone, self.emitting_states
+        base = self.phone_index[phone] * E
+        return [base + (j * E) // N for j in range(N)]
 
     def check_phones(self, phones: Sequence[str]) -> None:
         """Raise :class:`InvalidInputError` naming every phone the models do not know."""
@@ -233,6 +244,7 @@ class PhoneModels(nn.Module):
             phones=list(self.phones), states_per_phone=self.states_per_phone, obs_dim=self.obs_dim,
             num_mixtures=self.num_mixtures, covariance_type=self.covariance_type, min_covar=self.min_covar,
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
+            emitting_states=self.emitting_states,
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -147,8 +147,10 @@ def chain_viterbi(log_start, log_final, stay, nxt, src, dst, skip, log_obs, path
 
 
 @njit(cache=_CACHE)
-def segment_dp(csum, csq, min_len, max_len, bounds):
+def segment_dp(csum, csq, min_len, max_len, dur_mean, dur_weight, bounds):
     """Split T frames into P consecutive runs minimising the within-run squared error.
+
+    Plus a duration penalty ``dur_weight[p] * (n - dur_mean[p])^2`` on a non-empty run p of n frames.
 
     ``csum [T+1, D]`` and ``csq [T+1]`` are prefix sums of the frames and of their squared
     norms; run p has between ``min_len[p]`` (may be 0) and ``max_len[p]`` frames. Fills
@@ -178,7 +180,7 @@ def segment_dp(csum, csq, min_len, max_len, bounds):
                     for d in range(D):
                         diff = csum[e, d] - csum[s, d]
                         sq += diff * diff
-                    c = csq[e] - csq[s] - sq / n
+                    c = csq[e] - csq[s] - sq / n + dur_weight[p] * (n - dur_mean[p]) ** 2
                 if prev + c < best:
                     best = prev + c
                     arg = s

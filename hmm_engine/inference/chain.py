@@ -165,7 +165,7 @@ def chain_to_dense(chain: Chain) -> Tuple[Tensor, Tensor]:
     return torch.from_numpy(chain.log_start.copy()), A
 
 
-def homogeneous_segmentation(x, min_len, max_len) -> np.ndarray:
+def homogeneous_segmentation(x, min_len, max_len, dur_mean=None, dur_weight=None) -> np.ndarray:
     """Optimal split of ``x [T, D]`` into P consecutive runs of (nearly) constant value.
 
     Minimises the total squared distance of the frames to their run's mean (a piecewise
@@ -174,6 +174,8 @@ def homogeneous_segmentation(x, min_len, max_len) -> np.ndarray:
     Args:
         x: ``[T, D]`` frames (tensor or numpy).
         min_len, max_len: ``[P]`` bounds on each run's length in frames (min may be 0).
+        dur_mean, dur_weight: optional ``[P]`` duration prior: a non-empty run of n frames
+            adds ``dur_weight * (n - dur_mean)^2`` to the error (default: no prior).
     Returns:
         ``bounds [P + 1]`` int64: run p covers frames ``[bounds[p], bounds[p + 1])``.
     Raises:
@@ -191,8 +193,11 @@ def homogeneous_segmentation(x, min_len, max_len) -> np.ndarray:
     np.cumsum(x, axis=0, out=csum[1:])
     csq = np.zeros(T + 1)
     np.cumsum((x * x).sum(1), out=csq[1:])
-    bounds = np.empty(min_len.shape[0] + 1, np.int64)
-    total = _k.segment_dp(csum, csq, min_len, max_len, bounds)
+    P = min_len.shape[0]
+    dur_mean = np.zeros(P) if dur_mean is None else np.ascontiguousarray(dur_mean, dtype=np.float64)
+    dur_weight = np.zeros(P) if dur_weight is None else np.ascontiguousarray(dur_weight, dtype=np.float64)
+    bounds = np.empty(P + 1, np.int64)
+    total = _k.segment_dp(csum, csq, min_len, max_len, dur_mean, dur_weight, bounds)
     if not np.isfinite(total):
         raise InvalidInputError(f"{T} frames cannot be split into runs of the given lengths")
     return bounds

@@ -1,0 +1,329 @@
+"""Forced alignment: chain DP vs the dense HMM functions, tied states, single-utterance and
+corpus alignment, errors, TextGrid output and skipped files."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hmm_engine.alignment.aligner import (
+    align_utterance,
+    compute_features,
+    flat_start_stats,
+    prepare_transcript,
+    utterance_stats,
+)
+from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, find_corpus_files
+from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
+from hmm_engine.alignment.phone_models import PhoneModels
+from hmm_engine.alignment.textgrids import read_textgrid
+from hmm_engine.errors import (
+    InvalidInputError,
+    InvalidParameterError,
+    ModelFileError,
+    TranscriptError,
+)
+from hmm_engine.inference import hmm
+from hmm_engine.inference.chain import (
+    Chain,
+    chain_forward_backward,
+    chain_to_dense,
+    chain_viterbi,
+    homogeneous_segmentation,
+)
+
+SYNTH = Path(__file__).parent / "data" / "synth"
+
+
+# --------------------------------------------------------------------------- chain DP
+
+
+def _random_chain(rng: np.random.Generator, S: int, skips: list[tuple[int, int]], optional_start: bool,
+                  optional_end: bool) -> Chain:
+    stay = np.log(rng.uniform(0.2, 0.9, S))
+    leave = np.log1p(-np.exp(stay))
+    nxt = leave.copy()
+    nxt[-1] = -np.inf
+    src, dst, w = [], [], []
+    for s, d in skips:
+        q = rng.uniform(0.2, 0.8)
+        src.append(s)
+        dst.append(d)
+        w.append(leave[s] + math.log(q))
+        nxt[s] = leave[s] + math.log(1 - q)
+    start = np.full(S, -np.inf)
+    final = np.full(S, -np.inf)
+    start[0] = 0.0
+    if optional_start:
+        start[0], start[2] = math.log(0.7), math.log(0.3)
+    final[-1] = 0.0
+    if optional_end:
+        final[-3] = 0.0
+    return Chain.from_arrays(start, final, stay, nxt, src, dst, w)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_chain_dp_equals_dense_functions(seed):
+    """Posteriors, log-likelihood, transition counts and Viterbi of the banded chain DP equal
+    the dense forward_backward / transition_counts / viterbi on the same (sparse) matrix; the
+    final weights are folded into the last frame's scores for the dense functions."""
+    rng = np.random.default_rng(seed)
+    S, T = 9, 25
+    chain = _random_chain(rng, S, [(2, 4), (5, 7)], optional_start=True, optional_end=True)
+    log_obs = torch.from_numpy(rng.normal(0, 2, (T, S)))
+    post = chain_forward_backward(chain, log_obs)
+    log_start, log_A = chain_to_dense(chain)
+    dense_obs = log_obs.clone()
+    dense_obs[-1] += torch.from_numpy(chain.log_final)
+    gamma, log_lik, alpha, beta = hmm.forward_backward(log_start, log_A, dense_obs[None])
+    assert post.log_likelihood == pytest.approx(float(log_lik[0]), abs=1e-9)
+    np.testing.assert_allclose(post.gamma, gamma[0].numpy(), atol=1e-9)
+    np.testing.assert_allclose(post.gamma.sum(1), 1.0, atol=1e-9)
+    counts = hmm.transition_counts(log_A, dense_obs[None], alpha, beta)[0].numpy()
+    np.testing.assert_allclose(post.stay_count, np.diag(counts), atol=1e-8)
+    np.testing.assert_allclose(post.next_count[:-1], np.diag(counts, 1), atol=1e-8)
+    np.testing.assert_allclose(post.skip_count, [counts[2, 4], counts[5, 7]], atol=1e-8)
+    path, score = chain_viterbi(chain, log_obs)
+    dense_path, dense_score = hmm.viterbi(log_start, log_A, dense_obs[None])
+    assert score == pytest.approx(float(dense_score[0]), abs=1e-9)
+    np.testing.assert_array_equal(path, dense_path[0].numpy())
+
+
+def test_chain_rejects_impossible_lengths():
+    chain = _random_chain(np.random.default_rng(0), 6, [], False, False)
+    with pytest.raises(InvalidInputError, match="no path"):
+        chain_viterbi(chain, np.zeros((4, 6)))  # 6 mandatory states, 4 frames
+    with pytest.raises(InvalidInputError, match="log_obs must be"):
+        chain_forward_backward(chain, np.zeros((10, 5)))
+
+
+def test_homogeneous_segmentation_matches_brute_force():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(m, 0.3, (n, 2)) for m, n in ((0, 7), (3, 4), (-2, 6), (1, 5))])
+    bounds = homogeneous_segmentation(x, [1, 1, 1, 1], [30] * 4)
+    assert bounds.tolist() == [0, 7, 11, 17, 22]
+
+    def cost(b):
+        return sum(((x[a:c] - x[a:c].mean(0)) ** 2).sum() for a, c in zip(b[:-1], b[1:]))
+
+    T = x.shape[0]
+    best = min(
+        ([0, i, j, k, T] for i in range(1, T) for j in range(i + 1, T) for k in range(j + 1, T)), key=cost
+    )
+    assert bounds.tolist() == best
+
+
+# --------------------------------------------------------------------------- tied states
+
+
+def test_tied_states_are_shared_between_occurrences():
+    models = PhoneModels(["a", "b", "sil"], states_per_phone=3, obs_dim=4)
+    transcript = prepare_transcript(phones="a b a", edge_silence="never")
+    chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional)
+    first, second = state_ids[phone_of == 0], state_ids[phone_of == 2]
+    np.testing.assert_array_equal(first, second)
+    assert len(set(state_ids[phone_of == 1]) & set(first)) == 0
+    # Statistics of both occurrences pool into the same tied states.
+    torch.manual_seed(0)
+    x = torch.randn(30, 4)
+    models.emission.initialize_from_stats(flat_start_stats(models, x, transcript))
+    stats = utterance_stats(models, x, transcript)
+    post = chain_forward_backward(chain, models.log_likelihood(x)[:, torch.from_numpy(state_ids)])
+    for j, sid in enumerate(first):
+        expected = post.gamma[:, j].sum() + post.gamma[:, 6 + j].sum()
+        assert float(stats["n"][sid]) == pytest.approx(expected, rel=1e-9)
+
+
+def test_tied_parameters_after_training_give_identical_scores():
+    result = align_utterance(SYNTH / "flite_0001.wav", phones=(SYNTH / "flite_0001.phones.lab").read_text(),
+                             iterations=3)
+    models = result.models
+    x = compute_features(SYNTH / "flite_0001.wav").values
+    chain, state_ids, phone_of = models.build_chain(result.transcript.phones, result.transcript.optional)
+    scores = models.log_likelihood(x)[:, torch.from_numpy(state_ids)]
+    ae = [i for i, p in enumerate(result.transcript.phones) if p == "ae"]
+    assert len(ae) == 2  # "ae d ih ng f ae s ..."
+    torch.testing.assert_close(scores[:, phone_of == ae[0]], scores[:, phone_of == ae[1]])
+
+
+def test_emitting_states_fewer_than_chain_states():
+    models = PhoneModels(["a", "b"], states_per_phone=4, emitting_states=2, obs_dim=3)
+    assert models.num_states == 4
+    assert models.state_ids("a") == [0, 0, 1, 1]
+    assert models.state_ids("b") == [2, 2, 3, 3]
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+@pytest.fixture(scope="module")
+def sample_corpus_alignment(tmp_path_factory):
+    """Corpus mode on the committed sample, phones given (.phones.lab)."""
+    out = tmp_path_factory.mktemp("aligned")
+    report = align_corpus(SYNTH, out, phones=True, transcript_suffix=".phones.lab", iterations=20,
+                          states_per_phone=1, show_progress=False, report=lambda line: None)
+    return out, report
+
+
+def _pooled(folder: Path, names) -> object:
+    comparisons = []
+    for name in names:
+        ref = read_textgrid(SYNTH / f"{name}.TextGrid", tier="phones")["phones"]
+        hyp = read_textgrid(folder / f"{name}.TextGrid", tier="phones")["phones"]
+        comparisons.append(compare_tiers(ref, hyp))
+    return pool_comparisons(comparisons)
+
+
+def test_corpus_alignment_accuracy_on_sample(sample_corpus_alignment):
+    """Six utterances (10.5 s) are a tiny training set for flat-start EM; measured on this
+    sample with 1 state/phone and 20 iterations: 29.9% of boundaries within 20 ms, 50.4%
+    within 50 ms (117 boundaries). The thresholds leave a few points of margin. The
+    benchmark (benchmarks/bench_alignment.py) measures the real corpus accuracy."""
+    out, report = sample_corpus_alignment
+    assert sorted(report.aligned) == sorted(p.stem for p in SYNTH.glob("*.wav"))
+    total = _pooled(out, report.aligned)
+    assert total.num_scored_boundaries >= 110
+    assert total.percent_within(50) >= 45.0
+    assert total.percent_within(20) >= 25.0
+
+
+def test_single_utterance_alignment_is_sane_on_sample():
+    """Single-utterance mode (the utterance trains its own models). Measured on the sample:
+    the phone sequence is kept, every segment lies inside the audio, confidences in [0, 1],
+    EM raises the log-likelihood; boundary accuracy is low for this mode (see benchmark)."""
+    name = "festival_0001"
+    result = align_utterance(SYNTH / f"{name}.wav", words=(SYNTH / f"{name}.lab").read_text(), iterations=5)
+    labels = [s.label for s in result.phones if s.label != "sil"]
+    assert labels == [p for p in result.transcript.phones if p != "sil"]
+    assert result.phones[0].start == 0.0
+    assert result.phones[-1].end == pytest.approx(result.duration)
+    assert all(0.0 <= s.score <= 1.0 + 1e-9 for s in result.phones)
+    assert result.history[-1] > result.history[0]
+    assert [w.label for w in result.words] == "read verse out loud for pleasure".split()
+    assert result.num_frames == math.ceil(result.duration / 0.01 - 1e-9)
+    assert set(result.timings) == {"features", "training", "alignment", "total"}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_bad_inputs_raise_clear_errors():
+    wav = SYNTH / "espeak_0002.wav"
+    with pytest.raises(TranscriptError, match="empty"):
+        align_utterance(wav, phones="   ")
+    with pytest.raises(TranscriptError, match="exactly one"):
+        align_utterance(wav)
+    with pytest.raises(InvalidParameterError, match="states_per_phone"):
+        align_utterance(wav, phones="a b", states_per_phone=6)
+    with pytest.raises(InvalidParameterError, match="iterations"):
+        align_utterance(wav, phones="a b", iterations=-1)
+    # 1.37 s = 138 frames; 50 phones x 3 states need 150.
+    with pytest.raises(InvalidInputError, match="at least 150 frames"):
+        align_utterance(wav, phones=" ".join(["a"] * 50))
+    with pytest.raises(InvalidInputError, match="cannot align"):
+        align_utterance(12, phones="a")
+    result = align_utterance(wav, phones=(SYNTH / "espeak_0002.phones.lab").read_text(), iterations=1)
+    with pytest.raises(InvalidInputError, match="not in the trained inventory: zz"):
+        align_utterance(wav, phones="m E S zz", models=result.models)
+
+
+def test_models_save_load_roundtrip(tmp_path):
+    name = "flite_0002"
+    result = align_utterance(SYNTH / f"{name}.wav", phones=(SYNTH / f"{name}.phones.lab").read_text(),
+                             iterations=2, num_mixtures=2)
+    path = tmp_path / "m.pt"
+    result.models.save(path)
+    loaded = PhoneModels.load(path)
+    assert loaded.num_mixtures == 2 and loaded.phones == result.models.phones
+    again = align_utterance(SYNTH / f"{name}.wav", phones=(SYNTH / f"{name}.phones.lab").read_text(), models=loaded)
+    assert [(s.label, s.start, s.end) for s in again.phones] == [(s.label, s.start, s.end) for s in result.phones]
+    assert again.history == []
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError):
+        PhoneModels.load(tmp_path / "bad.pt")
+
+
+def test_mixture_split_keeps_weights_normalised():
+    models = PhoneModels(["a"], states_per_phone=1, obs_dim=2)
+    models.split_mixtures(3)
+    w = models.emission.weights
+    assert w.shape == (1, 3)
+    torch.testing.assert_close(w.sum(-1), torch.ones(1))
+    assert sorted(w[0].tolist()) == pytest.approx([0.25, 0.25, 0.5])
+    means = models.emission.means[0]
+    assert torch.unique(means, dim=0).shape[0] == 3
+
+
+# --------------------------------------------------------------------------- corpus mode
+
+
+def test_corpus_textgrids_have_right_tiers_and_bad_files_are_skipped(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name in ("flite_0001", "festival_0002", "espeak_0001"):
+        shutil.copy(SYNTH / f"{name}.wav", corpus / f"{name}.wav")
+        shutil.copy(SYNTH / f"{name}.lab", corpus / f"{name}.lab")
+    (corpus / "broken.wav").write_bytes(b"RIFF0000garbage")
+    (corpus / "broken.lab").write_text("hello world\n")
+    shutil.copy(SYNTH / "flite_0002.wav", corpus / "nolab.wav")
+    shutil.copy(SYNTH / "flite_0002.wav", corpus / "empty.wav")
+    (corpus / "empty.lab").write_text("  \n")
+    lines: list[str] = []
+    out = tmp_path / "out"
+    report = align_corpus(corpus, out, iterations=2, show_progress=False, report=lines.append)
+    assert sorted(report.aligned) == ["espeak_0001", "festival_0002", "flite_0001"]
+    skipped = {line.split(":")[1].strip() for line in lines}
+    assert skipped == {"broken", "nolab", "empty"}
+    assert any("nolab: skipped: no transcript" in line for line in lines)
+    assert (out / MODEL_FILE).is_file()
+    assert not (out / "broken.TextGrid").exists()
+    tiers = read_textgrid(out / "festival_0002.TextGrid")
+    assert set(tiers) == {"phones", "words"}
+    assert [w.label for w in tiers["words"]] == "what joy there is in living".split()
+    assert tiers["phones"][0].start == 0.0
+    # words lie on phone boundaries
+    edges = {round(s.start, 6) for s in tiers["phones"]} | {round(tiers["phones"][-1].end, 6)}
+    assert all(round(w.start, 6) in edges and round(w.end, 6) in edges for w in tiers["words"])
+    loaded = PhoneModels.load(out / MODEL_FILE)
+    assert "sil" in loaded.phones
+
+
+def test_corpus_phones_mode_has_phones_tier_only(sample_corpus_alignment):
+    out, _ = sample_corpus_alignment
+    tiers = read_textgrid(out / "espeak_0001.TextGrid")
+    assert set(tiers) == {"phones"}
+    ref = (SYNTH / "espeak_0001.phones.lab").read_text().split()
+    assert [s.label for s in tiers["phones"] if s.label != "sil"] == [p for p in ref if p != "sil"]
+
+
+def test_find_corpus_files_errors(tmp_path):
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        find_corpus_files(tmp_path / "missing")
+    with pytest.raises(InvalidInputError, match="no .wav"):
+        find_corpus_files(tmp_path)
+
+
+def test_align_cli_runs_and_reports(tmp_path):
+    from io import StringIO
+
+    from hmm_engine.cli import build_parser
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for name in ("flite_0001", "flite_0002"):
+        shutil.copy(SYNTH / f"{name}.wav", corpus / f"{name}.wav")
+        shutil.copy(SYNTH / f"{name}.phones.lab", corpus / f"{name}.lab")
+    shutil.copy(SYNTH / "festival_0001.wav", corpus / "orphan.wav")
+    buffer = StringIO()
+    args = build_parser().parse_args(["align", str(corpus), str(tmp_path / "o"), "--phones", "--iterations", "2",
+                                      "--no-progress"])
+    assert args.run(args, out=buffer) == 0
+    text = buffer.getvalue()
+    assert "report: orphan: skipped: no transcript" in text
+    assert "aligned 2 file(s)" in text
+    assert (tmp_path / "o" / "flite_0001.TextGrid").is_file()
