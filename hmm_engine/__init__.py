@@ -13,6 +13,7 @@ Importing this package does not import Gradio.
 
 from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
 from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM, pad_sequences
+from .models.semimarkov import SemiMarkovHMM
 from .serialization import load, register_model, save
 from .topology import transition_mask
 from .training import aic, bic, fit_em, fit_gradient, sweep
@@ -24,6 +25,7 @@ __all__ = [
     "GaussianHMM",
     "MixtureGaussianHMM",
     "CategoricalHMM",
+    "SemiMarkovHMM",
     "pad_sequences",
     "transition_mask",
     "fit_em",
