@@ -445,6 +445,11 @@ def _check_sizes(s: AnalysisSettings, num_frames: int, num_states: int | None = 
         raise InvalidInputError(
             f"{K} states but only {num_frames} feature frames ({num_frames * 0.01:.2f} s): "
             "use fewer states or a longer clip")
+    if s.model_type == "semi-markov" and s.topology != "ergodic" and K * s.max_duration < num_frames:
+        raise InvalidInputError(
+            f"a {s.topology} semi-Markov model visits each of its {K} states once, for at most "
+            f"{s.max_duration} frames: {K * s.max_duration} frames cannot cover this clip's {num_frames}. "
+            "Raise the maximum duration or the number of states, or use the ergodic topology")
 
 
 def train(s: AnalysisSettings, x: torch.Tensor, device: torch.device, key: str,
