@@ -1,0 +1,64 @@
+"""Corpus training under torch.distributed (2 CPU processes, gloo on 127.0.0.1) gives the same
+phone models and alignments as one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus
+from hmm_engine.alignment.phone_models import PhoneModels
+from hmm_engine.alignment.textgrids import read_textgrid
+
+SYNTH = Path(__file__).parent / "data" / "synth"
+SETTINGS = dict(phones=True, transcript_suffix=".phones.lab", iterations=3, num_mixtures=2, mixup_iterations=1,
+                states_per_phone=2, show_progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        report = align_corpus(SYNTH, out_dir, report=lambda line: None, **SETTINGS)
+        Path(out_dir, f"rank{rank}.txt").write_text(" ".join(sorted(report.aligned)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_two_processes_give_the_same_models_as_one(tmp_path):
+    single_dir, multi_dir = tmp_path / "single", tmp_path / "multi"
+    single = align_corpus(SYNTH, single_dir, report=lambda line: None, **SETTINGS)
+    mp.spawn(_worker, args=(2, _free_port(), str(multi_dir)), nprocs=2, join=True)
+
+    # Each rank aligned its own share; together they cover the corpus.
+    shares = [set((multi_dir / f"rank{r}.txt").read_text().split()) for r in range(2)]
+    assert not shares[0] & shares[1]
+    assert shares[0] | shares[1] == set(single.aligned)
+
+    one = PhoneModels.load(single_dir / MODEL_FILE)
+    two = PhoneModels.load(multi_dir / MODEL_FILE)
+    assert one.phones == two.phones and one.num_mixtures == two.num_mixtures == 2
+    state_one, state_two = one.state_dict(), two.state_dict()
+    assert state_one.keys() == state_two.keys()
+    for key in state_one:
+        torch.testing.assert_close(state_two[key], state_one[key], rtol=1e-4, atol=1e-4, msg=key)
+    for name in single.aligned:
+        a = read_textgrid(single_dir / f"{name}.TextGrid")["phones"]
+        b = read_textgrid(multi_dir / f"{name}.TextGrid")["phones"]
+        assert [(s.label, round(s.start, 6), round(s.end, 6)) for s in a] == \
+               [(s.label, round(s.start, 6), round(s.end, 6)) for s in b]
