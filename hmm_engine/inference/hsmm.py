@@ -27,11 +27,15 @@ Frames at or past ``lengths[b]`` are ignored (they may hold anything, NaN includ
 Algorithm and memory
 --------------------
 Every recursion loops over time only; each step works on one ``[Dmax, B, K]`` window (the
-``Dmax`` candidate segments ending, or starting, at that frame), so the work is
-``O(B * T * K * (Dmax + K))``. A segment ``[s, e)`` of state ``k`` scores
-``cumsum[e, k] - cumsum[s, k]``; the window scores are computed per step from the cumulative
-sum and never stored, so memory is ``O(B * T * K)`` (alpha, beta and a float64 cumulative sum)
-plus ``O(B * Dmax * K)`` per step — no ``[B, T, Dmax, K]`` tensor is ever built.
+``Dmax`` candidate segments ending, or starting, at that frame) plus one ``[B, K] @ [K, K]``
+transition step, so the work is ``O(B * T * K * (Dmax + K))``. A segment ``[s, e)`` of state
+``k`` scores ``cumsum[e, k] - cumsum[s, k]``. Memory is ``O(B * T * K)``: alpha, beta and the
+float64 cumulative sums (plus two int32 back-pointer arrays for Viterbi). The window scores are
+formed from the cumulative sum for one block of steps at a time (``[block, Dmax, B, K]`` with
+about 2^21 elements, a few MB), so no ``[B, T, Dmax, K]`` tensor is ever built; likewise the
+expected transitions use ``[block, B, K, K]`` temporaries of the same bounded size. Frame
+posteriors come from segment start and end posteriors (occupancy = starts so far - ends so
+far, accumulated in float64).
 
 Precision on long inputs: frame scores are centred by their per-frame maximum and summed in
 float64, and the forward variables are renormalised at every step by a per-sequence float64
@@ -148,15 +152,21 @@ _EXP_FLOOR = {torch.float32: -80.0, torch.float64: -700.0}
 _COUNT_FLUSH = {torch.float32: 1e-30, torch.float64: 1e-290}
 
 
-def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``torch.logsumexp`` equivalent that stays on the fast exp path (4x faster here).
+def _lse_parts(x: torch.Tensor, dim: int):
+    """``(logsumexp(x, dim), exp(x - shift), shift)``, staying on the fast exp path.
 
-    All ``-inf`` slices still give exactly ``-inf``: the max is added back unshifted.
+    4x faster than ``torch.logsumexp`` here. All ``-inf`` slices still give exactly ``-inf``
+    (the max is added back unshifted); ``exp(x - shift)`` is clamped at ``exp(floor)``.
     """
     top = x.amax(dim)
-    shift = top.masked_fill(top == -math.inf, 0.0)
+    shift = top.nan_to_num(neginf=0.0)
     y = (x - shift.unsqueeze(dim)).clamp_min_(_EXP_FLOOR[x.dtype]).exp_()
-    return y.sum(dim).log_().add_(top)
+    return y.sum(dim).log_().add_(top), y, shift
+
+
+def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``torch.logsumexp`` equivalent, see :func:`_lse_parts`."""
+    return _lse_parts(x, dim)[0]
 
 
 
@@ -318,8 +328,7 @@ def _exp_matmul_log(log_a: torch.Tensor, mat: torch.Tensor) -> torch.Tensor:
     stay ``-inf``.
     """
     top = log_a.amax(-1, keepdim=True)
-    shift = top.masked_fill(top == -math.inf, 0.0)
-    return torch.log(_exp_exact(log_a - shift) @ mat).add_(top)
+    return torch.log(_exp_exact(log_a - top.nan_to_num(neginf=0.0)) @ mat).add_(top)
 
 
 def _forward_loop(prep: _Prepared, log_startprob, log_transmat, log_durations, right_censored: bool, viterbi: bool):
@@ -472,6 +481,7 @@ def hsmm_forward_backward(
         # Segment posterior = start score + terms - log-likelihood; fold the last two per start.
         start_minus_ll = start_pad[dmax:] - rel_ll[None, :, None]  # [T + 1, B, K]
         t_last = lengths[None, :]
+        min_length = int(lengths.min())
         chunk = _chunk_size(dmax, batch, states)
 
         with _threads(device):
@@ -490,8 +500,11 @@ def hsmm_forward_backward(
                         hi = min(s + dmax, frames)
                         blocked = blocked_cum[s + 1 : hi + 1] != blocked_cum[s][None]
                         terms[: hi - s] = terms[: hi - s].masked_fill(blocked, -math.inf)
-                    beta_start[s] = _lse(terms, 0)
-                    seg_post = (terms + start_minus_ll[s]).clamp_min_(_EXP_FLOOR[dtype]).exp_()  # [Dmax, B, K]
+                    value, weights, shift = _lse_parts(terms, 0)
+                    beta_start[s] = value
+                    # Posterior of each segment [s, s + d): exp(start + terms - ll), reusing the
+                    # exps of the log-sum-exp (the factor is <= 1: it is the best segment's).
+                    seg_post = weights * _exp_exact(start_minus_ll[s] + shift)  # [Dmax, B, K]
                     if right_censored:
                         cens = seg_post * ends_here[:, :, None]
                         cens_counts += cens.sum(1)
@@ -499,8 +512,11 @@ def hsmm_forward_backward(
                     else:
                         dur_counts += seg_post.sum(1)
                     if s > 0:
-                        back = _exp_matmul_log(beta_start[s], trans_prob_t)
-                        beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
+                        back = _exp_matmul_log(value, trans_prob_t)
+                        if s < min_length:
+                            beta_end[s] = back
+                        else:  # keep 0 at e = T_b and -inf past it
+                            beta_end[s] = torch.where((s < lengths)[:, None], back, beta_end[s])
 
         # Frame occupancy = segments started at or before t minus segments ended at or before t.
         # Computed in bulk with exact exp so that impossible states get exactly zero.
