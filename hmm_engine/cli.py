@@ -151,6 +151,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
         started_group = True
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     try:
         report = align_corpus(
             args.corpus_dir, args.out_dir, phones=args.phones, transcript_suffix=args.transcript_suffix,
@@ -164,7 +165,6 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         if started_group:
             torch.distributed.destroy_process_group()
-    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     if rank == 0:
         t = report.timings
         print(f"trained on {report.num_train_files} file(s), {report.audio_seconds:.1f} s of audio, "
