@@ -158,6 +158,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="load-test duration")
     args = ap.parse_args()
 
+    load_before = os.getloadavg()
     proc = None
     url = args.url
     if url is None:
@@ -210,7 +211,10 @@ def main() -> None:
             ("  throughput", f"{n / load['wall']:.2f} req/s", ""),
         ]
     w = max(len(r[0]) for r in rows)
-    print(f"\nHMM Studio dashboard benchmark ({os.cpu_count()} CPUs, gradio_client over loopback)")
+    load_after = os.getloadavg()
+    print(f"\nHMM Studio dashboard benchmark ({os.cpu_count()} CPUs, gradio_client over loopback; "
+          f"1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after - other processes on the "
+          "same cores inflate these times)")
     print("-" * (w + 70))
     for name, value, note in rows:
         print(f"{name:<{w}}  {value:<55} {note}")

@@ -202,7 +202,7 @@ def _colorbar_for(fig: go.Figure, row: int | None, col: int | None, title: str) 
 
 
 def _add_spectrogram_panel(fig, db, freqs, frame_shift, segments, row=None, col=None,
-                           max_freq_bins=160, segment_bar=True):
+                           max_freq_bins=160, segment_bar=True, label_min_fraction=0.012):
     db = np.asarray(db, dtype=np.float32)
     freqs = np.asarray(freqs, dtype=np.float32)
     db, freqs = _downsample_rows(db, freqs, max_freq_bins)
@@ -230,12 +230,16 @@ def _add_spectrogram_panel(fig, db, freqs, frame_shift, segments, row=None, col=
                                    line=dict(color="white", width=0.5), layer="above"))
         _pending_shapes(fig).extend(shapes)
         mids = [(s.start + s.end) / 2 for s in segs]
+        # Labels that would not fit are left blank (their hover still names them).
+        total = max(s.end for s in segs) - min(s.start for s in segs)
+        min_width = label_min_fraction * total
         fig.add_trace(
             go.Scatter(
-                x=mids, y=[fmax * 0.96] * len(segs), mode="text", text=[s.label for s in segs],
+                x=mids, y=[fmax * 0.96] * len(segs), mode="text",
+                text=[s.label if s.end - s.start >= min_width else "" for s in segs],
                 textfont=dict(color="white", size=10), name="segments",
-                customdata=[[s.start, s.end] for s in segs], showlegend=False,
-                hovertemplate="%{text}<br>%{customdata[0]:.3f}–%{customdata[1]:.3f} s<extra></extra>",
+                customdata=[[s.start, s.end, s.label] for s in segs], showlegend=False,
+                hovertemplate="%{customdata[2]}<br>%{customdata[0]:.3f}–%{customdata[1]:.3f} s<extra></extra>",
             ),
             row=row, col=col,
         )

@@ -96,6 +96,7 @@ def test_spectrogram_segmentation_shapes_at_segment_times():
     assert rects[0].fillcolor == F.state_colour(0) and rects[1].fillcolor == F.state_colour(1)
     labels = _trace(fig, "segments")
     assert list(labels.text) == ["s0", "s1", "s0"]
+    assert [c[2] for c in labels.customdata] == ["s0", "s1", "s0"]
     np.testing.assert_allclose(labels.x, [0.1, 0.25, 0.4])
 
 
@@ -183,3 +184,12 @@ def test_timeline_shares_one_time_axis():
     assert len(matches) == 3 and len(set(matches)) == 1  # three panels follow the fourth
     post_hm = _trace(fig, "posterior")
     np.testing.assert_allclose(post_hm.x, (np.arange(T) + 0.5) * SHIFT)
+
+
+def test_narrow_segments_keep_hover_but_no_label():
+    path = np.array([0] * 500 + [1] + [0] * 499)  # a 10 ms segment in a 10 s clip
+    db = np.zeros((1000, 4)) - 40
+    fig = F.spectrogram_figure(db, np.linspace(0, 8000, 4), SHIFT, F.path_to_segments(path, SHIFT))
+    labels = _trace(fig, "segments")
+    assert list(labels.text) == ["s0", "", "s0"]
+    assert labels.customdata[1][2] == "s1"
