@@ -24,7 +24,7 @@ step — EM stays monotone even when a lot of mass sits near ``Dmax``):
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Type
+from typing import Dict, Type
 
 import torch
 from torch import Tensor, nn

@@ -466,3 +466,21 @@ def test_bic_aic_and_parameter_count():
     ll = float(model.score(x).double().sum())
     assert model.bic(x) == pytest.approx(-2 * ll + p * math.log(100), rel=1e-6)
     assert model.aic(x) == pytest.approx(-2 * ll + 2 * p, rel=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_model_on_device_matches_cpu(device):
+    import copy
+
+    model = _true_model(censored=True)
+    x, _ = model.sample(3, 60, seed=0)
+    post, ll = model.forward_backward(x, torch.tensor([60, 45, 31]))
+    segs = model.viterbi_segments(x, torch.tensor([60, 45, 31]))
+    moved = copy.deepcopy(model).to(device)
+    post_d, ll_d = moved.forward_backward(x.to(device), torch.tensor([60, 45, 31]))
+    assert post_d.device.type == device
+    torch.testing.assert_close(post_d.cpu(), post, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ll_d.cpu(), ll, atol=1e-3, rtol=1e-5)
+    assert moved.viterbi_segments(x.to(device), torch.tensor([60, 45, 31])) == segs
+    obs, states = moved.sample(2, 20, seed=3)
+    assert obs.device.type == device and states.shape == (2, 20)

@@ -53,7 +53,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
-from typing import List, NamedTuple, Optional, Tuple
+from typing import List, NamedTuple, Optional
 
 import torch
 
