@@ -49,6 +49,7 @@ from hmm_engine.training.em import add_stats
 
 SilenceOption = Literal["optional", "always", "never"]
 InitOption = Literal["uniform", "segmental"]
+BoundaryOption = Literal["viterbi", "posterior"]
 # Longest run a non-silence phone may get in the segmental start (seconds).
 MAX_PHONE_SECONDS = 0.5
 # Strength of the segmental start's duration prior, per feature dimension (see flat_start_stats).
@@ -65,6 +66,7 @@ __all__ = [
     "utterance_stats",
     "train_on_utterances",
     "viterbi_segments",
+    "posterior_boundaries",
 ]
 
 
@@ -346,43 +348,81 @@ def train_on_utterances(
 # --------------------------------------------------------------------------- decoding
 
 
+def posterior_boundaries(gamma: np.ndarray, num_phones: int) -> np.ndarray:
+    """Expected phone boundaries under the model, in (fractional) frames.
+
+    Args:
+        gamma: ``[T, P * N]`` chain-state posteriors (positions grouped by phone).
+        num_phones: P.
+    Returns:
+        ``b [P]``: ``b[i] = E[number of frames whose phone index is <= i]`` (``b[P-1] = T``),
+        the minimum-mean-squared-error estimate of the end of phone i (frames, sub-frame
+        resolution).
+    """
+    T = gamma.shape[0]
+    phone_post = gamma.reshape(T, num_phones, -1).sum(2)  # [T, P]
+    return np.cumsum(phone_post, axis=1).sum(0)
+
+
 def viterbi_segments(
-    models: PhoneModels, features: Features, transcript: PreparedTranscript, confidence: bool = True
+    models: PhoneModels, features: Features, transcript: PreparedTranscript, confidence: bool = True,
+    boundaries: BoundaryOption = "viterbi",
 ) -> dict:
     """Viterbi alignment of one utterance with fixed models.
 
+    ``boundaries="viterbi"`` puts every boundary on the frame grid where the best path
+    changes phone; ``"posterior"`` keeps the Viterbi phone sequence (which optional silences
+    appear) but moves each boundary to its expected position under the forward-backward
+    posteriors (:func:`posterior_boundaries`), which is not tied to the frame grid.
+
     Returns a dict with ``phones`` (list of :class:`Segment`, score = confidence or None),
     ``words`` (list of :class:`Segment` or None), ``frame_states`` ``[T]`` tied state ids,
-    ``frame_phones`` ``[T]`` index into ``transcript.phones``, ``viterbi_score``,
-    ``log_likelihood`` (forward, NaN without confidence).
+    ``frame_phones`` ``[T]`` index into ``transcript.phones`` (Viterbi), ``viterbi_score``,
+    ``log_likelihood`` (forward; NaN when neither confidences nor posterior boundaries
+    were asked for).
     """
+    if boundaries not in ("viterbi", "posterior"):
+        raise InvalidParameterError(f"boundaries must be 'viterbi' or 'posterior', got {boundaries!r}")
     x = features.values.to(models.log_stay.device)
     _check_length(models, transcript, x.shape[0], features.frame_shift)
     chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional)
     with torch.no_grad():
         log_obs = models.log_likelihood(x)[:, torch.from_numpy(state_ids).to(x.device)]
     log_obs = log_obs.detach().to("cpu", torch.float64).numpy()
-    path, score = chain_viterbi(chain, log_obs)
+    path, viterbi_score = chain_viterbi(chain, log_obs)
     frame_conf = None
     log_lik = math.nan
-    if confidence:
+    post = None
+    if confidence or boundaries == "posterior":
         post = chain_forward_backward(chain, log_obs)
-        frame_conf = post.gamma[np.arange(path.shape[0]), path]
+        frame_conf = post.gamma[np.arange(path.shape[0]), path] if confidence else None
         log_lik = post.log_likelihood
     frame_phones = phone_of[path]
     shift, duration = features.frame_shift, features.duration
     T = path.shape[0]
-    segments: list[Segment] = []
-    phone_extent: dict[int, tuple[float, float]] = {}
+    runs = []  # (phone index, first frame, end frame) of the Viterbi path
     start = 0
     for t in range(1, T + 1):
         if t == T or frame_phones[t] != frame_phones[start]:
-            index = int(frame_phones[start])
-            score = float(frame_conf[start:t].mean()) if frame_conf is not None else None
-            seg = Segment(transcript.phones[index], start * shift, min(t * shift, duration), score)
-            segments.append(seg)
-            phone_extent[index] = (seg.start, seg.end)
+            runs.append((int(frame_phones[start]), start, t))
             start = t
+    edges = [float(a) for _, a, _ in runs] + [float(T)]  # run edges in frames
+    if boundaries == "posterior":
+        expected = posterior_boundaries(post.gamma, len(transcript.phones))
+        moved = [0.0]
+        for (left, _, _), (right, _, _) in zip(runs[:-1], runs[1:]):
+            # A skipped optional phone between them: split its expected frames in half.
+            moved.append(float(expected[left] + (expected[right - 1] - expected[left]) / 2))
+        moved.append(float(T))
+        if all(b - a > 1e-3 for a, b in zip(moved[:-1], moved[1:])):
+            edges = moved
+    segments: list[Segment] = []
+    phone_extent: dict[int, tuple[float, float]] = {}
+    for k, (index, a, b) in enumerate(runs):
+        seg_score = float(frame_conf[a:b].mean()) if frame_conf is not None else None
+        seg = Segment(transcript.phones[index], edges[k] * shift, min(edges[k + 1] * shift, duration), seg_score)
+        segments.append(seg)
+        phone_extent[index] = (seg.start, seg.end)
     words = None
     if transcript.spans:
         words = []
@@ -391,7 +431,7 @@ def viterbi_segments(
             if inside:
                 words.append(Segment(span.text, inside[0][0], inside[-1][1]))
     return dict(phones=segments, words=words, frame_states=state_ids[path], frame_phones=frame_phones,
-                viterbi_score=score, log_likelihood=log_lik)
+                viterbi_score=viterbi_score, log_likelihood=log_lik)
 
 
 # --------------------------------------------------------------------------- public API
@@ -441,11 +481,12 @@ class AlignmentResult:
 
 
 def align_features(
-    features: Features, transcript: PreparedTranscript, models: PhoneModels, confidence: bool = True
+    features: Features, transcript: PreparedTranscript, models: PhoneModels, confidence: bool = True,
+    boundaries: BoundaryOption = "viterbi",
 ) -> AlignmentResult:
     """Align prepared features with fixed (trained) models; see :func:`align_utterance`."""
     t0 = time.perf_counter()
-    out = viterbi_segments(models, features, transcript, confidence)
+    out = viterbi_segments(models, features, transcript, confidence, boundaries)
     elapsed = time.perf_counter() - t0
     return AlignmentResult(
         out["phones"], out["words"], out["frame_states"], out["frame_phones"], transcript,
@@ -476,6 +517,7 @@ def align_utterance(
     voice: str = "en-us",
     models: PhoneModels | None = None,
     confidence: bool = True,
+    boundaries: BoundaryOption = "viterbi",
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> AlignmentResult:
@@ -499,6 +541,8 @@ def align_utterance(
         silence, edge_silence, word_silence, voice: see :func:`prepare_transcript`.
         models: trained :class:`PhoneModels` to align with instead of training here.
         confidence: compute per-segment confidences (one extra forward-backward).
+        boundaries: "viterbi" (frame grid) or "posterior" (expected boundary positions),
+            see :func:`viterbi_segments`.
         seed: seeds the mixture initialisation.
         device: where emission scores are computed ("cpu" or "cuda").
 
@@ -541,7 +585,7 @@ def align_utterance(
         if features.values.shape[1] != models.obs_dim:
             raise InvalidInputError(f"features have dimension {features.values.shape[1]}, the models expect {models.obs_dim}")
     t_train = time.perf_counter()
-    out = viterbi_segments(models, features, transcript, confidence)
+    out = viterbi_segments(models, features, transcript, confidence, boundaries)
     t_end = time.perf_counter()
     timings = {"features": t_features - t_start, "training": t_train - t_features,
                "alignment": t_end - t_train, "total": t_end - t_start}
