@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from components import pipeline as P
+from components.precomputed import sample_settings
 from components.render import render_alignment, render_analysis
 from components.results import AnalysisResult, AnalysisSettings
 from hmm_engine.errors import HMMStudioError
@@ -25,7 +26,7 @@ from hmm_engine.errors import HMMStudioError
 log = logging.getLogger("hmm_studio")
 
 ROOT = P.ROOT
-DEFAULTS = AnalysisSettings()
+DEFAULTS = sample_settings()  # the UI, the API and these functions share one set of defaults
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 
 CSS = """
