@@ -616,7 +616,9 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
         for yv in (-20, 20):
             _pending_shapes(fig).append(dict(type="line", xref=f"{xa2} domain", yref=ya2, x0=0, x1=1, y0=yv, y1=yv,
                                              line=dict(color="#888", dash="dot", width=1)))
-        fig.update_xaxes(title_text=TIME_TITLE, range=[0, float(duration)], row=2, col=1)
+        # the error axis is the tier axis: zooming one zooms the other
+        fig.update_xaxes(title_text=TIME_TITLE, range=[0, float(duration)], matches=_axis_refs(fig, 1, 1)[0],
+                         row=2, col=1)
         fig.update_yaxes(title_text="ms", row=2, col=1)
         if accuracy is None and rt.size:
             accuracy = {f"{t}ms": float(np.mean(np.abs(err) <= t)) for t in (10, 20, 25, 50)}

@@ -152,6 +152,7 @@ def test_alignment_boundary_errors_and_accuracy():
     acc = _trace(fig, "accuracy")
     # |err| <= 10, 20, 25, 50 ms: 2/4, 3/4, 3/4, 4/4
     np.testing.assert_allclose(acc.y, [50.0, 75.0, 75.0, 100.0])
+    assert fig.layout.xaxis2.matches == "x"  # boundary errors share the tiers' time axis
     tier_rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(tier_rects) == 6
     assert {(round(s.x0, 3), round(s.x1, 3)) for s in tier_rects} >= {(0.0, 0.115), (0.1, 0.3)}
