@@ -479,6 +479,7 @@ def make_duration(
     kind: str, num_states: int, max_duration: int, min_duration: int = 1, dtype: torch.dtype = torch.float32, **kwargs
 ) -> DurationDistribution:
     """Build a duration module by name ("poisson", "gamma", "gaussian", "nonparametric")."""
+    kind = str(kind).strip().lower()
     if kind not in DURATION_TYPES:
         raise InvalidParameterError(f"duration must be one of {sorted(DURATION_TYPES)}, got {kind!r}")
     return DURATION_TYPES[kind](num_states, max_duration, min_duration, dtype=dtype, **kwargs)
