@@ -4,7 +4,7 @@ Run: ``python benchmarks/bench_hsmm.py`` (``--quick`` for fewer repetitions).
 
 Two sizes: a batch (B=8 x T=1000 frames, K=32 states, max_duration=50, D=40 diagonal
 Gaussian) and the inspiring project's (one sequence, T=80, 5 states, max_duration=10).
-Each row is the median wall time over repetitions, on whatever device and thread count this
+Each row is the median (and minimum) wall time over repetitions, on whatever device and thread count this
 machine gives. The time loops already run single-threaded on CPU; the "loops multi-threaded"
 rows switch that off to show why (thread hand-offs dominate on tiny kernels). Prints a table;
 asserts nothing.
@@ -39,6 +39,7 @@ def build(K, D, Dmax, seed=0, device="cpu"):
 
 
 def median_time(fn, reps):
+    """(median, min) wall seconds over ``reps`` runs after one warm-up."""
     fn()  # warm-up
     times = []
     for _ in range(reps):
@@ -49,7 +50,7 @@ def median_time(fn, reps):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 @contextlib.contextmanager
@@ -75,7 +76,7 @@ def run_size(name, B, T, K, D, Dmax, reps, rows, device):
     vit = median_time(lambda: hsmm.hsmm_viterbi(*args), reps)
     rows.append((name, "hsmm_forward_backward (pure)", fb))
     rows.append((name, "hsmm_viterbi (pure)", vit))
-    rows.append((name, "forward-backward + Viterbi (pure)", fb + vit))
+    rows.append((name, "forward-backward + Viterbi (pure)", (fb[0] + vit[0], fb[1] + vit[1])))
     rows.append((name, "model.forward_backward", median_time(lambda: model.forward_backward(x), reps)))
     rows.append((name, "model.viterbi_decode", median_time(lambda: model.viterbi_decode(x), reps)))
     rows.append((name, "model.score (forward only)", median_time(lambda: model.score(x), reps)))
@@ -101,10 +102,12 @@ def main():
     run_size("B=1 T=80 K=5 Dmax=10 D=40", 1, 80, 5, 40, 10, reps * 3, rows, args.device)
     width = max(len(r[0]) for r in rows)
     op_width = max(len(r[1]) for r in rows)
-    print(f"{'size':<{width}}  {'operation':<{op_width}}  {'median ms':>10}")
-    print("-" * (width + op_width + 14))
-    for size, op, seconds in rows:
-        print(f"{size:<{width}}  {op:<{op_width}}  {seconds * 1e3:>10.1f}")
+    print(f"{'size':<{width}}  {'operation':<{op_width}}  {'median ms':>10}  {'min ms':>8}")
+    print("-" * (width + op_width + 24))
+    for size, op, (median, best) in rows:
+        print(f"{size:<{width}}  {op:<{op_width}}  {median * 1e3:>10.1f}  {best * 1e3:>8.1f}")
+    if hasattr(os, "getloadavg"):
+        print(f"load average during the run: {os.getloadavg()[0]:.2f} (timings on a shared machine vary)")
 
 
 if __name__ == "__main__":
