@@ -443,7 +443,7 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
     runs = durations_from_path(path, K)
     cols = min(max_cols, K)
     rows = int(math.ceil(K / cols))
-    layout, refs = _grid(rows, cols, [f"s{k} (n={len(runs[k])})" for k in range(K)], 0.05, min(0.12, 0.5 / rows))
+    layout, refs = _grid(rows, cols, [f"s{k} (n={len(runs[k])})" for k in range(K)], 0.05, min(0.2, 0.6 / rows))
     shift_ms = float(frame_shift) * 1000.0
     pmf = None if duration_pmf is None else np.asarray(duration_pmf, dtype=np.float64)
     A = None if transmat is None else np.asarray(transmat, dtype=np.float64)
@@ -473,7 +473,7 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
                                      hovertemplate="model: %{y:.2f}<extra></extra>"))
     for k in range(K - cols, K):  # bottom row of each column
         layout[f"xaxis{'' if k == 0 else k + 1}"]["title"] = {"text": "duration (ms)"}
-    layout.update(template=_TEMPLATE, title=dict(text=title), height=max(260, 170 * rows + 80), bargap=0.05,
+    layout.update(template=_TEMPLATE, title=dict(text=title), height=max(280, 190 * rows + 90), bargap=0.05,
                   legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
     return go.Figure(data=traces, layout=layout, _validate=_validate())
 
@@ -495,20 +495,18 @@ def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames
         fig.add_trace(go.Scatter(x=[h.size + 1], y=[float(final)], mode="markers", name="trained model",
                                  marker=dict(symbol="star", size=13, color="#EF553B"),
                                  hovertemplate="trained model<br>log L = %{y:.3f}<extra></extra>"))
+    lines = []
+    if h.size:
+        lines.append(f"last E-step log L: {h[-1]:.2f}")
     if h.size >= 2:
-        gain = np.diff(h)
-        note = f"last E-step log L = {h[-1]:.2f}; last gain = {gain[-1]:.3g}"
-        if num_frames:
-            note += f" ({gain[-1] / num_frames:.2g}/frame"
-            note += f" vs tol {tol:g})" if tol is not None else ")"
-    elif h.size == 1:
-        note = f"log L = {h[0]:.2f}"
-    else:
-        note = "no iterations"
+        gain = float(h[-1] - h[-2])
+        lines.append(f"last gain: {gain / num_frames:.2g}/frame" + (f" (tol {tol:g})" if tol is not None else "")
+                     if num_frames else f"last gain: {gain:.3g}")
     if final is not None and np.isfinite(final):
-        note += f"<br>trained model: log L = {final:.2f}" + (f" = {final / num_frames:.3f}/frame" if num_frames else "")
+        lines.append(f"trained model: {final:.2f}" + (f" ({final / num_frames:.3f}/frame)" if num_frames else ""))
+    note = "<br>".join(lines) or "no iterations"
     fig.add_annotation(text=note, xref="paper", yref="paper", x=1, y=0.02, xanchor="right", yanchor="bottom",
-                       showarrow=False, align="right", font=dict(size=11))
+                       showarrow=False, align="right", font=dict(size=10))
     fig.update_layout(xaxis=dict(title=dict(text="EM iteration"), dtick=max(1, (h.size + 1) // 10)),
                       yaxis=dict(title=dict(text="log-likelihood")), showlegend=False)
     return fig
@@ -670,7 +668,7 @@ def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = Non
     stages = list(timings.keys())
     ms = [1000.0 * float(timings[s]) for s in stages]
     fig = _subplots(rows=1, cols=2, column_widths=[0.68, 0.32], horizontal_spacing=0.12,
-                        subplot_titles=["time per stage (ms)", "peak memory (MB)"])
+                        subplot_titles=["time per stage (ms)", "peak MB"])
     labels = [f"{s} (cached)" if s in cached else s for s in stages]
     fig.add_trace(go.Bar(y=labels, x=ms, orientation="h", text=[f"{v:.0f}" for v in ms],
                          textposition="auto", marker_color="#636efa", name="time",
@@ -686,13 +684,14 @@ def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = Non
                          marker_color=["#00cc96", "#ab63fa"][: len(mem_vals)], name="memory",
                          hovertemplate="%{x}: %{y:.1f} MB<extra></extra>"), row=1, col=2)
     total = sum(ms)
-    parts = [f"device {device}", f"total {total:.0f} ms"]
-    if audio_seconds is not None:
-        parts.append(f"audio {audio_seconds:.2f} s")
+    parts = [f"device {device}"]
     if rtf is not None:
         parts.append(f"RTF {rtf:.3f}")
+    if audio_seconds is not None:
+        parts.append(f"audio {audio_seconds:.2f} s")
+    parts.append(f"total {total:.0f} ms")
     if "precomputed" in cached:
-        parts.append("precomputed at start-up: times of that run")
+        title += " (precomputed at start-up)"
     fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title}<br><sup>" + " · ".join(parts) + "</sup>"),
                       height=300, showlegend=False)
     fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)

@@ -194,3 +194,10 @@ def test_narrow_segments_keep_hover_but_no_label():
     labels = _trace(fig, "segments")
     assert list(labels.text) == ["s0", "", "s0"]
     assert labels.customdata[1][2] == "s1"
+
+
+def test_latency_marks_cached_stages_and_precomputed_runs():
+    fig = F.latency_figure({"load": 0.01, "training": 0.0, "decoding": 0.002}, cached=["training"])
+    assert list(_trace(fig, "time").y) == ["load", "training (cached)", "decoding"]
+    pre = F.latency_figure({"load": 0.01}, cached=["precomputed"])
+    assert "precomputed at start-up" in pre.layout.title.text
