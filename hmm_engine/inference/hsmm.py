@@ -55,6 +55,7 @@ import functools
 import math
 from typing import List, NamedTuple, Optional
 
+import numpy as np
 import torch
 
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
@@ -602,7 +603,7 @@ def hsmm_viterbi(
         lengths_host = lengths.cpu().tolist()
         finite = torch.isfinite(rel_best).cpu().tolist()
         states_host = last_state.cpu().tolist()
-        path = torch.full((batch, frames), -1, dtype=torch.long)
+        path = np.full((batch, frames), -1, dtype=np.int64)
         segments: List[List[Segment]] = []
         for b in range(batch):
             segs: List[Segment] = []
@@ -617,7 +618,7 @@ def hsmm_viterbi(
                     state, end = int(best_prev[start, b, state]), start
                 segs.reverse()
             segments.append(segs)
-        return HSMMViterbiResult(path.to(log_obs.device), score.to(log_obs.dtype), segments)
+        return HSMMViterbiResult(torch.from_numpy(path).to(log_obs.device), score.to(log_obs.dtype), segments)
 
 
 def _gumbel_argmax(logits: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -714,7 +715,7 @@ def hsmm_sample(
             state[active] = _gumbel_argmax(prev_logits, generator)
             end[active] = start
 
-        states_out = torch.full((batch, frames), -1, dtype=torch.long)
+        states_out = np.full((batch, frames), -1, dtype=np.int64)
         segments: List[List[Segment]] = [[] for _ in range(batch)]
         for ids, ks, ss, es in records:
             for b, k, s, e in zip(ids.tolist(), ks.tolist(), ss.tolist(), es.tolist()):
@@ -722,7 +723,7 @@ def hsmm_sample(
                 states_out[b, s:e] = k
         for segs in segments:
             segs.reverse()
-        return HSMMSample(states_out.to(device), segments)
+        return HSMMSample(torch.from_numpy(states_out).to(device), segments)
 
 
 def segments_log_prob(
