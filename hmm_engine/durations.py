@@ -305,8 +305,9 @@ class PoissonDuration(_ExponentialFamilyDuration):
         excess = (counts * self._features(self.durations(counts.device))[:, 0]).sum(-1)
         start = (excess / total.clamp_min(_MIN_COUNT)).clamp_min(1e-6)
         before = self.natural.clone()
+        closed_form = torch.where((total > _MIN_COUNT)[:, None], start.log()[:, None], before.to(torch.float64))
         with torch.no_grad():
-            self.natural.copy_(torch.where((total > _MIN_COUNT)[:, None], start.log()[:, None], before.to(torch.float64)).to(before.dtype))
+            self.natural.copy_(closed_form.to(before.dtype))
         # Keep the closed form only where it is at least as good as the old parameters (GEM).
         old_ll = _expected_log_lik(counts, self._log_pmf64(before))
         new_ll = _expected_log_lik(counts, self._log_pmf64(self.natural))
