@@ -423,6 +423,10 @@ def test_model_validation():
     model = SemiMarkovHMM(3, 2, max_duration=10, min_duration=4)
     with pytest.raises(InvalidInputError, match="shorter than min_duration"):
         model.forward_backward(torch.zeros(3, 2))
+    model.right_censored = True  # then 3 frames are one segment cut by the end
+    post, ll = model.forward_backward(torch.zeros(3, 2))
+    assert torch.isfinite(ll).all() and torch.allclose(post.sum(-1), torch.ones(1, 3))
+    model.right_censored = False
     with pytest.raises(InvalidParameterError, match="self-loops"):
         model.transmat = torch.full((3, 3), 1 / 3)
     with pytest.raises(InvalidInputError):

@@ -253,11 +253,13 @@ class SemiMarkovHMM(nn.Module):
         """Padded batch ``(x [B, T, ...], lengths [B], unbatched)`` in this model's dtype/device.
 
         Raises:
-            InvalidInputError: malformed input, or a sequence shorter than ``min_duration``.
+            InvalidInputError: malformed input, or a sequence shorter than ``min_duration``
+                (unless ``right_censored``).
         """
         x, lengths, unbatched = prepare_inputs(x, lengths, getattr(self.emission, "event_dims", 1), self.dtype, self.device)
+        # Under right-censoring a short sequence is one cut segment, which is possible.
         short = lengths < self.min_duration
-        if short.any():
+        if short.any() and not self.right_censored:
             raise InvalidInputError(
                 f"sequences {short.nonzero().flatten().tolist()} are shorter than min_duration={self.min_duration} frames"
             )
