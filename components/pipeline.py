@@ -88,18 +88,29 @@ class LRU:
 
 
 class KeyedLocks:
-    """One lock per key, so identical concurrent requests train once."""
+    """One lock per key, so identical concurrent requests train once (locks are dropped
+    when nobody holds or waits for them)."""
 
     def __init__(self):
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, list] = {}  # key -> [lock, users]
         self._guard = threading.Lock()
 
     @contextlib.contextmanager
     def hold(self, key: str) -> Iterator[None]:
         with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            yield
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    self._locks.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 FEATURE_CACHE = LRU(16)
@@ -439,11 +450,12 @@ class TrainedModel:
     device: str
 
 
-def _check_sizes(s: AnalysisSettings, num_frames: int, num_states: int | None = None) -> None:
+def _check_sizes(s: AnalysisSettings, num_frames: int, num_states: int | None = None,
+                 frame_shift: float = 0.01) -> None:
     K = num_states or s.num_states
     if K > num_frames:
         raise InvalidInputError(
-            f"{K} states but only {num_frames} feature frames ({num_frames * 0.01:.2f} s): "
+            f"{K} states but only {num_frames} feature frames ({num_frames * frame_shift:.2f} s): "
             "use fewer states or a longer clip")
     if s.model_type == "semi-markov" and s.topology != "ergodic" and K * s.max_duration < num_frames:
         raise InvalidInputError(
@@ -562,7 +574,7 @@ def analyze(source: Any, settings: AnalysisSettings | None = None, progress: Pro
         if hit:
             cached.append("features")
         x = feats.values
-        _check_sizes(s, x.shape[0])
+        _check_sizes(s, x.shape[0], frame_shift=feats.frame_shift)
         key = training_key(s, loaded.sha1, device)
         with timer.stage("training"):
             trained, hit = train(s, x, device, key,
