@@ -219,3 +219,40 @@ def test_segment_playback_slices_the_clip():
     samples = P.load(str(SAMPLE)).samples
     np.testing.assert_array_equal(pcm, (np.clip(samples[8000:12000], -1, 1) * 32767).astype(np.int16))
     assert play_segment(None, 0) is None
+
+
+def test_pipeline_retrains_only_when_training_settings_change():
+    from components import pipeline as P
+    from components.results import AnalysisSettings
+
+    base = dict(num_states=3, max_iter=3, sweep_states="", seed=11)
+    first = P.analyze(str(SAMPLE), AnalysisSettings(**base), write_files=False)
+    redecoded = P.analyze(str(SAMPLE), AnalysisSettings(**base, decoder="posterior"), write_files=False)
+    assert "training" in redecoded.cached and redecoded.log_likelihood == first.log_likelihood
+    np.testing.assert_array_equal(redecoded.path, first.posteriors.argmax(1))
+    reseeded = P.analyze(str(SAMPLE), AnalysisSettings(**{**base, "seed": 12}), write_files=False)
+    assert "training" not in reseeded.cached and "features" in reseeded.cached
+    other_features = P.analyze(str(SAMPLE), AnalysisSettings(**base, deltas=0), write_files=False)
+    assert "training" not in other_features.cached and other_features.obs_dim == 13
+
+
+def test_semi_markov_and_mixture_models_feed_their_figures():
+    from components import pipeline as P
+    from components.render import render_analysis
+    from components.results import AnalysisSettings
+
+    hsmm = P.analyze(str(SAMPLE), AnalysisSettings(model_type="semi-markov", num_states=4, max_duration=25,
+                                                   max_iter=3, sweep_states=""), write_files=False)
+    assert hsmm.duration_pmf.shape == (4, 25)
+    np.testing.assert_allclose(hsmm.duration_pmf.sum(1), 1.0, atol=1e-4)
+    durations = render_analysis(hsmm)["durations"]
+    runs = [t for t in durations.data if t.type == "bar"]
+    model = [t for t in durations.data if t.type == "scatter"]
+    k0_runs = int(np.sum(runs[0].y))
+    np.testing.assert_allclose(model[0].y, k0_runs * hsmm.duration_pmf[0][: len(model[0].y)], rtol=1e-6)
+
+    gmm = P.analyze(str(SAMPLE), AnalysisSettings(model_type="gmm", num_states=3, num_mixtures=2, max_iter=3,
+                                                  sweep_states="2,3", sweep_mixtures="1,2"), write_files=False)
+    assert sorted((r["num_states"], r["num_mixtures"]) for r in gmm.sweep) == [(2, 1), (2, 2), (3, 1), (3, 2)]
+    sweep = render_analysis(gmm)["sweep"]
+    assert {t.name for t in sweep.data} >= {"BIC (M=1)", "BIC (M=2)", "AIC (M=1)", "AIC (M=2)"}
