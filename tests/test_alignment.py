@@ -166,7 +166,7 @@ def sample_corpus_alignment(tmp_path_factory):
     """Corpus mode on the committed sample, phones given (.phones.lab)."""
     out = tmp_path_factory.mktemp("aligned")
     report = align_corpus(SYNTH, out, phones=True, transcript_suffix=".phones.lab", iterations=20,
-                          states_per_phone=1, show_progress=False, report=lambda line: None)
+                          states_per_phone=3, show_progress=False, report=lambda line: None)
     return out, report
 
 
@@ -181,14 +181,15 @@ def _pooled(folder: Path, names) -> object:
 
 def test_corpus_alignment_accuracy_on_sample(sample_corpus_alignment):
     """Six utterances (10.5 s) are a tiny training set for flat-start EM; measured on this
-    sample with 1 state/phone and 20 iterations: 29.9% of boundaries within 20 ms, 50.4%
-    within 50 ms (117 boundaries). The thresholds leave a few points of margin. The
-    benchmark (benchmarks/bench_alignment.py) measures the real corpus accuracy."""
+    sample (3 states/phone, 20 iterations, default global flat start + annealing): 29.9% of
+    the 117 boundaries within 20 ms, 57.3% within 50 ms. The thresholds leave a few points
+    of margin. On 150 utterances corpus mode reaches ~86% within 20 ms (see
+    benchmarks/bench_alignment.py)."""
     out, report = sample_corpus_alignment
     assert sorted(report.aligned) == sorted(p.stem for p in SYNTH.glob("*.wav"))
     total = _pooled(out, report.aligned)
     assert total.num_scored_boundaries >= 110
-    assert total.percent_within(50) >= 45.0
+    assert total.percent_within(50) >= 50.0
     assert total.percent_within(20) >= 25.0
 
 
@@ -197,13 +198,18 @@ def test_single_utterance_alignment_is_sane_on_sample():
     the phone sequence is kept, every segment lies inside the audio, confidences in [0, 1],
     EM raises the log-likelihood; boundary accuracy is low for this mode (see benchmark)."""
     name = "festival_0001"
-    result = align_utterance(SYNTH / f"{name}.wav", words=(SYNTH / f"{name}.lab").read_text(), iterations=5)
+    result = align_utterance(SYNTH / f"{name}.wav", words=(SYNTH / f"{name}.lab").read_text())
     labels = [s.label for s in result.phones if s.label != "sil"]
     assert labels == [p for p in result.transcript.phones if p != "sil"]
     assert result.phones[0].start == 0.0
     assert result.phones[-1].end == pytest.approx(result.duration)
     assert all(0.0 <= s.score <= 1.0 + 1e-9 for s in result.phones)
-    assert result.history[-1] > result.history[0]
+    assert len(result.history) == 30
+    # Without annealing, EM never lowers the log-likelihood.
+    plain = align_utterance(SYNTH / f"{name}.wav", words=(SYNTH / f"{name}.lab").read_text(), anneal=None,
+                            iterations=8)
+    assert all(b >= a - 1e-6 for a, b in zip(plain.history, plain.history[1:]))
+    assert plain.history[-1] > plain.history[0]
     assert [w.label for w in result.words] == "read verse out loud for pleasure".split()
     assert result.num_frames == math.ceil(result.duration / 0.01 - 1e-9)
     assert set(result.timings) == {"features", "training", "alignment", "total"}
@@ -224,7 +230,7 @@ def test_bad_inputs_raise_clear_errors():
         align_utterance(wav, phones="a b", iterations=-1)
     # 1.37 s = 138 frames; 50 phones x 3 states need 150.
     with pytest.raises(InvalidInputError, match="at least 150 frames"):
-        align_utterance(wav, phones=" ".join(["a"] * 50))
+        align_utterance(wav, phones=" ".join(["a"] * 50), states_per_phone=3)
     with pytest.raises(InvalidInputError, match="cannot align"):
         align_utterance(12, phones="a")
     result = align_utterance(wav, phones=(SYNTH / "espeak_0002.phones.lab").read_text(), iterations=1)

@@ -22,6 +22,14 @@ Confidence of a phone segment: the mean, over its frames, of the posterior proba
 in [0, 1]; near 1 means the models leave little doubt about the boundaries around that
 frame run, low values flag segments whose extent is uncertain.
 
+Defaults of single-utterance mode (measured on 48 utterances of a synthetic corpus, % of
+phone boundaries within 20 ms): a uniform flat start with 3 states/phone, variance floor
+0.01 and 10 plain EM iterations stays next to its start (~16%); starting every state from
+the utterance's global statistics, 1 state per phone, variance floor 1.0 (features are
+CMVN-normalised) and 30 annealed iterations (acoustic scale 0.01 -> 1) reached ~50%.
+Training phone models on a whole corpus (:mod:`hmm_engine.alignment.corpus`) is far more
+accurate; pass such ``models=`` for single files whenever they exist.
+
 The helpers below (:func:`prepare_transcript`, :func:`flat_start_stats`,
 :func:`utterance_stats`, :func:`viterbi_segments`) are shared with corpus training.
 """
@@ -48,7 +56,7 @@ from hmm_engine.inference.chain import chain_forward_backward, chain_viterbi, ho
 from hmm_engine.training.em import add_stats
 
 SilenceOption = Literal["optional", "always", "never"]
-InitOption = Literal["uniform", "segmental"]
+InitOption = Literal["uniform", "segmental", "global"]
 BoundaryOption = Literal["viterbi", "posterior"]
 # Longest run a non-silence phone may get in the segmental start (seconds).
 MAX_PHONE_SECONDS = 0.5
@@ -194,6 +202,9 @@ def flat_start_stats(
     phone gets at least N), then each run is cut uniformly among its phone's N states. On a
     single utterance this matters: from a uniform start, EM with ~3 frames per state stays
     stuck next to its initial segmentation.
+    ``init="global"`` (HTK HCompV style): every state starts from the mean and variance of
+    all frames of the utterances it occurs in; the first E-step's posteriors then follow
+    the topology alone (smooth), and EM separates the states from there.
 
     Args:
         x: ``[T, D]`` features.
@@ -227,8 +238,14 @@ def flat_start_stats(
         _, state_ids, _ = models.build_chain(phones)
         S = state_ids.shape[0]
         groups_np = state_ids[(np.arange(T) * S) // T]
+    elif init == "global":
+        # HTK HCompV style: every state of the utterance starts from all of its frames.
+        weights = torch.zeros(T, models.num_states, dtype=x.dtype, device=x.device)
+        used = sorted({sid for p in transcript.phones for sid in models.state_ids(p)})
+        weights[:, used] = 1.0
+        return models.emission.grouped_stats(x, weights)
     else:
-        raise InvalidParameterError(f"init must be 'uniform' or 'segmental', got {init!r}")
+        raise InvalidParameterError(f"init must be 'uniform', 'segmental' or 'global', got {init!r}")
     groups = torch.from_numpy(groups_np).to(x.device)
     weights = torch.nn.functional.one_hot(groups, models.num_states).to(x.dtype)
     return models.emission.grouped_stats(x, weights)
@@ -273,6 +290,15 @@ def _m_step(models: PhoneModels, stats: dict[str, Tensor]) -> None:
                       if not k.startswith("trans_") and k not in ("log_likelihood", "num_frames")}
     models.emission.m_step(emission_stats)
     models.transition_m_step(stats)
+
+
+def annealing_schedule(anneal: float | None, iterations: int) -> list[float] | None:
+    """Acoustic scales rising geometrically from ``anneal`` to 1 over ``iterations`` (None: no annealing)."""
+    if anneal is None or iterations < 2:
+        return None
+    if not 0.0 < anneal <= 1.0:
+        raise InvalidParameterError(f"anneal must be in (0, 1], got {anneal!r}")
+    return [float(anneal ** (1.0 - i / (iterations - 1))) for i in range(iterations)]
 
 
 def train_on_utterances(
@@ -501,16 +527,16 @@ def align_utterance(
     phones: str | Sequence[str] | None = None,
     words: str | Sequence[Word] | None = None,
     *,
-    states_per_phone: int = 3,
+    states_per_phone: int = 1,
     emitting_states: int | None = None,
     num_mixtures: int = 1,
     covariance_type: str = "diag",
-    min_covar: float = 0.01,
+    min_covar: float = 1.0,
     feature_config: FeatureConfig | None = None,
     frame_shift: float | None = None,
-    iterations: int = 10,
-    init: InitOption = "segmental",
-    anneal: float | None = None,
+    iterations: int = 30,
+    init: InitOption = "global",
+    anneal: float | None = 0.01,
     silence: str = "sil",
     edge_silence: SilenceOption = "optional",
     word_silence: SilenceOption = "optional",
@@ -527,17 +553,23 @@ def align_utterance(
         source: audio path, :class:`Audio`, :class:`Features`, or ``[T, D]`` feature tensor.
         phones: space-separated phones or a list (any symbol set), or
         words: text (espeak-ng gives the phones) or a list of :class:`Word`.
-        states_per_phone: 1 to 5 left-to-right states per phone.
+        states_per_phone: 1 to 5 left-to-right states per phone (default 1: on one utterance
+            more states mean more parameters than the frames support; see the defaults note).
         emitting_states: distinct Gaussians per phone (default ``states_per_phone``), see
             :class:`PhoneModels`.
         num_mixtures: Gaussians per state (>1 splits after the single-Gaussian iterations).
         covariance_type: "diag" (default), "full", "spherical" or "tied".
-        min_covar: variance floor (features are CMVN-normalised).
+        min_covar: variance floor (features are CMVN-normalised, so the default 1.0 keeps
+            every variance at least the utterance's own: robust with a few frames per state).
         feature_config: front end (default MFCC+D+DD, CMVN, 10 ms); ignored for Features input.
         frame_shift: seconds per frame for a bare tensor.
         iterations: EM iterations on this utterance (ignored with ``models``).
-        init: "segmental" (default: phone runs of homogeneous features, then uniform states
-            inside each) or "uniform" (classic flat start); see :func:`flat_start_stats`.
+        init: "global" (default: every state from the utterance's mean/variance, HTK
+            HCompV style), "uniform" (equal runs per state) or "segmental" (phone runs of
+            homogeneous features); see :func:`flat_start_stats`.
+        anneal: first acoustic scale of deterministic annealing (rising geometrically to 1
+            over the iterations, :func:`annealing_schedule`); None disables it. The
+            history's early values are then log-likelihoods of the scaled model.
         silence, edge_silence, word_silence, voice: see :func:`prepare_transcript`.
         models: trained :class:`PhoneModels` to align with instead of training here.
         confidence: compute per-segment confidences (one extra forward-backward).
@@ -574,10 +606,7 @@ def align_utterance(
         ).to(device)
         _check_length(models, transcript, features.num_frames, features.frame_shift)
         x = features.values.to(device)
-        scales = None
-        if anneal is not None and iterations > 1:
-            # Geometric ramp of the acoustic scale from `anneal` up to 1 over the iterations.
-            scales = [float(anneal ** (1.0 - i / (iterations - 1))) for i in range(iterations)]
+        scales = annealing_schedule(anneal, iterations)
         history = train_on_utterances(models, [(x, transcript)], iterations, seed=seed, init=init,
                                       acoustic_scales=scales)
     else:
