@@ -26,6 +26,19 @@ SILENCES = ("sil", "sp", "pau", "_")
 # ------------------------------------------------------------------------------ transcript
 
 
+def aligner_defaults() -> dict:
+    """The aligner's own defaults (its authors measured them): states per phone, EM iterations."""
+    import inspect
+
+    from hmm_engine.alignment.aligner import align_utterance
+
+    params = inspect.signature(align_utterance).parameters
+    def default(name, fallback):
+        p = params.get(name)
+        return fallback if p is None or p.default is inspect.Parameter.empty else p.default
+    return {"states_per_phone": int(default("states_per_phone", 3)), "iterations": int(default("iterations", 10))}
+
+
 def check_transcript(transcript: Any, kind: str) -> str:
     """Cheap checks before any audio work; the aligner does the rest."""
     if transcript is None or not str(transcript).strip():
@@ -128,14 +141,17 @@ def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
 # ------------------------------------------------------------------------------ entry point
 
 
-def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per_phone: int = 3,
+def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per_phone: int | None = None,
           reference_textgrid: Any = None, reference_tier: str = "", feature_kind: str = "mfcc",
-          max_iter: int = 10, device: str = "auto", seed: int = 0,
+          max_iter: int | None = None, device: str = "auto", seed: int = 0,
           progress: P.Progress = P._noop_progress) -> AlignmentResult:
     from hmm_engine.alignment.aligner import align_utterance
     from hmm_engine.frontend.features import Features
 
     s = P.validate_settings(AnalysisSettings(feature_kind=feature_kind, device=device, seed=seed))
+    defaults = aligner_defaults()
+    states_per_phone = defaults["states_per_phone"] if states_per_phone is None else states_per_phone
+    max_iter = defaults["iterations"] if max_iter is None else max_iter
     try:
         spp, iters = int(states_per_phone), int(max_iter)
     except (TypeError, ValueError):

@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from components import pipeline as P
+from components.alignment import aligner_defaults
 from components.precomputed import sample_settings
 from components.render import render_alignment, render_analysis
 from components.results import AnalysisResult, AnalysisSettings
@@ -27,6 +28,7 @@ log = logging.getLogger("hmm_studio")
 
 ROOT = P.ROOT
 DEFAULTS = sample_settings()  # the UI, the API and these functions share one set of defaults
+ALIGN_DEFAULTS = aligner_defaults()
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 
 CSS = """
@@ -120,11 +122,11 @@ def align_fn(
     audio,
     transcript: str,
     transcript_kind: str = "text",
-    states_per_phone: int = 3,
+    states_per_phone: int = ALIGN_DEFAULTS["states_per_phone"],
     reference_textgrid=None,
     reference_tier: str = "",
     feature_kind: str = DEFAULTS.feature_kind,
-    max_iter: int = 10,
+    max_iter: int = ALIGN_DEFAULTS["iterations"],
     device: str = DEFAULTS.device,
     seed: int = DEFAULTS.seed,
     progress=gr.Progress(),
@@ -255,14 +257,16 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     transcript_kind = gr.Radio([("Text (espeak-ng → phones)", "text"),
                                                 ("Phones (space separated)", "phones")], value=sample_kind,
                                                label="Transcript is")
-                    states_per_phone = gr.Slider(1, 5, value=3, step=1, label="States per phone")
+                    states_per_phone = gr.Slider(1, 5, value=ALIGN_DEFAULTS["states_per_phone"], step=1,
+                                                 label="States per phone")
                     ref_tg = gr.File(value=_sample_reference(), label="Reference TextGrid (optional)",
                                      file_types=[".TextGrid", ".textgrid"], type="filepath")
                     ref_tier = gr.Textbox(value="", label="Reference tier (empty: the phone tier)")
                     with gr.Accordion("More", open=False):
                         a_features = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value="mfcc",
                                               label="Features")
-                        a_iter = gr.Slider(0, 50, value=10, step=1, label="EM iterations (on this utterance)")
+                        a_iter = gr.Slider(0, 100, value=ALIGN_DEFAULTS["iterations"], step=1,
+                                           label="EM iterations (on this utterance)")
                         a_device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
                         a_seed = gr.Number(value=0, precision=0, label="Seed")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
