@@ -488,3 +488,19 @@ def test_model_on_device_matches_cpu(device):
     assert moved.viterbi_segments(x.to(device), torch.tensor([60, 45, 31])) == segs
     obs, states = moved.sample(2, 20, seed=3)
     assert obs.device.type == device and states.shape == (2, 20)
+
+
+def test_fit_em_on_batches_equals_one_batch():
+    from hmm_engine.training.em import fit_em
+
+    truth = _true_model()
+    x, _ = truth.sample(4, 50, seed=6)
+    lengths = torch.tensor([50, 41, 50, 33])
+    one = SemiMarkovHMM(3, 2, max_duration=30, duration="gamma", min_duration=2, topology="left-to-right", dtype=torch.float64)
+    two = SemiMarkovHMM(3, 2, max_duration=30, duration="gamma", min_duration=2, topology="left-to-right", dtype=torch.float64)
+    xb = x.double()
+    h1 = fit_em(one, xb, lengths, max_iter=4, tol=0.0)
+    h2 = fit_em(two, batches=[(xb[:2], lengths[:2]), (xb[2:], lengths[2:])], max_iter=4, tol=0.0)
+    assert h1 == pytest.approx(h2, rel=1e-9)
+    torch.testing.assert_close(one.durations, two.durations)
+    torch.testing.assert_close(one.means, two.means)
