@@ -133,7 +133,7 @@ def test_tied_states_are_shared_between_occurrences():
     x = torch.randn(30, 4)
     models.emission.initialize_from_stats(flat_start_stats(models, x, transcript))
     stats = utterance_stats(models, x, transcript)
-    post = chain_forward_backward(chain, models.log_likelihood(x)[:, torch.from_numpy(state_ids)])
+    post = chain_forward_backward(chain, models.log_likelihood(x, state_ids))
     for j, sid in enumerate(first):
         expected = post.gamma[:, j].sum() + post.gamma[:, 6 + j].sum()
         assert float(stats["n"][sid]) == pytest.approx(expected, rel=1e-9)
@@ -149,6 +149,20 @@ def test_tied_parameters_after_training_give_identical_scores():
     ae = [i for i, p in enumerate(result.transcript.phones) if p == "ae"]
     assert len(ae) == 2  # "ae d ih ng f ae s ..."
     torch.testing.assert_close(scores[:, phone_of == ae[0]], scores[:, phone_of == ae[1]])
+
+
+@pytest.mark.parametrize("mixtures", [1, 3])
+def test_subset_scores_equal_full_emission_scores(mixtures):
+    """PhoneModels.log_likelihood(x, states) scores only the utterance's states; the numbers
+    equal the emission's own log_likelihood on all states, gathered."""
+    torch.manual_seed(1)
+    models = PhoneModels(["a", "b", "c", "sil"], states_per_phone=3, obs_dim=5, num_mixtures=mixtures)
+    x = torch.randn(40, 5) * 2 + 1
+    weights = torch.nn.functional.one_hot(torch.arange(40) % models.num_states, models.num_states).float()
+    models.emission.initialize_from_stats(models.emission.grouped_stats(x, weights), torch.Generator().manual_seed(0))
+    states = np.asarray([9, 10, 11, 0, 1, 2, 0, 1, 2, 6])
+    full = models.emission.log_likelihood(x)[:, torch.from_numpy(states)]
+    torch.testing.assert_close(models.log_likelihood(x, states).float(), full, rtol=1e-5, atol=1e-4)
 
 
 def test_emitting_states_fewer_than_chain_states():

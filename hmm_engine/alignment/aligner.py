@@ -72,6 +72,7 @@ __all__ = [
     "compute_features",
     "flat_start_stats",
     "utterance_stats",
+    "utterance_posteriors",
     "train_on_utterances",
     "viterbi_segments",
     "posterior_boundaries",
@@ -255,33 +256,78 @@ def _shift(models: PhoneModels) -> float:
     return models.feature_config.frame_shift_ms / 1000.0
 
 
-def utterance_stats(
+def utterance_posteriors(
     models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0
-) -> dict[str, Tensor]:
-    """E-step on one utterance: emission + transition statistics on tied states.
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """E-step of one utterance without the emission statistics.
 
     ``acoustic_scale`` < 1 multiplies the emission log-likelihoods in the posteriors
     (deterministic annealing: softer posteriors let EM move away from its start); the
     reported ``log_likelihood`` is then that of the scaled model.
 
-    Returns a summable dict: the emission's keys, ``trans_stay``/``trans_leave`` ``[K]``,
-    ``log_likelihood`` and ``num_frames`` (0-d float64).
+    Returns:
+        ``(weights [T, K] float64 tied-state posteriors, stats)`` with ``trans_stay`` /
+        ``trans_leave`` ``[K]``, ``log_likelihood`` and ``num_frames`` (0-d float64).
     """
     chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional)
-    with torch.no_grad():
-        log_obs = models.log_likelihood(x)[:, torch.from_numpy(state_ids).to(x.device)]
+    log_obs = models.log_likelihood(x, state_ids)
     if acoustic_scale != 1.0:
         log_obs = log_obs * acoustic_scale
     post = chain_forward_backward(chain, log_obs)
     weights = torch.zeros(x.shape[0], models.num_states, dtype=torch.float64)
     weights.index_add_(1, torch.from_numpy(state_ids), torch.from_numpy(post.gamma))
-    with torch.no_grad():
-        stats = dict(models.emission.accumulate(x, weights.to(x.device)))
-    stats = {k: v.cpu() for k, v in stats.items()}
-    stats.update(models.transition_stats(state_ids, post.stay_count, post.next_count, chain.skip_src, post.skip_count))
+    stats = models.transition_stats(state_ids, post.stay_count, post.next_count, chain.skip_src, post.skip_count)
     stats["log_likelihood"] = torch.tensor(post.log_likelihood, dtype=torch.float64)
     stats["num_frames"] = torch.tensor(float(x.shape[0]), dtype=torch.float64)
+    return weights, stats
+
+
+def utterance_stats(
+    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0
+) -> dict[str, Tensor]:
+    """E-step on one utterance: emission + transition statistics on tied states.
+
+    Returns a summable dict: the emission's keys (``n``, ``x``, ``xx``, ...),
+    ``trans_stay``/``trans_leave`` ``[K]``, ``log_likelihood`` and ``num_frames``; see
+    :func:`utterance_posteriors` for ``acoustic_scale``.
+    """
+    weights, stats = utterance_posteriors(models, x, transcript, acoustic_scale)
+    with torch.no_grad():
+        emission = models.emission.accumulate(x, weights.to(x.device))
+    stats.update({k: v.cpu() for k, v in emission.items()})
     return stats
+
+
+# Frames per batched emission accumulation: one big [N, K] @ [N, D] product per chunk costs
+# far less than one small call per utterance.
+ACCUMULATE_FRAMES = 8000
+
+
+def _corpus_stats(models: PhoneModels, data, acoustic_scale: float) -> dict[str, Tensor]:
+    """Sum of :func:`utterance_stats` over ``data``, emission statistics accumulated in chunks."""
+    total: dict[str, Tensor] | None = None
+    emission: dict[str, Tensor] | None = None
+    xs, ws, frames = [], [], 0
+
+    def flush():
+        nonlocal emission, xs, ws, frames
+        if xs:
+            with torch.no_grad():
+                part = models.emission.accumulate(torch.cat(xs), torch.cat(ws))
+            emission = add_stats(emission, {k: v.cpu() for k, v in part.items()})
+        xs, ws, frames = [], [], 0
+
+    for x, transcript in data:
+        weights, stats = utterance_posteriors(models, x, transcript, acoustic_scale)
+        total = add_stats(total, stats)
+        xs.append(x)
+        ws.append(weights.to(x.device))
+        frames += x.shape[0]
+        if frames >= ACCUMULATE_FRAMES:
+            flush()
+    flush()
+    total.update(emission)
+    return total
 
 
 def _m_step(models: PhoneModels, stats: dict[str, Tensor]) -> None:
@@ -356,11 +402,8 @@ def train_on_utterances(
     for iteration, mixtures in enumerate(schedule):
         if mixtures > models.num_mixtures:
             models.split_mixtures(mixtures)
-        total = None
-        for x, transcript in data:
-            scale = acoustic_scales[iteration] if acoustic_scales is not None and iteration < len(acoustic_scales) else 1.0
-            total = add_stats(total, utterance_stats(models, x, transcript, scale))
-        total = reduce(total)
+        scale = acoustic_scales[iteration] if acoustic_scales is not None and iteration < len(acoustic_scales) else 1.0
+        total = reduce(_corpus_stats(models, data, scale))
         per_frame = float(total["log_likelihood"] / total["num_frames"])
         if not math.isfinite(per_frame):
             raise InvalidInputError("EM log-likelihood is not finite")
@@ -412,9 +455,7 @@ def viterbi_segments(
     x = features.values.to(models.log_stay.device)
     _check_length(models, transcript, x.shape[0], features.frame_shift)
     chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional)
-    with torch.no_grad():
-        log_obs = models.log_likelihood(x)[:, torch.from_numpy(state_ids).to(x.device)]
-    log_obs = log_obs.detach().to("cpu", torch.float64).numpy()
+    log_obs = models.log_likelihood(x, state_ids).detach().to("cpu", torch.float64).numpy()
     path, viterbi_score = chain_viterbi(chain, log_obs)
     frame_conf = None
     log_lik = math.nan

@@ -176,9 +176,41 @@ class PhoneModels(nn.Module):
         return sum(1 for o in optional if not o) * self.states_per_phone
 
     # ------------------------------------------------------------------ scores
-    def log_likelihood(self, x: Tensor) -> Tensor:
-        """``x [T, D] -> [T, K]`` log p(x_t | tied state k)."""
-        return self.emission.log_likelihood(x)
+    def log_likelihood(self, x: Tensor, states: Tensor | np.ndarray | None = None) -> Tensor:
+        """``x [T, D] -> [T, K]`` log p(x_t | tied state k), or ``[T, S]`` for ``states [S]``.
+
+        With ``states`` (an utterance's chain) only its distinct states are scored: an
+        utterance uses a few dozen of the K states, and scoring all K * M Gaussians per frame
+        dominated alignment time. Diagonal covariances are scored here in float64 (same
+        numbers as ``emission.log_likelihood``, tested); other types go through the emission.
+        """
+        if states is None:
+            return self.emission.log_likelihood(x)
+        states = torch.as_tensor(states, device=x.device).long()
+        if self.covariance_type != "diag":
+            return self.emission.log_likelihood(x)[:, states]
+        unique, inverse = torch.unique(states, return_inverse=True)
+        D = self.obs_dim
+        with torch.no_grad():
+            if self.num_mixtures == 1:
+                mu = self.emission.means[unique].double().unsqueeze(1)  # [U, 1, D]
+                var = self.emission.covars[unique].double().unsqueeze(1)
+                log_w = torch.zeros(mu.shape[:2], dtype=torch.float64, device=x.device)
+            else:
+                mu = self.emission.means[unique].double()  # [U, M, D]
+                var = self.emission.covars[unique].double()
+                log_w = self.emission.weights[unique].double().clamp_min(1e-300).log()
+            U, M = mu.shape[:2]
+            mu, var = mu.reshape(U * M, D), var.reshape(U * M, D)
+            xd = x.double()
+            centre = mu.mean(0)  # keeps the expanded quadratic form well conditioned
+            xd, mu = xd - centre, mu - centre
+            prec = 1.0 / var
+            quad = (xd * xd) @ prec.T - 2.0 * xd @ (mu * prec).T + (mu * mu * prec).sum(-1)
+            comp = -0.5 * (D * math.log(2 * math.pi) + var.log().sum(-1) + quad) + log_w.reshape(-1)
+            scores = comp.reshape(-1, U, M)
+            scores = scores[..., 0] if M == 1 else torch.logsumexp(scores, dim=-1)
+        return scores[:, inverse]
 
     def transition_stats(self, state_ids: np.ndarray, stay_count: np.ndarray, next_count: np.ndarray,
                          skip_src: np.ndarray, skip_count: np.ndarray) -> dict[str, Tensor]:
