@@ -11,6 +11,7 @@ Layers, each using only the ones before it:
 Importing this package does not import Gradio.
 """
 
+from .durations import GammaDuration, GaussianDuration, NonparametricDuration, PoissonDuration, make_duration
 from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
 from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM, pad_sequences
 from .models.semimarkov import SemiMarkovHMM
@@ -26,6 +27,11 @@ __all__ = [
     "MixtureGaussianHMM",
     "CategoricalHMM",
     "SemiMarkovHMM",
+    "PoissonDuration",
+    "GammaDuration",
+    "GaussianDuration",
+    "NonparametricDuration",
+    "make_duration",
     "pad_sequences",
     "transition_mask",
     "fit_em",

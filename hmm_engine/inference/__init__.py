@@ -9,6 +9,7 @@ from .hmm import (
     transition_counts,
     viterbi,
 )
+from .hsmm import hsmm_forward_backward, hsmm_log_likelihood, hsmm_sample, hsmm_viterbi
 
 __all__ = [
     "backward",
@@ -18,4 +19,8 @@ __all__ = [
     "sample_states",
     "transition_counts",
     "viterbi",
+    "hsmm_forward_backward",
+    "hsmm_log_likelihood",
+    "hsmm_sample",
+    "hsmm_viterbi",
 ]
