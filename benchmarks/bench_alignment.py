@@ -100,7 +100,9 @@ def main(argv=None) -> int:
     parser.add_argument("--states-per-phone", type=int, default=3)
     parser.add_argument("--frame-shift-ms", type=float, default=10.0)
     parser.add_argument("--delta-window", type=int, default=2)
-    parser.add_argument("--single-iterations", type=int, default=10)
+    parser.add_argument("--init", choices=("global", "uniform"), default="global", help="corpus flat start")
+    parser.add_argument("--anneal", type=float, default=0.1, help="corpus annealing start scale (0 disables)")
+    parser.add_argument("--single-iterations", type=int, default=None, help="default: align_utterance's")
     parser.add_argument("--single-num", type=int, default=None, help="single-utterance mode on the first N per synthesizer")
     parser.add_argument("--skip-single", action="store_true")
     args = parser.parse_args(argv)
@@ -117,7 +119,8 @@ def main(argv=None) -> int:
     report = align_corpus(
         args.corpus, corpus_out, phones=True, transcript_suffix=".phones.lab", states_per_phone=args.states_per_phone,
         num_mixtures=args.mixtures, iterations=args.iterations, mixup_iterations=args.mixup_iterations,
-        feature_config=config, device="cpu", show_progress=True, report=lines.append,
+        feature_config=config, device="cpu", show_progress=True, report=lines.append, init=args.init,
+        anneal=args.anneal or None,
     )
     corpus_wall = time.perf_counter() - t0
     for line in lines:
@@ -144,7 +147,8 @@ def main(argv=None) -> int:
 
     print(f"\ncorpus: {args.corpus} ({report.num_train_files} files, {audio:.1f} s of audio); "
           f"models: {args.states_per_phone} states/phone, {args.mixtures} Gaussians/state (diag), "
-          f"{args.iterations} EM iterations + {args.mixup_iterations} after each split; features MFCC+D+DD, "
+          f"{args.iterations} EM iterations ({args.init} flat start, anneal {args.anneal or None}) + "
+          f"{args.mixup_iterations} after each split; features MFCC+D+DD, "
           f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
     t = report.timings
@@ -170,9 +174,10 @@ def main(argv=None) -> int:
         done = []
         for name in chosen:
             try:
+                extra = {} if args.single_iterations is None else {"iterations": args.single_iterations}
                 result = align_utterance(args.corpus / f"{name}.wav",
                                          phones=(args.corpus / f"{name}.phones.lab").read_text(),
-                                         iterations=args.single_iterations, feature_config=config)
+                                         feature_config=config, **extra)
             except HMMStudioError as exc:
                 failures.append(f"{name}: {exc}")
                 continue
@@ -182,7 +187,8 @@ def main(argv=None) -> int:
         single_wall = time.perf_counter() - t0
         for line in failures:
             print(f"report: single: {line}")
-        print_table("SINGLE-UTTERANCE MODE (each utterance trains its own models, phones given)",
+        print_table("SINGLE-UTTERANCE MODE (each utterance trains its own models, phones given; "
+                    "align_utterance defaults)",
                     score(args.corpus, single_out, done))
         print(f"\n  single-utterance train + align: {single_wall:.1f} s for {single_audio:.1f} s = "
               f"{single_audio / single_wall:.0f}x real time")
