@@ -635,11 +635,14 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
     return _flush_shapes(fig)
 
 
-def _add_tiers(fig: go.Figure, tiers: list[tuple[str, list[SegmentLike]]], row: int | None, col: int | None):
+def _add_tiers(fig: go.Figure, tiers: list[tuple[str, list[SegmentLike]]], row: int | None, col: int | None,
+               label_min_fraction: float = 0.008):
     """Draw tiers as rectangles on a categorical-like numeric y axis (tier i at y=i)."""
     xa, ya = _axis_refs(fig, row, col)
     shapes = _pending_shapes(fig)
     n = len(tiers)
+    every = [s for _, segs in tiers for s in segs]
+    span = (max(s.end for s in every) - min(s.start for s in every)) if every else 1.0
     for i, (name, segs) in enumerate(tiers):
         y = n - 1 - i
         for s in segs:
@@ -648,9 +651,10 @@ def _add_tiers(fig: go.Figure, tiers: list[tuple[str, list[SegmentLike]]], row: 
                                line=dict(color="#333", width=0.8), layer="below"))
         fig.add_trace(go.Scatter(
             x=[(s.start + s.end) / 2 for s in segs], y=[y] * len(segs), mode="text",
-            text=[s.label for s in segs], textfont=dict(size=10), showlegend=False, name=name,
-            customdata=[[s.start, s.end, (s.score if s.score is not None else float("nan"))] for s in segs],
-            hovertemplate=name + ": %{text}<br>%{customdata[0]:.3f}–%{customdata[1]:.3f} s"
+            text=[s.label if s.end - s.start >= label_min_fraction * span else "" for s in segs],
+            textfont=dict(size=10), showlegend=False, name=name,
+            customdata=[[s.start, s.end, (s.score if s.score is not None else float("nan")), s.label] for s in segs],
+            hovertemplate=name + ": %{customdata[3]}<br>%{customdata[0]:.3f}–%{customdata[1]:.3f} s"
                                  "<br>score %{customdata[2]:.2f}<extra></extra>"),
             row=row, col=col)
     fig.update_yaxes(tickvals=list(range(n)), ticktext=[name for name, _ in reversed(tiers)],
