@@ -94,7 +94,7 @@ def test_sample_opens_with_every_figure_and_reruns(page):
     page.wait_for_function(
         """ids => ids.every(id => { const el = document.querySelector('#' + id + ' .js-plotly-plot');
                                    return el && el.querySelector('.main-svg'); })""",
-        arg=ANALYZE_PLOTS, timeout=60_000)
+        arg=ANALYZE_PLOTS, timeout=150_000)
     for elem_id in ANALYZE_PLOTS:
         assert _rendered(page, elem_id), elem_id
     # the timeline carries the spectrogram, posterior heatmap and Viterbi path traces
@@ -111,7 +111,7 @@ def test_sample_opens_with_every_figure_and_reruns(page):
     page.wait_for_function(
         """() => { const el = document.querySelector('#plot-timeline .js-plotly-plot');
                    return el && el.layout && el.layout.title && el.layout.title.text.includes('K=5'); }""",
-        timeout=60_000)
+        timeout=150_000)
     trans = page.evaluate("""() => document.querySelector('#plot-transitions .js-plotly-plot')._fullData[0].z.length""")
     assert trans == 5
     page.screenshot(path=str(SHOTS / "browser_analyze_k5.png"), full_page=False)
@@ -124,7 +124,7 @@ def test_align_tab_draws_tiers(page):
     page.wait_for_function(
         """() => { const el = document.querySelector('#plot-alignment .js-plotly-plot');
                    return el && el._fullData && el._fullData.some(t => t.name === 'accuracy'); }""",
-        timeout=90_000)
+        timeout=150_000)
     for elem_id in ("plot-align-timeline", "plot-alignment", "plot-align-latency"):
         assert _rendered(page, elem_id), elem_id
     page.screenshot(path=str(SHOTS / "browser_align_sample.png"), full_page=True)
