@@ -512,11 +512,13 @@ def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames
     return fig
 
 
-def sweep_figure(rows: Sequence[Mapping[str, Any]], title: str = "Model selection: BIC / AIC") -> go.Figure:
+def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
+                 title: str = "Model selection: BIC / AIC") -> go.Figure:
     """BIC and AIC against the number of states, one line per mixture count.
 
     ``rows``: dicts with ``num_states``, ``bic``, ``aic`` and optional ``num_mixtures``.
-    The minimum of each criterion is starred.
+    The minimum of each criterion is starred; ``current`` (the analysed model's K) gets a
+    dotted vertical line.
     """
     fig = _new_figure(title, height=320)
     if not rows:
@@ -538,7 +540,11 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], title: str = "Model selectio
                                  marker=dict(symbol=sym, size=16, color="#FB0D0D"),
                                  name=f"best {crit.upper()}: K={int(best['num_states'])}"
                                       + (f", M={int(best.get('num_mixtures', 1) or 1)}" if len(mixes) > 1 else "")))
-    ks_all = sorted({int(r["num_states"]) for r in rows})
+    ks_all = sorted({int(r["num_states"]) for r in rows} | ({int(current)} if current is not None else set()))
+    if current is not None:
+        fig.add_vline(x=int(current), line=dict(color="#888", dash="dot", width=1),
+                      annotation_text=f"this model: K={int(current)}", annotation_position="top",
+                      annotation_font_size=10)
     fig.update_layout(xaxis=dict(title=dict(text="number of states K"), tickvals=ks_all),
                       yaxis=dict(title=dict(text="criterion (lower is better)")))
     return fig

@@ -26,7 +26,7 @@ def render_analysis(r: AnalysisResult) -> dict:
                                        duration_pmf=r.duration_pmf),
         "loglik": F.loglik_figure(r.history, tol=r.settings.get("tol"), num_frames=r.num_frames,
                                   final=r.log_likelihood),
-        "sweep": F.sweep_figure(r.sweep) if r.sweep else _sweep_from_model(r),
+        "sweep": F.sweep_figure(r.sweep, current=r.num_states) if r.sweep else _sweep_from_model(r),
     }
     r.timings["plotting"] = time.perf_counter() - t0
     figs["latency"] = F.latency_figure(r.timings, r.peak_rss_mb, r.peak_gpu_mb, r.rtf, r.device,

@@ -140,6 +140,9 @@ def test_sweep_marks_minimum():
     assert list(best.x) == [4] and list(best.y) == [10]
     best_aic = [t for t in fig.data if t.name.startswith("best AIC")][0]
     assert list(best_aic.x) == [5]
+    marked = F.sweep_figure(rows, current=3)
+    line = [sh for sh in marked.layout.shapes if sh.type == "line"][0]
+    assert line.x0 == 3 and line.x1 == 3
 
 
 def test_alignment_boundary_errors_and_accuracy():
