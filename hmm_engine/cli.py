@@ -146,10 +146,10 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     started_group = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if args.device == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        # gloo even with CUDA: the summed EM statistics are small CPU tensors.
+        torch.distributed.init_process_group(backend="gloo")
         started_group = True
-        if backend == "nccl":
+        if args.device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     try:

@@ -389,7 +389,7 @@ def train_on_utterances(
     init_stats = None
     for x, transcript in data:
         init_stats = add_stats(init_stats, flat_start_stats(models, x, transcript, init))
-    init_stats = reduce({k: v.double() for k, v in init_stats.items()})
+    init_stats = reduce({k: v.double().cpu() for k, v in init_stats.items()})  # CPU: gloo-summable
     generator = torch.Generator().manual_seed(int(seed))
     models.emission.initialize_from_stats({k: v.to(models.log_stay.device) for k, v in init_stats.items()}, generator)
 

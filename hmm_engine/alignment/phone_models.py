@@ -248,12 +248,12 @@ class PhoneModels(nn.Module):
             if M == 1:
                 means = self.emission.means.double().unsqueeze(1)
                 var = self.emission.covars.double().unsqueeze(1)
-                weights = torch.ones(K, 1, dtype=torch.float64)
+                weights = torch.ones(K, 1, dtype=torch.float64, device=means.device)
             else:
                 means = self.emission.means.double()
                 var = self.emission.covars.double()
                 weights = self.emission.weights.double()
-            rows = torch.arange(K)
+            rows = torch.arange(K, device=means.device)
             while means.shape[1] < num_mixtures:
                 heavy = weights.argmax(1)  # [K]
                 m, v, w = means[rows, heavy], var[rows, heavy], weights[rows, heavy] / 2
