@@ -143,6 +143,9 @@ def main(argv=None) -> None:
     ap.add_argument("--folder", type=Path, default=P.PRECOMPUTED_DIR)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    import torch
+
+    torch.set_num_threads(1)  # as app.py runs it
     audio, settings = P.SAMPLE_AUDIO, P.validate_settings(sample_settings())
     result = _compute(audio, settings)
     save(result, audio, settings, args.folder)
