@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--delta-window", type=int, default=2)
     parser.add_argument("--init", choices=("global", "uniform"), default="global", help="corpus flat start")
     parser.add_argument("--anneal", type=float, default=0.1, help="corpus annealing start scale (0 disables)")
+    parser.add_argument("--context-min-count", type=int, default=None,
+                        help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--single-iterations", type=int, default=None, help="default: align_utterance's")
     parser.add_argument("--single-num", type=int, default=None, help="single-utterance mode on the first N per synthesizer")
     parser.add_argument("--skip-single", action="store_true")
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
         args.corpus, corpus_out, phones=True, transcript_suffix=".phones.lab", states_per_phone=args.states_per_phone,
         num_mixtures=args.mixtures, iterations=args.iterations, mixup_iterations=args.mixup_iterations,
         feature_config=config, device="cpu", show_progress=True, report=lines.append, init=args.init,
-        anneal=args.anneal or None,
+        anneal=args.anneal or None, context_min_count=args.context_min_count,
     )
     corpus_wall = time.perf_counter() - t0
     for line in lines:
@@ -148,7 +150,8 @@ def main(argv=None) -> int:
     print(f"\ncorpus: {args.corpus} ({report.num_train_files} files, {audio:.1f} s of audio); "
           f"models: {args.states_per_phone} states/phone, {args.mixtures} Gaussians/state (diag), "
           f"{args.iterations} EM iterations ({args.init} flat start, anneal {args.anneal or None}) + "
-          f"{args.mixup_iterations} after each split; features MFCC+D+DD, "
+          f"{args.mixup_iterations} after each split; context states: "
+          f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; features MFCC+D+DD, "
           f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
     t = report.timings

@@ -165,6 +165,23 @@ def test_subset_scores_equal_full_emission_scores(mixtures):
     torch.testing.assert_close(models.log_likelihood(x, states).float(), full, rtol=1e-5, atol=1e-4)
 
 
+def test_context_states_replace_boundary_states_and_survive_save(tmp_path):
+    models = PhoneModels(["a", "b", "sil"], states_per_phone=3, obs_dim=2)
+    with torch.no_grad():
+        models.emission.means = torch.arange(18, dtype=torch.float32).reshape(9, 2)
+    models.add_context_states(["b<a", "a>b"])
+    assert models.num_states == 11 and models.context_states == {"b<a": 9, "a>b": 10}
+    # The copies start from the monophone states they replace: b's first (3), a's last (2).
+    torch.testing.assert_close(models.emission.means[9], models.emission.means[3])
+    torch.testing.assert_close(models.emission.means[10], models.emission.means[2])
+    _, ids, _ = models.build_chain(["a", "b", "a"])
+    assert ids.tolist() == [0, 1, 10, 9, 4, 5, 0, 1, 2]  # "a>b", "b<a"; b->a has no context state
+    models.save(tmp_path / "ctx.pt")
+    loaded = PhoneModels.load(tmp_path / "ctx.pt")
+    assert loaded.context_states == models.context_states
+    torch.testing.assert_close(loaded.emission.means, models.emission.means)
+
+
 def test_emitting_states_fewer_than_chain_states():
     models = PhoneModels(["a", "b"], states_per_phone=4, emitting_states=2, obs_dim=3)
     assert models.num_states == 4

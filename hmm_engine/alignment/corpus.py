@@ -44,6 +44,8 @@ import torch
 
 from hmm_engine.alignment.aligner import (
     PreparedTranscript,
+    _corpus_stats,
+    _m_step,
     _check_length,
     align_features,
     annealing_schedule,
@@ -180,6 +182,8 @@ def train_corpus(
     progress: Callable[[int, float], None] | None = None,
     init: str = "uniform",
     anneal: float | None = None,
+    context_min_count: int | None = None,
+    context_iterations: int = 4,
 ) -> tuple[PhoneModels, list[float]]:
     """Train shared phone models on ``(features, transcript)`` pairs (this rank's share).
 
@@ -204,6 +208,25 @@ def train_corpus(
         raise InvalidInputError("this rank has no usable utterance; use fewer processes than files")
     history = train_on_utterances(models, pairs, iterations, mixup_iterations, seed, all_reduce_stats, progress,
                                   init=init, acoustic_scales=annealing_schedule(anneal, iterations))
+    if context_min_count:
+        # Context-dependent boundary states: a (phone, neighbour) pair seen often enough
+        # (over all ranks) gets its own first / last state, then EM goes on.
+        counts: dict[str, int] = {}
+        for _, t in pairs:
+            for key in models.context_keys(t.phones):
+                counts[key] = counts.get(key, 0) + 1
+        merged: dict[str, int] = {}
+        for part in _gather(counts):
+            for key, value in part.items():
+                merged[key] = merged.get(key, 0) + value
+        models.add_context_states(sorted(k for k, c in merged.items() if c >= context_min_count))
+        for iteration in range(context_iterations):
+            total = all_reduce_stats(_corpus_stats(models, pairs, 1.0))
+            per_frame = float(total["log_likelihood"] / total["num_frames"])
+            history.append(per_frame)
+            if progress is not None:
+                progress(len(history) - 1, per_frame)
+            _m_step(models, total)
     return models, history
 
 
@@ -252,6 +275,8 @@ def align_corpus(
     report: Callable[[str], None] | None = None,
     init: str = "global",
     anneal: float | None = 0.1,
+    context_min_count: int | None = None,
+    context_iterations: int = 4,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -302,7 +327,7 @@ def align_corpus(
         if show_progress and rank == 0:
             from tqdm import tqdm
 
-            total = iterations + _mixup_steps(num_mixtures, mixup_iterations)
+            total = iterations + _mixup_steps(num_mixtures, mixup_iterations) + (context_iterations if context_min_count else 0)
             bar = tqdm(total=total, desc="training (EM)", unit="iter", file=sys.stderr)
 
         def progress(iteration: int, value: float) -> None:
@@ -313,6 +338,7 @@ def align_corpus(
         models, history = train_corpus(
             [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
             covariance_type, min_covar, silence, device, seed, progress, init, anneal,
+            context_min_count, context_iterations,
         )
         if bar is not None:
             bar.close()

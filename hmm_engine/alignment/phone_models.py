@@ -65,6 +65,7 @@ class PhoneModels(nn.Module):
         skip_prob: float = 0.5,
         initial_stay: float = 0.6,
         emitting_states: int | None = None,
+        context_states: dict[str, int] | None = None,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -84,6 +85,8 @@ class PhoneModels(nn.Module):
             raise InvalidParameterError(
                 f"emitting_states must be an integer from 1 to states_per_phone={states_per_phone}, got {emitting_states!r}")
         self.emitting_states = int(emitting_states)
+        # "p<l" (first state of p after l) / "p>r" (last state of p before r) -> tied id >= base K.
+        self.context_states = dict(context_states or {})
         self.obs_dim = int(obs_dim)
         self.covariance_type = covariance_type
         self.min_covar = float(min_covar)
@@ -104,7 +107,7 @@ class PhoneModels(nn.Module):
     @property
     def num_states(self) -> int:
         """K, the number of tied states."""
-        return len(self.phones) * self.emitting_states
+        return len(self.phones) * self.emitting_states + len(self.context_states)
 
     def state_ids(self, phone: str) -> list[int]:
         """The tied state ids of ``phone``'s N chain states (repeats when E < N)."""
@@ -144,6 +147,13 @@ class PhoneModels(nn.Module):
             raise InvalidInputError("two adjacent phones are both optional")
         self.check_phones(phones)
         state_ids = np.asarray([sid for p in phones for sid in self.state_ids(p)], dtype=np.int64)
+        if self.context_states and N >= 2:
+            for i, p in enumerate(phones):
+                if i > 0:
+                    state_ids[i * N] = self.context_states.get(f"{p}<{phones[i - 1]}", state_ids[i * N])
+                if i < P - 1:
+                    last = i * N + N - 1
+                    state_ids[last] = self.context_states.get(f"{p}>{phones[i + 1]}", state_ids[last])
         phone_of = np.repeat(np.arange(P, dtype=np.int64), N)
         S = P * N
         log_stay = self.log_stay.detach().cpu().numpy()[state_ids].astype(np.float64)
@@ -270,13 +280,59 @@ class PhoneModels(nn.Module):
         self.emission = emission
         self.num_mixtures = num_mixtures
 
+    # ------------------------------------------------------------------ context states
+    def context_keys(self, phones: Sequence[str]) -> list[str]:
+        """Context keys a phone sequence would use: ``"p<l"`` and ``"p>r"`` per neighbour pair."""
+        keys = []
+        for i in range(len(phones) - 1):
+            keys.append(f"{phones[i + 1]}<{phones[i]}")
+            keys.append(f"{phones[i]}>{phones[i + 1]}")
+        return keys
+
+    def add_context_states(self, keys: Sequence[str]) -> None:
+        """Give each ``"p<l"`` / ``"p>r"`` key its own copy of p's first / last state.
+
+        The copy starts with the parameters (Gaussians, self-loop) of the monophone state it
+        replaces in that context; EM then specialises it. Needs ``states_per_phone >= 2``.
+        """
+        if self.states_per_phone < 2:
+            raise InvalidParameterError("context states need states_per_phone >= 2")
+        if self.covariance_type not in ("diag", "spherical", "full"):
+            raise InvalidParameterError("context states need per-state covariances (not 'tied')")
+        new = [k for k in dict.fromkeys(keys) if k not in self.context_states]
+        if not new:
+            return
+        sources = []
+        for key in new:
+            side = "<" if "<" in key else ">"
+            phone = key.split(side)[0]
+            ids = self.state_ids(phone)
+            sources.append(ids[0] if side == "<" else ids[-1])
+        src = torch.as_tensor(sources, device=self.log_stay.device)
+        K, D, M = self.num_states, self.obs_dim, self.num_mixtures
+        with torch.no_grad():
+            means = torch.cat([self.emission.means, self.emission.means[src]])
+            covars = torch.cat([self.emission.covars, self.emission.covars[src]])
+            if M > 1:
+                weights = torch.cat([self.emission.weights, self.emission.weights[src]])
+            log_stay = torch.cat([self.log_stay, self.log_stay[src]])
+            for offset, key in enumerate(new):
+                self.context_states[key] = K + offset
+            emission = self._make_emission(M).to(self.log_stay.device)
+            emission.means = means
+            emission.covars = covars
+            if M > 1:
+                emission.weights = weights
+        self.emission = emission
+        self.log_stay = log_stay
+
     # ------------------------------------------------------------------ save / load
     def get_config(self) -> dict:
         return dict(
             phones=list(self.phones), states_per_phone=self.states_per_phone, obs_dim=self.obs_dim,
             num_mixtures=self.num_mixtures, covariance_type=self.covariance_type, min_covar=self.min_covar,
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
-            emitting_states=self.emitting_states,
+            emitting_states=self.emitting_states, context_states=dict(self.context_states),
         )
 
     def save(self, path: str | os.PathLike) -> None:
