@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -32,6 +33,14 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _CHUNK = 8192
 
 Stats = Dict[str, Tensor]
+
+
+def as_tensor(value, like: Tensor) -> Tensor:
+    """``value`` (tensor, array, nested lists) as a tensor of ``like``'s dtype and device,
+    copied so that read-only numpy inputs (e.g. hmmlearn attributes) are safe."""
+    if not isinstance(value, Tensor):
+        value = torch.from_numpy(np.array(value, dtype=np.float64))
+    return value.to(dtype=like.dtype, device=like.device)
 
 
 class Emission(nn.Module):
@@ -139,7 +148,7 @@ class GaussianEmission(Emission):
 
     @means.setter
     def means(self, value) -> None:
-        value = torch.as_tensor(value, dtype=self.means_param.dtype, device=self.means_param.device)
+        value = as_tensor(value, self.means_param)
         if value.shape != (self.num_states, self.obs_dim):
             raise InvalidParameterError(
                 f"means must be [{self.num_states}, {self.obs_dim}], got {tuple(value.shape)}"
@@ -164,7 +173,7 @@ class GaussianEmission(Emission):
 
     @covars.setter
     def covars(self, value) -> None:
-        value = torch.as_tensor(value, dtype=self.cov_param.dtype, device=self.cov_param.device)
+        value = as_tensor(value, self.cov_param)
         K, D = self.num_states, self.obs_dim
         expected = {
             "diag": (K, D),
@@ -410,7 +419,7 @@ class MixtureGaussianEmission(Emission):
 
     @weights.setter
     def weights(self, value) -> None:
-        value = torch.as_tensor(value, dtype=self.weight_logits.dtype, device=self.weight_logits.device)
+        value = as_tensor(value, self.weight_logits)
         if value.shape != (self.num_states, self.num_mixtures):
             raise InvalidParameterError(f"weights must be [{self.num_states}, {self.num_mixtures}]")
         _check_stochastic(value, "weights")
@@ -424,7 +433,7 @@ class MixtureGaussianEmission(Emission):
 
     @means.setter
     def means(self, value) -> None:
-        value = torch.as_tensor(value)
+        value = as_tensor(value, self.components.means_param)
         if value.shape != (self.num_states, self.num_mixtures, self.obs_dim):
             raise InvalidParameterError(f"means must be [{self.num_states}, {self.num_mixtures}, {self.obs_dim}]")
         self.components.means = value.reshape(-1, self.obs_dim)
@@ -439,7 +448,7 @@ class MixtureGaussianEmission(Emission):
 
     @covars.setter
     def covars(self, value) -> None:
-        value = torch.as_tensor(value)
+        value = as_tensor(value, self.components.means_param)
         K, M, D = self.num_states, self.num_mixtures, self.obs_dim
         if self.covariance_type == "tied":
             if value.shape != (K, D, D):
@@ -553,7 +562,7 @@ class CategoricalEmission(Emission):
 
     @emissionprob.setter
     def emissionprob(self, value) -> None:
-        value = torch.as_tensor(value, dtype=self.logits.dtype, device=self.logits.device)
+        value = as_tensor(value, self.logits)
         if value.shape != (self.num_states, self.num_symbols):
             raise InvalidParameterError(f"emissionprob must be [{self.num_states}, {self.num_symbols}]")
         _check_stochastic(value, "emissionprob")

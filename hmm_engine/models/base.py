@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..emissions import Emission, Stats, _check_stochastic
+from ..emissions import Emission, Stats, _check_stochastic, as_tensor
 from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hmm as inference
 from ..topology import Topology, start_mask, transition_mask
@@ -184,7 +184,7 @@ class HMM(nn.Module):
 
     @startprob.setter
     def startprob(self, value: ArrayLike) -> None:
-        value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value, dtype=self.dtype, device=self.device)
+        value = as_tensor(value, self.start_logits)
         if value.shape != (self.num_states,):
             raise InvalidParameterError(f"startprob must be [{self.num_states}], got {tuple(value.shape)}")
         _check_stochastic(value, "startprob")
@@ -198,7 +198,7 @@ class HMM(nn.Module):
 
     @transmat.setter
     def transmat(self, value: ArrayLike) -> None:
-        value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value, dtype=self.dtype, device=self.device)
+        value = as_tensor(value, self.start_logits)
         K = self.num_states
         if value.shape != (K, K):
             raise InvalidParameterError(f"transmat must be [{K}, {K}], got {tuple(value.shape)}")
