@@ -31,7 +31,8 @@ def fit_gradient(
         ll = model.score(xb, lb).sum()
         (-ll / frames).backward()
         opt.step()
-        history.append(float(ll))
+        value = float(ll.detach())
+        history.append(value)
         if callback is not None:
-            callback(step, float(ll))
+            callback(step, value)
     return history
