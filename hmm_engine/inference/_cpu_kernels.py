@@ -26,18 +26,18 @@ smallest normal float64).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _CACHE = True
 
 
-@njit(cache=_CACHE, parallel=True)
-def forward_kernel(log_start, log_A, A, log_obs, lengths, tiny, log_alpha, log_norm):
+@njit(cache=_CACHE, nogil=True)
+def forward_kernel(log_start, log_A, A, log_obs, lengths, log_alpha, log_norm, tiny):
     """Fill the per-frame normalised ``log_alpha [B,T,K]`` (each real frame log-sums to 0;
     -inf past each length) and the float64 ``log_norm [B,T]`` (0 past each length), so
     that log p(x_{0:t}, z_t) = log_alpha[t] + sum_{s<=t} log_norm[s]."""
     B, T, K = log_obs.shape
-    for b in prange(B):
+    for b in range(B):
         n = lengths[b]
         e = np.empty(K, np.float64)
         s = np.empty(K, np.float64)
@@ -101,13 +101,13 @@ def forward_kernel(log_start, log_A, A, log_obs, lengths, tiny, log_alpha, log_n
                 log_alpha[b, t, k] = -np.inf
 
 
-@njit(cache=_CACHE, parallel=True)
-def backward_kernel(log_A, A, log_obs, lengths, tiny, log_beta, log_shift):
+@njit(cache=_CACHE, nogil=True)
+def backward_kernel(log_A, A, log_obs, lengths, log_beta, log_shift, tiny):
     """Fill ``log_beta [B,T,K]``, each frame shifted so that its maximum is 0, and the float64
     shifts ``log_shift [B,T]``: log p(x_{t+1:} | z_t) = log_beta[t] + sum_{s>=t} log_shift[s].
     Both are 0 from each sequence's last frame on."""
     B, T, K = log_obs.shape
-    for b in prange(B):
+    for b in range(B):
         n = lengths[b]
         v = np.empty(K, np.float64)
         e = np.empty(K, np.float64)
@@ -158,7 +158,7 @@ def backward_kernel(log_A, A, log_obs, lengths, tiny, log_beta, log_shift):
                 log_beta[b, t, i] = r[i] - rmax
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, nogil=True)
 def viterbi_kernel(log_start, log_A, log_obs, lengths, path, score):
     """Fill ``path [B,T]`` (-1 past each length) and ``score [B]``.
 
@@ -168,7 +168,7 @@ def viterbi_kernel(log_start, log_A, log_obs, lengths, path, score):
     keeps the lowest predecessor index on ties.
     """
     B, T, K = log_obs.shape
-    for b in prange(B):
+    for b in range(B):
         n = lengths[b]
         back = np.empty((n, K), np.int32)
         delta = np.empty(K, np.float64)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Optional, Tuple
 
 import torch
@@ -45,6 +47,7 @@ __all__ = [
     "viterbi",
     "sample_states",
     "single_thread",
+    "set_num_threads",
 ]
 
 
@@ -55,8 +58,10 @@ __all__ = [
 def single_thread():
     """Run a block with one intra-op torch thread on the CPU.
 
-    A time loop of small ops on 2 cores measured 10x faster with one thread
-    (thread hand-off costs more than the op itself); the setting is restored after.
+    A time loop of small ops on 2 cores measured 10x faster with one thread, and with
+    other work on the machine torch's spinning OpenMP pool turned a 1 ms Viterbi call
+    into 110 ms; the setting is restored after. (Batches still use both cores: the
+    compiled kernels split them over their own threads.)
     """
     previous = torch.get_num_threads()
     if previous == 1:
@@ -129,6 +134,44 @@ def _np(t: Tensor):
     return t.detach().contiguous().numpy()
 
 
+_POOL: Optional[ThreadPoolExecutor] = None
+_KERNEL_THREADS = int(os.environ.get("HMM_ENGINE_NUM_THREADS", "0")) or (os.cpu_count() or 1)
+
+
+def set_num_threads(num_threads: int) -> None:
+    """Threads the CPU kernels split a batch over (default: the machine's cores, or the
+    ``HMM_ENGINE_NUM_THREADS`` environment variable). Independent of torch's setting."""
+    global _KERNEL_THREADS
+    if num_threads < 1:
+        raise InvalidInputError("num_threads must be >= 1")
+    _KERNEL_THREADS = int(num_threads)
+
+
+def _run_kernel(kernel, shared: tuple, batched: tuple, tail: tuple = ()) -> None:
+    """Run ``kernel(*shared, *batched, *tail)`` over the batch, split into contiguous chunks
+    on up to :func:`set_num_threads` threads (the kernels release the GIL; idle pool threads
+    block instead of spinning, so a loaded machine costs no waits).
+
+    ``batched`` are numpy arrays whose first axis is the batch; each chunk gets views.
+    """
+    global _POOL
+    B = batched[0].shape[0]
+    workers = max(1, min(_KERNEL_THREADS, B))
+    if workers == 1:
+        kernel(*shared, *batched, *tail)
+        return
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hmm-kernel")
+    bounds = [round(i * B / workers) for i in range(workers + 1)]
+    futures = [
+        _POOL.submit(kernel, *shared, *(a[lo:hi] for a in batched), *tail)
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+        if hi > lo
+    ]
+    for f in futures:
+        f.result()
+
+
 def _length_mask(lengths: Tensor, T: int) -> Tensor:
     """``[B, T]`` bool, True on real frames."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
@@ -185,9 +228,9 @@ def forward_normalized(
         hat = torch.empty_like(obs64)
         norm = torch.empty(log_obs.shape[:2], dtype=torch.float64)
         lt = log_transmat.detach().double()
-        k.forward_kernel(
-            _np(log_startprob.double()), _np(lt), _np(lt.exp()), obs64.numpy(),
-            _np(lengths), _TINY, hat.numpy(), norm.numpy(),
+        _run_kernel(
+            k.forward_kernel, (_np(log_startprob.double()), _np(lt), _np(lt.exp())),
+            (obs64.numpy(), _np(lengths), hat.numpy(), norm.numpy()), (_TINY,),
         )
         return hat.to(log_obs.dtype), norm
     return _forward_torch(log_startprob, log_transmat, log_obs, lengths)
@@ -254,7 +297,10 @@ def backward_normalized(
         hat = torch.empty_like(log_obs)
         shift = torch.empty(log_obs.shape[:2], dtype=torch.float64)
         lt = log_transmat.detach().double()
-        k.backward_kernel(_np(lt), _np(lt.exp()), _np(log_obs), _np(lengths), _TINY, hat.numpy(), shift.numpy())
+        _run_kernel(
+            k.backward_kernel, (_np(lt), _np(lt.exp())),
+            (_np(log_obs), _np(lengths), hat.numpy(), shift.numpy()), (_TINY,),
+        )
         return hat, shift
     return _backward_torch(log_transmat, log_obs, lengths)
 
@@ -388,9 +434,9 @@ def viterbi(
         dt = log_obs.dtype
         path = torch.empty(B, T, dtype=torch.long)
         score = torch.empty(B, dtype=dt)
-        k.viterbi_kernel(
-            _np(log_startprob.double()), _np(log_transmat.double()), _np(log_obs),
-            _np(lengths), path.numpy(), score.numpy(),
+        _run_kernel(
+            k.viterbi_kernel, (_np(log_startprob.double()), _np(log_transmat.double())),
+            (_np(log_obs), _np(lengths), path.numpy(), score.numpy()),
         )
         return path, score
     return _viterbi_torch(log_startprob, log_transmat, log_obs, lengths)

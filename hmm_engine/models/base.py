@@ -8,6 +8,7 @@ categorical models in :mod:`.gaussian` are thin subclasses with hmmlearn's names
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -21,6 +22,20 @@ from ..inference import hmm as inference
 from ..topology import Topology, start_mask, transition_mask
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
+
+
+def cpu_single_thread(method):
+    """Run a model method with one intra-op torch thread when the model is on the CPU
+    (see :func:`hmm_engine.inference.hmm.single_thread` for the measurements)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.device.type != "cpu":
+            return method(self, *args, **kwargs)
+        with inference.single_thread():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def pad_sequences(sequences: Sequence[ArrayLike], pad_value: float = 0.0) -> Tuple[Tensor, Tensor]:
@@ -227,6 +242,7 @@ class HMM(nn.Module):
         return out
 
     # ------------------------------------------------------------------ inference
+    @cpu_single_thread
     def forward_backward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
         """State posteriors ``[B, T, K]`` (0 past each length) and log-likelihoods ``[B]``.
 
@@ -243,17 +259,20 @@ class HMM(nn.Module):
         """hmmlearn's name for the posteriors."""
         return self.forward_backward(x, lengths)[0]
 
+    @cpu_single_thread
     def viterbi_decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
         """Best state paths ``[B, T]`` (int64, -1 past each length) and their log-probabilities ``[B]``."""
         x, lengths, _ = self.prepare(x, lengths)
         with torch.no_grad():
             return inference.viterbi(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
 
+    @cpu_single_thread
     def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
         """Log-likelihood ``[B]`` of each sequence; differentiable w.r.t. the parameters."""
         x, lengths, _ = self.prepare(x, lengths)
         return inference.log_likelihood(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
 
+    @cpu_single_thread
     def sample(self, num_sequences: int = 1, length: int = 100, seed: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Draw ``(observations [N, L, ...], states [N, L])``."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -355,6 +374,7 @@ class HMM(nn.Module):
             new = torch.where(rows > 1e-10, trans / rows.clamp_min(1e-10), self.transmat.to(trans.dtype))
             self.trans_logits.copy_(new.log().to(self.dtype))
 
+    @cpu_single_thread
     def fit(
         self,
         x: ArrayLike,
@@ -374,12 +394,14 @@ class HMM(nn.Module):
 
         return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
 
+    @cpu_single_thread
     def bic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Bayesian information criterion: -2 log L + p log N (N = frames). Lower is better."""
         from ..training.selection import bic
 
         return bic(self, x, lengths)
 
+    @cpu_single_thread
     def aic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Akaike information criterion: -2 log L + 2 p. Lower is better."""
         from ..training.selection import aic
