@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     from hmmlearn import hmm as hl
 
     B, T, K, D = args.batch, args.frames, args.states, args.dim
@@ -111,8 +112,11 @@ def main() -> None:
                 rows.append((label, b, task, str(dt).replace("torch.", ""), t_ours[task], t_ref[task]))
 
     print(f"# hmm_engine vs hmmlearn: B={B} x T={T} frames, K={K} diag-Gaussian states, D={D}")
-    print(f"device: {dev} | torch {torch.__version__} | threads {torch.get_num_threads()} | "
-          f"cpu cores {os.cpu_count()} | {platform.processor() or platform.machine()}")
+    from hmm_engine.inference import hmm as inference
+
+    print(f"device: {dev} | torch {torch.__version__} | kernel threads {inference._KERNEL_THREADS} | "
+          f"cpu cores {os.cpu_count()} | {platform.processor() or platform.machine()} | "
+          f"load average before the run {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
     print()
     print("| sequences | task | dtype | hmm_engine (ms) | hmmlearn (ms) | speed-up |")
     print("|---|---|---|---:|---:|---:|")

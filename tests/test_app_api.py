@@ -5,12 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,49 +14,15 @@ import soundfile as sf
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-BUNDLED = ROOT / "assets" / "sample_synth.wav"
-FALLBACK = ROOT / "tests" / "data" / "synth" / "festival_0001.wav"
-SAMPLE = BUNDLED if BUNDLED.exists() else FALLBACK
+from app_server import SAMPLE, running_app  # noqa: E402
+
 MAX_UPLOAD = "2mb"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, HMM_STUDIO_MAX_FILE_SIZE=MAX_UPLOAD, GRADIO_ANALYTICS_ENABLED="False",
-               HMM_STUDIO_SAMPLE=str(SAMPLE))
-    log = tmp_path_factory.mktemp("app") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"app exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline:
-            proc.terminate()
-            pytest.fail(f"app did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_app(tmp_path_factory.mktemp("app"), HMM_STUDIO_MAX_FILE_SIZE=MAX_UPLOAD) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,6 @@ README images are ``docs/screenshots/dashboard.png`` and ``align.png``). Skipped
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,44 +18,16 @@ pytestmark = [
 ]
 playwright = pytest.importorskip("playwright.sync_api")
 
-ROOT = Path(__file__).resolve().parents[1]
+from app_server import ROOT, running_app  # noqa: E402
+
 SHOTS = ROOT / "docs" / "screenshots"
-BUNDLED = ROOT / "assets" / "sample_synth.wav"
-FALLBACK = ROOT / "tests" / "data" / "synth" / "festival_0001.wav"
-SAMPLE = BUNDLED if BUNDLED.exists() else FALLBACK
 ANALYZE_PLOTS = ["plot-timeline", "plot-transitions", "plot-loglik", "plot-durations", "plot-sweep", "plot-latency"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    port = _free_port()
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HMM_STUDIO_SAMPLE=str(SAMPLE))
-    log = tmp_path_factory.mktemp("browser") / "app.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"app exited:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                break
-        except OSError:
-            if time.time() > deadline:
-                proc.terminate()
-                pytest.fail("app did not start")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with running_app(tmp_path_factory.mktemp("browser")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
