@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, Type, Union
+from typing import Callable, Dict, Union
 
 import torch
 

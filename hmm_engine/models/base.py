@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..emissions import Emission, Stats, _check_stochastic, as_tensor
+from ..emissions import Stats, _check_stochastic, as_tensor
 from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hmm as inference
 from ..topology import Topology, start_mask, transition_mask
