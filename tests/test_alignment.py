@@ -182,6 +182,24 @@ def test_context_states_replace_boundary_states_and_survive_save(tmp_path):
     torch.testing.assert_close(loaded.emission.means, models.emission.means)
 
 
+def test_tied_transitions_share_one_self_loop_per_position_and_survive_save(tmp_path):
+    models = PhoneModels(["a", "b", "sil"], states_per_phone=2, obs_dim=2, tie_transitions=True)
+    models.add_context_states(["b<a"])  # copies b's first state: tied with position 0
+    # tied ids: a 0 1, b 2 3, sil 4 5, "b<a" 6
+    stay = torch.tensor([1.0, 2.0, 3.0, 4.0, 9.0, 1.0, 5.0], dtype=torch.float64)
+    leave = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 9.0, 1.0], dtype=torch.float64)
+    models.transition_m_step({"trans_stay": stay, "trans_leave": leave})
+    p = models.log_stay.exp()
+    torch.testing.assert_close(p[[0, 2, 6]], torch.full((3,), 9.0 / 12.0, dtype=torch.float64))
+    torch.testing.assert_close(p[[1, 3]], torch.full((2,), 6.0 / 8.0, dtype=torch.float64))
+    torch.testing.assert_close(p[4:6], torch.tensor([0.9, 0.1], dtype=torch.float64))  # silence: its own
+    models.save(tmp_path / "tied.pt")
+    assert PhoneModels.load(tmp_path / "tied.pt").tie_transitions
+    untied = PhoneModels(["a", "b", "sil"], states_per_phone=2, obs_dim=2)
+    untied.transition_m_step({"trans_stay": stay[:6], "trans_leave": leave[:6]})
+    torch.testing.assert_close(untied.log_stay.exp()[:2], torch.tensor([0.5, 2.0 / 3.0], dtype=torch.float64))
+
+
 def test_emitting_states_fewer_than_chain_states():
     models = PhoneModels(["a", "b"], states_per_phone=4, emitting_states=2, obs_dim=3)
     assert models.num_states == 4

@@ -50,6 +50,9 @@ class PhoneModels(nn.Module):
         silence: the silence symbol.
         skip_prob: probability of skipping an optional phone.
         initial_stay: self-loop probability before training.
+        tie_transitions: one self-loop probability per state position (``j`` of ``N``)
+            shared by all non-silence phones (one duration model for every speech phone)
+            instead of one per tied state; see :meth:`transition_m_step`.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class PhoneModels(nn.Module):
         initial_stay: float = 0.6,
         emitting_states: int | None = None,
         context_states: dict[str, int] | None = None,
+        tie_transitions: bool = False,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -93,6 +97,7 @@ class PhoneModels(nn.Module):
         self.feature_config = feature_config or FeatureConfig()
         self.silence = silence
         self.skip_prob = float(skip_prob)
+        self.tie_transitions = bool(tie_transitions)
         self.num_mixtures = int(num_mixtures)
         self.emission = self._make_emission(self.num_mixtures)
         stay = min(max(initial_stay, MIN_STAY), MAX_STAY)
@@ -233,13 +238,38 @@ class PhoneModels(nn.Module):
         return {"trans_stay": torch.from_numpy(stay_k), "trans_leave": torch.from_numpy(leave_k)}
 
     def transition_m_step(self, stats: dict[str, Tensor]) -> None:
-        """Self-loop probabilities from pooled counts; states never visited keep theirs."""
+        """Self-loop probabilities from pooled counts; states never visited keep theirs.
+
+        With ``tie_transitions`` the counts of every non-silence state at the same position
+        ``j`` (context states included, by the position of the state they copy) are summed
+        first, so all speech phones share one duration model: on a single utterance, where
+        most phones occur once, a per-phone self-loop lets a phone shrink to a frame or
+        swallow its neighbours' frames. Still an exact (constrained) M-step.
+        """
         stay, leave = stats["trans_stay"].double().cpu(), stats["trans_leave"].double().cpu()
+        if self.tie_transitions:
+            groups = self._transition_groups()
+            stay = torch.zeros(int(groups.max()) + 1, dtype=torch.float64).index_add_(0, groups, stay)[groups]
+            leave = torch.zeros(int(groups.max()) + 1, dtype=torch.float64).index_add_(0, groups, leave)[groups]
         total = stay + leave
         seen = total > 1e-8
         new = (stay / total.clamp_min(1e-8)).clamp(MIN_STAY, MAX_STAY).log()
         with torch.no_grad():
             self.log_stay.copy_(torch.where(seen, new, self.log_stay.cpu()).to(self.log_stay.device))
+
+    def _transition_groups(self) -> Tensor:
+        """``[K]`` group of each tied state for tied self-loops: silence states keep their own."""
+        E = self.emitting_states
+        groups = []
+        for k in range(len(self.phones) * E):
+            phone, j = self.phones[k // E], k % E
+            groups.append(E + k if phone == self.silence else j)
+        groups += [0] * len(self.context_states)
+        for key, k in self.context_states.items():
+            side = "<" if "<" in key else ">"
+            ids = self.state_ids(key.split(side)[0])
+            groups[k] = groups[ids[0] if side == "<" else ids[-1]]
+        return torch.as_tensor(groups, dtype=torch.long)
 
     # ------------------------------------------------------------------ mixtures
     def split_mixtures(self, num_mixtures: int, perturb: float = 0.2) -> None:
@@ -333,6 +363,7 @@ class PhoneModels(nn.Module):
             num_mixtures=self.num_mixtures, covariance_type=self.covariance_type, min_covar=self.min_covar,
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
             emitting_states=self.emitting_states, context_states=dict(self.context_states),
+            tie_transitions=self.tie_transitions,
         )
 
     def save(self, path: str | os.PathLike) -> None:
