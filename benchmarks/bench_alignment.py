@@ -13,7 +13,8 @@
 3. *Aligning with trained models*: reloads ``phone_models.pt`` and aligns every file again,
    end to end (read wav, features, Viterbi + confidences, write TextGrid), timed on its own.
 4. *Single-utterance mode*: ``align_utterance`` on each file alone (it trains its own models
-   on that utterance), phones given.
+   on that utterance), phones given, with its defaults (front end ``SINGLE_UTTERANCE_FEATURES``
+   on the ``--frame-shift-ms`` grid).
 5. Scores every TextGrid against the reference with ``hmm_engine.alignment.metrics``
    (silence labels kept; boundaries between matched phones) and prints, per synthesizer and
    overall: % of boundaries within 10/20/25/50 ms, mean/median absolute error; and speeds in
@@ -42,7 +43,15 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from hmm_engine.alignment.aligner import align_features, align_utterance, compute_features, prepare_transcript  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from hmm_engine.alignment.aligner import (  # noqa: E402
+    SINGLE_UTTERANCE_FEATURES,
+    align_features,
+    align_utterance,
+    compute_features,
+    prepare_transcript,
+)
 from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus  # noqa: E402
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
@@ -171,6 +180,8 @@ def main(argv=None) -> int:
         if args.single_num is not None:
             chosen = [n for s in sorted({n.split("_")[0] for n in names})
                       for n in [m for m in names if m.startswith(s + "_")][: args.single_num]]
+        # align_utterance's own front end (20 static MFCCs), on --frame-shift-ms's grid.
+        single_config = replace(SINGLE_UTTERANCE_FEATURES, frame_shift_ms=args.frame_shift_ms)
         failures = []
         t0 = time.perf_counter()
         single_audio = 0.0
@@ -180,7 +191,7 @@ def main(argv=None) -> int:
                 extra = {} if args.single_iterations is None else {"iterations": args.single_iterations}
                 result = align_utterance(args.corpus / f"{name}.wav",
                                          phones=(args.corpus / f"{name}.phones.lab").read_text(),
-                                         feature_config=config, **extra)
+                                         feature_config=single_config, **extra)
             except HMMStudioError as exc:
                 failures.append(f"{name}: {exc}")
                 continue
@@ -191,7 +202,8 @@ def main(argv=None) -> int:
         for line in failures:
             print(f"report: single: {line}")
         print_table("SINGLE-UTTERANCE MODE (each utterance trains its own models, phones given; "
-                    "align_utterance defaults)",
+                    f"align_utterance defaults: {single_config.num_ceps} static MFCCs, "
+                    f"{args.frame_shift_ms:g} ms)",
                     score(args.corpus, single_out, done))
         print(f"\n  single-utterance train + align: {single_wall:.1f} s for {single_audio:.1f} s = "
               f"{single_audio / single_wall:.0f}x real time")

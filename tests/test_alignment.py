@@ -143,7 +143,7 @@ def test_tied_parameters_after_training_give_identical_scores():
     result = align_utterance(SYNTH / "flite_0001.wav", phones=(SYNTH / "flite_0001.phones.lab").read_text(),
                              iterations=3)
     models = result.models
-    x = compute_features(SYNTH / "flite_0001.wav").values
+    x = compute_features(SYNTH / "flite_0001.wav", models.feature_config).values
     chain, state_ids, phone_of = models.build_chain(result.transcript.phones, result.transcript.optional)
     scores = models.log_likelihood(x)[:, torch.from_numpy(state_ids)]
     ae = [i for i, p in enumerate(result.transcript.phones) if p == "ae"]
@@ -254,6 +254,8 @@ def test_single_utterance_alignment_is_sane_on_sample():
     assert result.phones[-1].end == pytest.approx(result.duration)
     assert all(0.0 <= s.score <= 1.0 + 1e-9 for s in result.phones)
     assert len(result.history) == 30
+    # Default single-utterance front end: 20 static MFCCs (no deltas).
+    assert result.models.obs_dim == 20 and result.models.feature_config.deltas == 0
     # Without annealing, EM never lowers the log-likelihood.
     plain = align_utterance(SYNTH / f"{name}.wav", words=(SYNTH / f"{name}.lab").read_text(), anneal=None,
                             iterations=8)
