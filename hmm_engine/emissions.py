@@ -244,7 +244,9 @@ class GaussianEmission(Emission):
         if self.covariance_type in ("diag", "spherical"):
             log_var = self.cov_param if self.covariance_type == "diag" else self.cov_param.unsqueeze(-1).expand(-1, D)
             prec = (-log_var).exp()  # [K, D]
-            quad = (x * x) @ prec.T - 2.0 * x @ (mu * prec).T + (mu * mu * prec).sum(-1)
+            # |x-m|^2/v expanded into two fused multiply-adds (fewer [N, D] temporaries).
+            quad = torch.addmm((mu * mu * prec).sum(-1), x, (mu * prec).T, alpha=-2.0)
+            quad = torch.addmm(quad, x.square(), prec.T)
             return -0.5 * (D * _LOG_2PI + log_var.sum(-1) + quad)
         L = self._tril()
         log_det = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).abs()).sum(-1)  # [G]
