@@ -392,6 +392,11 @@ class HMM(nn.Module):
         """
         from ..training.em import fit_em
 
+        if not all(hasattr(self.emission, name) for name in ("accumulate", "m_step", "initialize")):
+            raise InvalidParameterError(
+                f"{type(self.emission).__name__} has no closed-form M-step (accumulate/m_step/initialize): "
+                "train it with hmm_engine.fit_gradient instead"
+            )
         return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
 
     @cpu_single_thread
