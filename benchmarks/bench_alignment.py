@@ -85,6 +85,29 @@ def score(corpus: Path, hyp_dir: Path, names: list[str]) -> dict[str, object]:
     return pooled
 
 
+def systematic_errors(corpus: Path, hyp_dir: Path, names: list[str], top: int = 4) -> None:
+    """Per synthesizer, the boundary classes ("into X" / "out of X") with the most misses over
+    20 ms, with their signed mean error (hypothesis - reference): a large signed mean points at
+    a consistent offset (a labelling convention or a model bias), not at noise. Only files
+    whose hypothesis has the reference's phone sequence are used."""
+    print("\n  largest systematic boundary errors (misses > 20 ms; signed mean = hyp - ref):")
+    for synth in sorted({n.split("_")[0] for n in names}):
+        classes: dict[str, list[float]] = {}
+        for name in (n for n in names if n.startswith(synth + "_")):
+            ref = read_textgrid(corpus / f"{name}.TextGrid", tier="phones")["phones"]
+            hyp = read_textgrid(hyp_dir / f"{name}.TextGrid", tier="phones")["phones"]
+            if [r.label for r in ref] != [h.label for h in hyp]:
+                continue
+            for i in range(1, len(ref)):
+                error = (hyp[i].start - ref[i].start) * 1000.0
+                classes.setdefault(f"into {ref[i].label}", []).append(error)
+                classes.setdefault(f"out of {ref[i - 1].label}", []).append(error)
+        ranked = sorted(classes.items(), key=lambda kv: -sum(abs(e) > 20 for e in kv[1]))[:top]
+        print(f"  {synth:<10}" + "; ".join(
+            f"{key}: {sum(abs(e) > 20 for e in errs)}/{len(errs)} missed, {sum(errs) / len(errs):+.0f} ms"
+            for key, errs in ranked))
+
+
 def print_table(title: str, pooled: dict[str, object]) -> None:
     print(f"\n{title}")
     header = f"  {'set':<10}{'files':>6}{'bounds':>8}{'scored':>8}{'<=10ms':>8}{'<=20ms':>8}{'<=25ms':>8}" \
@@ -163,6 +186,7 @@ def main(argv=None) -> int:
           f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; features MFCC+D+DD, "
           f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
+    systematic_errors(args.corpus, corpus_out, names)
     t = report.timings
     print(f"\n  training (flat start + EM, {len(report.history)} iterations): {t['training']:.1f} s wall "
           f"= {audio / t['training']:.0f}x real time; feature extraction {t['loading']:.1f} s")
