@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--states-per-phone", type=int, default=3)
     parser.add_argument("--frame-shift-ms", type=float, default=10.0)
     parser.add_argument("--delta-window", type=int, default=2)
+    parser.add_argument("--preemphasis", type=float, default=0.97, help="corpus-mode front end pre-emphasis (0 disables)")
     parser.add_argument("--init", choices=("global", "uniform"), default="global", help="corpus flat start")
     parser.add_argument("--anneal", type=float, default=0.1, help="corpus annealing start scale (0 disables)")
     parser.add_argument("--context-min-count", type=int, default=None,
@@ -144,7 +145,8 @@ def main(argv=None) -> int:
         print("note: the benchmark is meant for at least 100 utterances")
     torch.set_num_threads(1)
     ensure_corpus(args.corpus, args.num, args.seed)
-    config = FeatureConfig(frame_shift_ms=args.frame_shift_ms, delta_window=args.delta_window)
+    config = FeatureConfig(frame_shift_ms=args.frame_shift_ms, delta_window=args.delta_window,
+                           preemphasis=args.preemphasis)
 
     # ---------------------------------------------------------------- corpus mode
     corpus_out = args.out / "corpus"
@@ -184,7 +186,7 @@ def main(argv=None) -> int:
           f"{args.iterations} EM iterations ({args.init} flat start, anneal {args.anneal or None}) + "
           f"{args.mixup_iterations} after each split; context states: "
           f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; features MFCC+D+DD, "
-          f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}")
+          f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}, pre-emphasis {args.preemphasis:g}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
     systematic_errors(args.corpus, corpus_out, names)
     t = report.timings
