@@ -46,7 +46,6 @@ from hmm_engine.alignment.aligner import (
     PreparedTranscript,
     _corpus_stats,
     _m_step,
-    _check_length,
     align_features,
     annealing_schedule,
     compute_features,

@@ -339,7 +339,7 @@ class PhoneModels(nn.Module):
             ids = self.state_ids(phone)
             sources.append(ids[0] if side == "<" else ids[-1])
         src = torch.as_tensor(sources, device=self.log_stay.device)
-        K, D, M = self.num_states, self.obs_dim, self.num_mixtures
+        K, M = self.num_states, self.num_mixtures
         with torch.no_grad():
             means = torch.cat([self.emission.means, self.emission.means[src]])
             covars = torch.cat([self.emission.covars, self.emission.covars[src]])
