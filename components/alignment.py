@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from components import pipeline as P
-from components.figures import SegmentLike
+from hmm_engine.alignment.segments import Segment
 from components.results import AlignmentResult, AnalysisSettings
 from hmm_engine.errors import TextGridError, TranscriptError
 
@@ -77,11 +77,11 @@ def read_reference(path: Any, tier: str = "") -> tuple[list, str]:
 # ------------------------------------------------------------------------------ aligners
 
 
-def _as_like(segs) -> list[SegmentLike]:
+def _as_like(segs) -> list[Segment]:
     out = []
     for s in segs:
         score = getattr(s, "score", None)
-        out.append(SegmentLike(str(s.label), float(s.start), float(s.end), None if score is None else float(score)))
+        out.append(Segment(str(s.label), float(s.start), float(s.end), None if score is None else float(score)))
     return out
 
 
@@ -95,14 +95,14 @@ def boundary_points(reference, hypothesis) -> list[tuple[float, float, str]]:
     from hmm_engine.alignment.metrics import MERGED_SILENCE, SILENCE_LABELS, align_labels
 
     def merge(segs):
-        res: list[SegmentLike] = []
+        res: list[Segment] = []
         for s in segs:
             if res and s.start - res[-1].end > 1e-6:
-                res.append(SegmentLike(MERGED_SILENCE, res[-1].end, s.start))
+                res.append(Segment(MERGED_SILENCE, res[-1].end, s.start))
             if s.label in SILENCE_LABELS:
-                s = SegmentLike(MERGED_SILENCE, s.start, s.end, s.score)
+                s = Segment(MERGED_SILENCE, s.start, s.end, s.score)
             if res and res[-1].label == MERGED_SILENCE and s.label == MERGED_SILENCE:
-                res[-1] = SegmentLike(MERGED_SILENCE, res[-1].start, s.end)
+                res[-1] = Segment(MERGED_SILENCE, res[-1].start, s.end)
             else:
                 res.append(s)
         return res

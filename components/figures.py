@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from hmm_engine.alignment.segments import Segment
+
 __all__ = [
-    "SegmentLike",
     "as_segments",
     "path_to_segments",
     "frame_centres",
@@ -103,31 +103,21 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 # --------------------------------------------------------------------------- segments
 
 
-@dataclass(frozen=True)
-class SegmentLike:
-    """A labelled time interval in seconds (the figures' own minimal segment type)."""
-
-    label: str
-    start: float
-    end: float
-    score: float | None = None
-
-
-def _one_segment(s: Any) -> SegmentLike:
-    if isinstance(s, SegmentLike):
+def _one_segment(s: Any) -> Segment:
+    if isinstance(s, Segment):
         return s
     if isinstance(s, Mapping):
-        return SegmentLike(str(s["label"]), float(s["start"]), float(s["end"]), s.get("score"))
+        return Segment(str(s["label"]), float(s["start"]), float(s["end"]), s.get("score"))
     if hasattr(s, "start") and hasattr(s, "end"):
         score = getattr(s, "score", None)
-        return SegmentLike(str(getattr(s, "label", "")), float(s.start), float(s.end),
+        return Segment(str(getattr(s, "label", "")), float(s.start), float(s.end),
                            None if score is None else float(score))
     seq = tuple(s)
     score = float(seq[3]) if len(seq) > 3 and seq[3] is not None else None
-    return SegmentLike(str(seq[0]), float(seq[1]), float(seq[2]), score)
+    return Segment(str(seq[0]), float(seq[1]), float(seq[2]), score)
 
 
-def as_segments(segments: Iterable[Any] | None) -> list[SegmentLike]:
+def as_segments(segments: Iterable[Any] | None) -> list[Segment]:
     """Normalise segments given as objects (``.label/.start/.end``), dicts or tuples."""
     if segments is None:
         return []
@@ -135,7 +125,7 @@ def as_segments(segments: Iterable[Any] | None) -> list[SegmentLike]:
 
 
 def path_to_segments(path: Sequence[int] | np.ndarray, frame_shift: float,
-                     labels: Sequence[str] | None = None) -> list[SegmentLike]:
+                     labels: Sequence[str] | None = None) -> list[Segment]:
     """Runs of equal state in a Viterbi path -> segments ``[i*shift, j*shift)``."""
     p = np.asarray(path).reshape(-1)
     if p.size == 0:
@@ -147,7 +137,7 @@ def path_to_segments(path: Sequence[int] | np.ndarray, frame_shift: float,
     for a, b in zip(starts, ends):
         k = int(p[a])
         label = labels[k] if labels is not None else f"s{k}"
-        out.append(SegmentLike(label, float(a * frame_shift), float(b * frame_shift)))
+        out.append(Segment(label, float(a * frame_shift), float(b * frame_shift)))
     return out
 
 
@@ -641,7 +631,7 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
     return _flush_shapes(fig)
 
 
-def _add_tiers(fig: go.Figure, tiers: list[tuple[str, list[SegmentLike]]], row: int | None, col: int | None,
+def _add_tiers(fig: go.Figure, tiers: list[tuple[str, list[Segment]]], row: int | None, col: int | None,
                label_min_fraction: float = 0.008):
     """Draw tiers as rectangles on a categorical-like numeric y axis (tier i at y=i)."""
     xa, ya = _axis_refs(fig, row, col)

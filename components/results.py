@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from components.figures import SegmentLike, path_to_segments
+from components.figures import path_to_segments
+from hmm_engine.alignment.segments import Segment
 
 SCHEMA_VERSION = 3
 
@@ -95,7 +96,7 @@ class AnalysisResult:
     def num_states(self) -> int:
         return int(self.transmat.shape[0])
 
-    def segments(self) -> list[SegmentLike]:
+    def segments(self) -> list[Segment]:
         return path_to_segments(self.path, self.frame_shift)
 
     def summary(self, max_segments: int = 2000) -> dict:
@@ -167,9 +168,9 @@ class AlignmentResult:
     frame_shift: float
     spectrogram_db: np.ndarray
     freqs: np.ndarray
-    phones: list                          # [SegmentLike] hypothesis phones
-    words: list                           # [SegmentLike] hypothesis words (may be empty)
-    reference: list                       # [SegmentLike] reference phones (may be empty)
+    phones: list                          # [Segment] hypothesis phones
+    words: list                           # [Segment] hypothesis words (may be empty)
+    reference: list                       # [Segment] reference phones (may be empty)
     reference_tier: str | None
     metrics: dict                         # accuracy within tolerances, mean/median error (ms)
     boundary_errors: list                 # [(ref_time, hyp_time, label)]
@@ -225,6 +226,6 @@ def _jsonable(x: Any) -> Any:
         return v if math.isfinite(v) else None
     if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 1) == 0:
         return _jsonable(x.item())
-    if isinstance(x, SegmentLike):
+    if isinstance(x, Segment):
         return {"label": x.label, "start": x.start, "end": x.end, "score": x.score}
     return x
