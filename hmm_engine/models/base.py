@@ -115,7 +115,53 @@ def real_frames(x: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
     return x[mask], mask
 
 
-class HMM(nn.Module):
+class TrainableMixin:
+    """EM training and information criteria for any model with ``prepare``, ``emission``,
+    ``initialize``/``accumulate``/``m_step``, ``score`` and ``num_free_parameters`` (the HMM
+    and the semi-Markov HMM share these thin entry points into :mod:`hmm_engine.training`)."""
+
+    @cpu_single_thread
+    def fit(
+        self,
+        x: ArrayLike,
+        lengths: Optional[ArrayLike] = None,
+        max_iter: int = 20,
+        tol: float = 1e-4,
+        seed: int = 0,
+        init: bool = True,
+        callback: Optional[Callable[[int, float], None]] = None,
+    ) -> List[float]:
+        """EM (Baum-Welch); returns the total log-likelihood before each M-step.
+
+        Stops when the gain per frame falls below ``tol`` or after ``max_iter`` iterations.
+        Deterministic given ``seed``. See :func:`hmm_engine.training.em.fit_em`.
+        """
+        from ..training.em import fit_em
+
+        if not all(hasattr(self.emission, name) for name in ("accumulate", "m_step", "initialize")):
+            raise InvalidParameterError(
+                f"{type(self.emission).__name__} has no closed-form M-step (accumulate/m_step/initialize): "
+                "train it with hmm_engine.fit_gradient instead"
+            )
+        return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
+
+    @cpu_single_thread
+    def bic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Bayesian information criterion: -2 log L + p log N (N = frames). Lower is better."""
+        from ..training.selection import bic
+
+        return bic(self, x, lengths)
+
+    @cpu_single_thread
+    def aic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
+        """Akaike information criterion: -2 log L + 2 p. Lower is better."""
+        from ..training.selection import aic
+
+        return aic(self, x, lengths)
+
+
+
+class HMM(TrainableMixin, nn.Module):
     """Hidden Markov model with any emission module.
 
     Args:
@@ -373,45 +419,6 @@ class HMM(nn.Module):
             rows = trans.sum(-1, keepdim=True)
             new = torch.where(rows > 1e-10, trans / rows.clamp_min(1e-10), self.transmat.to(trans.dtype))
             self.trans_logits.copy_(new.log().to(self.dtype))
-
-    @cpu_single_thread
-    def fit(
-        self,
-        x: ArrayLike,
-        lengths: Optional[ArrayLike] = None,
-        max_iter: int = 20,
-        tol: float = 1e-4,
-        seed: int = 0,
-        init: bool = True,
-        callback: Optional[Callable[[int, float], None]] = None,
-    ) -> List[float]:
-        """Baum-Welch EM; returns the total log-likelihood before each M-step.
-
-        Stops when the gain per frame falls below ``tol`` or after ``max_iter`` iterations.
-        Deterministic given ``seed``. See :func:`hmm_engine.training.em.fit_em`.
-        """
-        from ..training.em import fit_em
-
-        if not all(hasattr(self.emission, name) for name in ("accumulate", "m_step", "initialize")):
-            raise InvalidParameterError(
-                f"{type(self.emission).__name__} has no closed-form M-step (accumulate/m_step/initialize): "
-                "train it with hmm_engine.fit_gradient instead"
-            )
-        return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
-
-    @cpu_single_thread
-    def bic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
-        """Bayesian information criterion: -2 log L + p log N (N = frames). Lower is better."""
-        from ..training.selection import bic
-
-        return bic(self, x, lengths)
-
-    @cpu_single_thread
-    def aic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
-        """Akaike information criterion: -2 log L + 2 p. Lower is better."""
-        from ..training.selection import aic
-
-        return aic(self, x, lengths)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:

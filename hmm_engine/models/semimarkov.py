@@ -15,7 +15,7 @@ statistics add up over batches and processes.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from ..inference.hmm import single_thread
 from ..inference.hsmm import Segment
 from ..serialization import register_model
 from ..topology import Topology, start_mask, transition_mask
-from .base import prepare_inputs, real_frames
+from .base import TrainableMixin, prepare_inputs, real_frames
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
 Stats = dict
@@ -55,7 +55,7 @@ def _emission_from_config(config: dict, dtype: torch.dtype) -> nn.Module:
     raise InvalidParameterError(f"cannot rebuild an emission of type {kind!r}")
 
 
-class SemiMarkovHMM(nn.Module):
+class SemiMarkovHMM(TrainableMixin, nn.Module):
     """Hidden semi-Markov model with explicit state durations.
 
     Args:
@@ -473,33 +473,6 @@ class SemiMarkovHMM(nn.Module):
             rows = trans.sum(-1, keepdim=True)
             new = torch.where(rows > 1e-10, trans / rows.clamp_min(1e-10), self.transmat.to(torch.float64))
             self.log_transmat_.copy_(new.log())
-
-    def fit(
-        self,
-        x: ArrayLike,
-        lengths: Optional[ArrayLike] = None,
-        max_iter: int = 20,
-        tol: float = 1e-4,
-        seed: int = 0,
-        init: bool = True,
-        callback: Optional[Callable[[int, float], None]] = None,
-    ) -> List[float]:
-        """EM; returns the total log-likelihood before each M-step (see ``fit_em``)."""
-        from ..training.em import fit_em
-
-        return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
-
-    def bic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
-        """-2 log L + p log N (N = frames). Lower is better."""
-        from ..training.selection import bic
-
-        return bic(self, x, lengths)
-
-    def aic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
-        """-2 log L + 2 p. Lower is better."""
-        from ..training.selection import aic
-
-        return aic(self, x, lengths)
 
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
