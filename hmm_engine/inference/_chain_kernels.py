@@ -190,3 +190,248 @@ def segment_dp(csum, csq, min_len, max_len, dur_mean, dur_weight, bounds):
     for p in range(P, 0, -1):
         bounds[p - 1] = back[p, bounds[p]] if cost[p, bounds[p]] < np.inf else 0
     return cost[P, T]
+
+
+# --------------------------------------------------------------------------- explicit durations
+# Segment (semi-Markov) chains: a visit to position s lasts d frames with log-probability
+# ``log_dur[s, d - 1]`` (d = 1 .. max_dur[s]); after it the path takes the step to s + 1
+# (``nxt[s]``) or a skip arc. A position with a finite ``geo[s]`` instead has geometric,
+# unbounded durations, ``(d - 1) geo[s] + log(1 - exp(geo[s]))``, handled by an O(1)-per-frame
+# recursion (``g``/``h`` below) instead of a loop over d: silence may last the whole utterance.
+# ``csum [T + 1, S]`` holds prefix sums of ``log_obs`` so that a segment [b, e) of s scores
+# ``csum[e, s] - csum[b, s]``. ``a_start[t, s]`` is log p(x[:t], a visit to s starts at t);
+# ``a_end[t, s]`` log p(x[:t], one ends at t); ``b_end[t, s]`` log p(x[t:], end | a visit to
+# s ended at t); ``b_start[t, s]`` log p(x[t:], end | a visit to s starts at t). For geometric
+# positions ``g[e, s]`` is log p(x[:e], in s at frame e - 1) without the leaving factor and
+# ``h[t, s]`` log p(x[t + 1:], end | in s at frame t). Work is O(T * sum_s max_dur[s]).
+
+
+# exp(-40) ~ 4e-18: a term that far below the largest of a log-sum-exp changes the sum by
+# less than the float64 rounding of the largest term, so its exp is skipped.
+_NEGLIGIBLE = -40.0
+
+
+@njit(cache=_CACHE)
+def segment_forward(log_start, log_final, nxt, src, dst, skip, log_dur, max_dur, geo, csum, a_start, a_end, g):
+    """Fill ``a_start``, ``a_end``, ``g`` (all ``[T + 1, S]``); return log p(x, end in a final position)."""
+    T = csum.shape[0] - 1
+    S = csum.shape[1]
+    E = src.shape[0]
+    terms = np.empty(T + 1)
+    for s in range(S):
+        a_start[0, s] = log_start[s]
+        a_end[0, s] = NEG_INF
+        g[0, s] = NEG_INF
+    for e in range(1, T + 1):
+        for s in range(S):
+            if geo[s] == geo[s]:  # finite: geometric position
+                g[e, s] = _lae(g[e - 1, s] + geo[s], a_start[e - 1, s]) + csum[e, s] - csum[e - 1, s]
+                a_end[e, s] = g[e, s] + np.log1p(-np.exp(geo[s]))
+                continue
+            g[e, s] = NEG_INF
+            top = min(max_dur[s], e)
+            m = NEG_INF
+            for d in range(1, top + 1):
+                v = a_start[e - d, s] + log_dur[s, d - 1] + csum[e, s] - csum[e - d, s]
+                terms[d] = v
+                if v > m:
+                    m = v
+            if m == NEG_INF:
+                a_end[e, s] = NEG_INF
+                continue
+            acc = 0.0
+            for d in range(1, top + 1):
+                x = terms[d] - m
+                if x > _NEGLIGIBLE:
+                    acc += np.exp(x)
+            a_end[e, s] = m + np.log(acc)
+        a_start[e, 0] = NEG_INF
+        for s in range(1, S):
+            a_start[e, s] = a_end[e, s - 1] + nxt[s - 1]
+        for k in range(E):
+            a_start[e, dst[k]] = _lae(a_start[e, dst[k]], a_end[e, src[k]] + skip[k])
+    total = NEG_INF
+    for s in range(S):
+        total = _lae(total, a_end[T, s] + log_final[s])
+    return total
+
+
+@njit(cache=_CACHE)
+def segment_backward(log_final, nxt, src, dst, skip, log_dur, max_dur, geo, csum, a_start, log_lik,
+                     b_start, b_end, h, dur_count, starts):
+    """Fill ``b_start``, ``b_end`` (``[T + 1, S]``, row T: nothing left) and ``h`` (``[T, S]``).
+
+    With the forward pass done (``a_start``, ``log_lik``), also the expected visit lengths
+    ``dur_count [S, Dmax]`` of explicit positions and ``starts [T + 1, S]`` (visit posterior
+    mass starting minus ending at each frame): a visit [t, t + d) has posterior
+    ``exp(a_start[t] + term_d - log_lik) = exp(term_d - m) * exp(a_start[t] + m - log_lik)``,
+    so the per-d exponentials of the backward sum are reused (one more exp per frame).
+    """
+    T = csum.shape[0] - 1
+    S = csum.shape[1]
+    E = src.shape[0]
+    terms = np.empty(T + 1)
+    for s in range(S):
+        b_end[T, s] = log_final[s]
+        b_start[T, s] = NEG_INF
+        for d in range(dur_count.shape[1]):
+            dur_count[s, d] = 0.0
+        for t in range(T + 1):
+            starts[t, s] = 0.0
+    for t in range(T - 1, -1, -1):
+        for s in range(S):
+            if geo[s] == geo[s]:
+                leave = np.log1p(-np.exp(geo[s])) + b_end[t + 1, s]
+                if t == T - 1:
+                    h[t, s] = leave
+                else:
+                    h[t, s] = _lae(geo[s] + csum[t + 2, s] - csum[t + 1, s] + h[t + 1, s], leave)
+                b_start[t, s] = csum[t + 1, s] - csum[t, s] + h[t, s]
+                continue
+            h[t, s] = NEG_INF
+            top = min(max_dur[s], T - t)
+            m = NEG_INF
+            for d in range(1, top + 1):
+                v = log_dur[s, d - 1] + csum[t + d, s] - csum[t, s] + b_end[t + d, s]
+                terms[d] = v
+                if v > m:
+                    m = v
+            if m == NEG_INF:
+                b_start[t, s] = NEG_INF
+                continue
+            acc = 0.0
+            for d in range(1, top + 1):
+                x = terms[d] - m
+                terms[d] = np.exp(x) if x > _NEGLIGIBLE else 0.0
+                acc += terms[d]
+            b_start[t, s] = m + np.log(acc)
+            if a_start[t, s] == NEG_INF:
+                continue
+            scale = np.exp(a_start[t, s] + m - log_lik)
+            if scale == 0.0:
+                continue
+            total = 0.0
+            for d in range(1, top + 1):
+                p = terms[d] * scale
+                dur_count[s, d - 1] += p
+                starts[t + d, s] -= p
+                total += p
+            starts[t, s] += total
+        for s in range(S - 1):
+            b_end[t, s] = nxt[s] + b_start[t, s + 1]
+        b_end[t, S - 1] = NEG_INF
+        for k in range(E):
+            b_end[t, src[k]] = _lae(b_end[t, src[k]], skip[k] + b_start[t, dst[k]])
+
+
+@njit(cache=_CACHE)
+def segment_counts(nxt, src, dst, skip, max_dur, geo, csum, a_end, g, b_start, b_end, h, log_lik, dur_count, starts,
+                   gamma, stay_count, leave_count, next_count, skip_count):
+    """After :func:`segment_backward`: frame posteriors ``gamma [T, S]``; the geometric
+    equivalents ``stay_count`` (frames that continue a visit, ``sum (d - 1) c_d``) and
+    ``leave_count`` (visits) ``[S]``; expected uses of each step / skip arc (``next_count
+    [S]``, ``skip_count [E]``)."""
+    T = csum.shape[0] - 1
+    S = csum.shape[1]
+    E = src.shape[0]
+    for s in range(S):
+        next_count[s] = 0.0
+        stay_count[s] = 0.0
+        leave_count[s] = 0.0
+        if geo[s] == geo[s]:
+            for t in range(T):
+                gamma[t, s] = np.exp(g[t + 1, s] + h[t, s] - log_lik)
+                if t < T - 1:
+                    stay_count[s] += np.exp(g[t + 1, s] + geo[s] + csum[t + 2, s] - csum[t + 1, s] + h[t + 1, s] - log_lik)
+                leave_count[s] += np.exp(a_end[t + 1, s] + b_end[t + 1, s] - log_lik)
+            continue
+        occ = 0.0
+        for t in range(T):
+            occ += starts[t, s]
+            gamma[t, s] = occ if occ > 0.0 else 0.0
+        for d in range(1, min(max_dur[s], T) + 1):
+            c = dur_count[s, d - 1]
+            stay_count[s] += (d - 1) * c
+            leave_count[s] += c
+    for k in range(E):
+        skip_count[k] = 0.0
+    for t in range(1, T):
+        for s in range(S - 1):
+            next_count[s] += np.exp(a_end[t, s] + nxt[s] + b_start[t, s + 1] - log_lik)
+        for k in range(E):
+            skip_count[k] += np.exp(a_end[t, src[k]] + skip[k] + b_start[t, dst[k]] - log_lik)
+
+
+@njit(cache=_CACHE)
+def segment_viterbi(log_start, log_final, nxt, src, dst, skip, log_dur, max_dur, geo, csum, path):
+    """Best segmentation as a position path ``path [T]``; returns its joint log-probability.
+
+    Ties go to the shorter visit, then the step from ``s - 1``, then skip arcs (in order).
+    """
+    T = csum.shape[0] - 1
+    S = csum.shape[1]
+    E = src.shape[0]
+    v_start = np.empty((T + 1, S))
+    v_end = np.empty((T + 1, S))
+    v_g = np.empty((T + 1, S))
+    cont = np.zeros((T + 1, S), np.bool_)  # geometric: frame e - 1 continues the visit of frame e - 2
+    best_d = np.zeros((T + 1, S), np.int64)
+    from_s = np.full((T + 1, S), -1, np.int64)
+    for s in range(S):
+        v_start[0, s] = log_start[s]
+        v_end[0, s] = NEG_INF
+        v_g[0, s] = NEG_INF
+    for e in range(1, T + 1):
+        for s in range(S):
+            if geo[s] == geo[s]:
+                stay = v_g[e - 1, s] + geo[s]
+                cont[e, s] = stay > v_start[e - 1, s]
+                v_g[e, s] = (stay if cont[e, s] else v_start[e - 1, s]) + csum[e, s] - csum[e - 1, s]
+                v_end[e, s] = v_g[e, s] + np.log1p(-np.exp(geo[s]))
+                continue
+            top = min(max_dur[s], e)
+            m = NEG_INF
+            arg = 0
+            for d in range(1, top + 1):
+                v = v_start[e - d, s] + log_dur[s, d - 1] + csum[e, s] - csum[e - d, s]
+                if v > m:
+                    m = v
+                    arg = d
+            v_end[e, s] = m
+            best_d[e, s] = arg
+        v_start[e, 0] = NEG_INF
+        for s in range(1, S):
+            v_start[e, s] = v_end[e, s - 1] + nxt[s - 1]
+            from_s[e, s] = s - 1
+        for k in range(E):
+            v = v_end[e, src[k]] + skip[k]
+            if v > v_start[e, dst[k]]:
+                v_start[e, dst[k]] = v
+                from_s[e, dst[k]] = src[k]
+    best = NEG_INF
+    arg = -1
+    for s in range(S):
+        v = v_end[T, s] + log_final[s]
+        if v > best:
+            best = v
+            arg = s
+    if arg < 0:
+        for t in range(T):
+            path[t] = -1
+        return best
+    e = T
+    s = arg
+    while e > 0:
+        if geo[s] == geo[s]:
+            b = e
+            while cont[b, s]:
+                b -= 1
+            d = e - b + 1
+        else:
+            d = best_d[e, s]
+        for t in range(e - d, e):
+            path[t] = s
+        e -= d
+        if e > 0:
+            s = from_s[e, s]
+    return best

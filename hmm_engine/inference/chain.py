@@ -27,7 +27,17 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from . import _chain_kernels as _k
 
-__all__ = ["Chain", "ChainPosteriors", "chain_forward_backward", "chain_viterbi", "chain_to_dense", "homogeneous_segmentation"]
+__all__ = [
+    "Chain",
+    "ChainPosteriors",
+    "SegmentChainPosteriors",
+    "chain_forward_backward",
+    "chain_viterbi",
+    "chain_segment_forward_backward",
+    "chain_segment_viterbi",
+    "chain_to_dense",
+    "homogeneous_segmentation",
+]
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,117 @@ def chain_viterbi(chain: Chain, log_obs) -> Tuple[np.ndarray, float]:
     score = _k.chain_viterbi(chain.log_start, chain.log_final, *chain._args(), obs, path)
     if not np.isfinite(score):
         raise InvalidInputError(f"no path through the {chain.num_states}-state chain explains {obs.shape[0]} frames")
+    return path, float(score)
+
+
+@dataclass(frozen=True)
+class SegmentChainPosteriors:
+    """Result of :func:`chain_segment_forward_backward` (numpy, float64).
+
+    Attributes:
+        gamma: ``[T, S]`` posterior of each position at each frame.
+        log_likelihood: log p(x) summed over all allowed segmentations.
+        duration_count: ``[S, Dmax]`` expected number of visits to position s lasting d frames
+            (column ``d - 1``); zero rows for geometric positions.
+        stay_count, leave_count: ``[S]`` the geometric equivalents: expected frames that
+            continue a visit (``sum (d - 1) c_d``) and expected visits (``sum c_d``).
+        next_count: ``[S]`` expected uses of the step ``s -> s + 1``.
+        skip_count: ``[E]`` expected uses of each skip arc.
+    """
+
+    gamma: np.ndarray
+    log_likelihood: float
+    duration_count: np.ndarray
+    stay_count: np.ndarray
+    leave_count: np.ndarray
+    next_count: np.ndarray
+    skip_count: np.ndarray
+
+
+def _segment_inputs(chain: Chain, log_obs, log_durations, log_geometric):
+    obs = _obs_numpy(chain, log_obs)
+    if isinstance(log_durations, Tensor):
+        log_durations = log_durations.detach().to("cpu", torch.float64).numpy()
+    log_dur = np.ascontiguousarray(log_durations, dtype=np.float64)
+    S = chain.num_states
+    if log_dur.ndim != 2 or log_dur.shape[0] != S or log_dur.shape[1] < 1:
+        raise InvalidInputError(f"log_durations must be [{S}, Dmax] with Dmax >= 1, got {log_dur.shape}")
+    if np.isnan(log_dur).any() or np.isposinf(log_dur).any():
+        raise InvalidInputError("log_durations contains NaN or +inf")
+    geo = np.full(S, np.nan)
+    if log_geometric is not None:
+        geo = np.ascontiguousarray(np.asarray(log_geometric, dtype=np.float64).reshape(-1))
+        if geo.shape != (S,):
+            raise InvalidInputError(f"log_geometric must have {S} entries, got {geo.shape}")
+        given = ~np.isnan(geo)
+        if np.any(geo[given] >= 0.0) or np.any(np.isneginf(geo[given])):
+            raise InvalidInputError("log_geometric self-loops must be finite log-probabilities below 0 (NaN: explicit)")
+    finite = np.isfinite(log_dur)
+    # Longest allowed visit per position: the loops stop there (work O(T * sum max_dur)).
+    max_dur = np.where(finite.any(1), log_dur.shape[1] - np.argmax(finite[:, ::-1], axis=1), 0).astype(np.int64)
+    csum = np.zeros((obs.shape[0] + 1, S))
+    np.cumsum(obs, axis=0, out=csum[1:])
+    return obs, log_dur, max_dur, geo, csum
+
+
+def chain_segment_forward_backward(chain: Chain, log_obs, log_durations, log_geometric=None) -> SegmentChainPosteriors:
+    """Forward-backward on a chain with explicit durations (a semi-Markov chain).
+
+    Each visit to position ``s`` lasts ``d`` frames with probability
+    ``exp(log_durations[s, d - 1])``; then the path takes ``s -> s + 1`` (``chain.log_next``)
+    or a skip arc (``chain.log_skip``). ``chain.log_stay`` is ignored: durations replace the
+    self-loops. Positions with a finite ``log_geometric[s] = log a`` instead have unbounded
+    geometric durations ``(1 - a) a^(d - 1)`` (an ordinary self-loop, e.g. for silences of any
+    length), computed in O(1) a frame; their ``log_durations`` row is ignored.
+
+    Relation to :func:`chain_forward_backward`: the HMM chain with self-loops ``a_s`` is this
+    chain with every position geometric, ``log_next`` / ``log_skip`` divided by ``1 - a_s``,
+    and ``log_final`` minus ``log(1 - a_s)`` (an HMM path ends inside its last state); the
+    posteriors are then equal (tested).
+
+    Args:
+        chain: the topology (S positions).
+        log_obs: ``[T, S]`` log p(x_t | position s).
+        log_durations: ``[S, Dmax]`` (tensor or numpy); ``-inf`` outside each support.
+        log_geometric: optional ``[S]`` log self-loop of geometric positions, NaN elsewhere.
+    Returns:
+        :class:`SegmentChainPosteriors`.
+    Raises:
+        InvalidInputError: bad shapes or values, or no segmentation explains the frames.
+    """
+    obs, log_dur, max_dur, geo, csum = _segment_inputs(chain, log_obs, log_durations, log_geometric)
+    T, S = obs.shape
+    a_start, a_end, g = np.empty((T + 1, S)), np.empty((T + 1, S)), np.empty((T + 1, S))
+    args = (chain.log_next, chain.skip_src, chain.skip_dst, chain.log_skip, log_dur, max_dur, geo, csum)
+    log_lik = _k.segment_forward(chain.log_start, chain.log_final, *args, a_start, a_end, g)
+    if not np.isfinite(log_lik):
+        raise InvalidInputError(f"no segmentation of {T} frames fits the {S}-state chain and its durations")
+    b_start, b_end, h = np.empty((T + 1, S)), np.empty((T + 1, S)), np.empty((T, S))
+    dur_count, starts = np.empty_like(log_dur), np.empty((T + 1, S))
+    _k.segment_backward(chain.log_final, *args, a_start, log_lik, b_start, b_end, h, dur_count, starts)
+    gamma = np.empty((T, S))
+    stay, leave, nxt, skip = np.empty(S), np.empty(S), np.empty(S), np.empty(chain.skip_src.shape[0])
+    _k.segment_counts(chain.log_next, chain.skip_src, chain.skip_dst, chain.log_skip, max_dur, geo, csum, a_end, g,
+                      b_start, b_end, h, log_lik, dur_count, starts, gamma, stay, leave, nxt, skip)
+    return SegmentChainPosteriors(gamma, float(log_lik), dur_count, stay, leave, nxt, skip)
+
+
+def chain_segment_viterbi(chain: Chain, log_obs, log_durations, log_geometric=None) -> Tuple[np.ndarray, float]:
+    """Most likely segmentation of a chain with explicit durations, as a position path.
+
+    Args: as :func:`chain_segment_forward_backward`.
+    Returns:
+        ``(path [T] int64 positions, score)``; score is the joint log-probability.
+    Raises:
+        InvalidInputError: no allowed segmentation.
+    """
+    obs, log_dur, max_dur, geo, csum = _segment_inputs(chain, log_obs, log_durations, log_geometric)
+    path = np.empty(obs.shape[0], np.int64)
+    args = (chain.log_next, chain.skip_src, chain.skip_dst, chain.log_skip, log_dur, max_dur, geo, csum)
+    score = _k.segment_viterbi(chain.log_start, chain.log_final, *args, path)
+    if not np.isfinite(score):
+        raise InvalidInputError(
+            f"no segmentation of {obs.shape[0]} frames fits the {chain.num_states}-state chain and its durations")
     return path, float(score)
 
 
