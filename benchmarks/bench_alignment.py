@@ -135,6 +135,10 @@ def main(argv=None) -> int:
     parser.add_argument("--anneal", type=float, default=0.1, help="corpus annealing start scale (0 disables)")
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
+    parser.add_argument("--duration", default=None, choices=("gamma", "poisson", "gaussian", "nonparametric"),
+                        help="corpus mode: explicit (semi-Markov) state durations of this family")
+    parser.add_argument("--single-duration", default=None, choices=("gamma", "poisson", "gaussian", "nonparametric"),
+                        help="single-utterance mode: explicit phone durations of this family")
     parser.add_argument("--single-iterations", type=int, default=None, help="default: align_utterance's")
     parser.add_argument("--single-num", type=int, default=None, help="single-utterance mode on the first N per synthesizer")
     parser.add_argument("--skip-single", action="store_true")
@@ -154,7 +158,7 @@ def main(argv=None) -> int:
         args.corpus, corpus_out, phones=True, transcript_suffix=".phones.lab", states_per_phone=args.states_per_phone,
         num_mixtures=args.mixtures, iterations=args.iterations, mixup_iterations=args.mixup_iterations,
         feature_config=config, device="cpu", show_progress=True, report=lines.append, init=args.init,
-        anneal=args.anneal or None, context_min_count=args.context_min_count,
+        anneal=args.anneal or None, context_min_count=args.context_min_count, duration_type=args.duration,
     )
     corpus_wall = time.perf_counter() - t0
     for line in lines:
@@ -183,7 +187,8 @@ def main(argv=None) -> int:
           f"models: {args.states_per_phone} states/phone, {args.mixtures} Gaussians/state (diag), "
           f"{args.iterations} EM iterations ({args.init} flat start, anneal {args.anneal or None}) + "
           f"{args.mixup_iterations} after each split; context states: "
-          f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; features MFCC+D+DD, "
+          f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; "
+          f"durations: {args.duration + ' (semi-Markov)' if args.duration else 'geometric (HMM)'}; features MFCC+D+DD, "
           f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}, pre-emphasis {args.preemphasis:g}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
     systematic_errors(args.corpus, corpus_out, names)
@@ -213,6 +218,8 @@ def main(argv=None) -> int:
         for name in chosen:
             try:
                 extra = {} if args.single_iterations is None else {"iterations": args.single_iterations}
+                if args.single_duration:
+                    extra["duration_type"] = args.single_duration
                 result = align_utterance(args.corpus / f"{name}.wav",
                                          phones=(args.corpus / f"{name}.phones.lab").read_text(),
                                          feature_config=single_config, **extra)

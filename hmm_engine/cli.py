@@ -125,9 +125,16 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--transcript-suffix", default=".lab",
                         help="transcript file suffix (default .lab; e.g. .phones.lab with --phones)")
     parser.add_argument("--states-per-phone", type=int, default=3, help="left-to-right states per phone, 1-5")
-    parser.add_argument("--mixtures", type=int, default=1, help="Gaussians per state (split 1->2->4... up to M)")
-    parser.add_argument("--iterations", type=int, default=10, help="EM iterations with single Gaussians")
+    parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
+    parser.add_argument("--iterations", type=int, default=20, help="EM iterations with single Gaussians")
     parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
+    parser.add_argument("--durations", choices=("hmm", "gamma", "poisson", "gaussian", "nonparametric"),
+                        default="hmm", help="state durations: 'hmm' (geometric, self-loops) or an explicit "
+                                            "(semi-Markov) family trained after the HMM")
+    parser.add_argument("--duration-iterations", type=int, default=4,
+                        help="semi-Markov EM iterations with explicit durations")
+    parser.add_argument("--context-min-count", type=int, default=None,
+                        help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -158,6 +165,8 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             states_per_phone=args.states_per_phone, num_mixtures=args.mixtures, iterations=args.iterations,
             mixup_iterations=args.mixup_iterations, feature_config=FeatureConfig(frame_shift_ms=args.frame_shift_ms),
             device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
+            duration_type=None if args.durations == "hmm" else args.durations,
+            duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)

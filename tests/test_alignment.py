@@ -384,3 +384,10 @@ def test_align_cli_runs_and_reports(tmp_path):
     assert "report: orphan: skipped: no transcript" in text
     assert "aligned 2 file(s)" in text
     assert (tmp_path / "o" / "flite_0001.TextGrid").is_file()
+    # Explicit durations from the command line: the saved models carry them.
+    args = build_parser().parse_args(["align", str(corpus), str(tmp_path / "d"), "--phones", "--iterations", "2",
+                                      "--mixtures", "1", "--durations", "gamma", "--duration-iterations", "1",
+                                      "--no-progress"])
+    assert args.run(args, out=StringIO()) == 0
+    assert PhoneModels.load(tmp_path / "d" / MODEL_FILE).duration_type == "gamma"
+    assert (tmp_path / "d" / "flite_0002.TextGrid").is_file()

@@ -65,7 +65,13 @@ from hmm_engine.alignment.transcripts import Word, WordSpan, build_phone_sequenc
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, TranscriptError
 from hmm_engine.frontend.audio import Audio, load_audio
 from hmm_engine.frontend.features import FeatureConfig, Features, extract_features
-from hmm_engine.inference.chain import chain_forward_backward, chain_viterbi, homogeneous_segmentation
+from hmm_engine.inference.chain import (
+    chain_forward_backward,
+    chain_segment_forward_backward,
+    chain_segment_viterbi,
+    chain_viterbi,
+    homogeneous_segmentation,
+)
 from hmm_engine.training.em import add_stats
 
 SilenceOption = Literal["optional", "always", "never"]
@@ -90,6 +96,7 @@ __all__ = [
     "utterance_stats",
     "utterance_posteriors",
     "train_on_utterances",
+    "train_explicit_durations",
     "viterbi_segments",
     "posterior_boundaries",
 ]
@@ -273,33 +280,42 @@ def _shift(models: PhoneModels) -> float:
 
 
 def utterance_posteriors(
-    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0
+    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0,
+    explicit: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """E-step of one utterance without the emission statistics.
 
     ``acoustic_scale`` < 1 multiplies the emission log-likelihoods in the posteriors
     (deterministic annealing: softer posteriors let EM move away from its start); the
-    reported ``log_likelihood`` is then that of the scaled model.
+    reported ``log_likelihood`` is then that of the scaled model. ``explicit`` runs the
+    semi-Markov chain with the models' explicit durations instead of the self-loops.
 
     Returns:
         ``(weights [T, K] float64 tied-state posteriors, stats)`` with ``trans_stay`` /
-        ``trans_leave`` ``[K]``, ``log_likelihood`` and ``num_frames`` (0-d float64).
+        ``trans_leave`` ``[K]``, ``log_likelihood`` and ``num_frames`` (0-d float64), and
+        with ``explicit`` also ``dur_count`` (see :meth:`PhoneModels.duration_stats`).
     """
-    chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional)
+    chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional, explicit=explicit)
     log_obs = models.log_likelihood(x, state_ids)
     if acoustic_scale != 1.0:
         log_obs = log_obs * acoustic_scale
-    post = chain_forward_backward(chain, log_obs)
+    if explicit:
+        post = chain_segment_forward_backward(chain, log_obs, *models.chain_durations(state_ids))
+        stats = models.duration_stats(state_ids, post.duration_count, post.stay_count, post.leave_count)
+    else:
+        post = chain_forward_backward(chain, log_obs)
+        stats = models.transition_stats(state_ids, post.stay_count, post.next_count, chain.skip_src,
+                                        post.skip_count)
     weights = torch.zeros(x.shape[0], models.num_states, dtype=torch.float64)
     weights.index_add_(1, torch.from_numpy(state_ids), torch.from_numpy(post.gamma))
-    stats = models.transition_stats(state_ids, post.stay_count, post.next_count, chain.skip_src, post.skip_count)
     stats["log_likelihood"] = torch.tensor(post.log_likelihood, dtype=torch.float64)
     stats["num_frames"] = torch.tensor(float(x.shape[0]), dtype=torch.float64)
     return weights, stats
 
 
 def utterance_stats(
-    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0
+    models: PhoneModels, x: Tensor, transcript: PreparedTranscript, acoustic_scale: float = 1.0,
+    explicit: bool = False,
 ) -> dict[str, Tensor]:
     """E-step on one utterance: emission + transition statistics on tied states.
 
@@ -307,7 +323,7 @@ def utterance_stats(
     ``trans_stay``/``trans_leave`` ``[K]``, ``log_likelihood`` and ``num_frames``; see
     :func:`utterance_posteriors` for ``acoustic_scale``.
     """
-    weights, stats = utterance_posteriors(models, x, transcript, acoustic_scale)
+    weights, stats = utterance_posteriors(models, x, transcript, acoustic_scale, explicit)
     with torch.no_grad():
         emission = models.emission.accumulate(x, weights.to(x.device))
     stats.update({k: v.cpu() for k, v in emission.items()})
@@ -319,7 +335,7 @@ def utterance_stats(
 ACCUMULATE_FRAMES = 8000
 
 
-def _corpus_stats(models: PhoneModels, data, acoustic_scale: float) -> dict[str, Tensor]:
+def _corpus_stats(models: PhoneModels, data, acoustic_scale: float, explicit: bool = False) -> dict[str, Tensor]:
     """Sum of :func:`utterance_stats` over ``data``, emission statistics accumulated in chunks."""
     total: dict[str, Tensor] | None = None
     emission: dict[str, Tensor] | None = None
@@ -334,7 +350,7 @@ def _corpus_stats(models: PhoneModels, data, acoustic_scale: float) -> dict[str,
         xs, ws, frames = [], [], 0
 
     for x, transcript in data:
-        weights, stats = utterance_posteriors(models, x, transcript, acoustic_scale)
+        weights, stats = utterance_posteriors(models, x, transcript, acoustic_scale, explicit)
         total = add_stats(total, stats)
         xs.append(x)
         ws.append(weights.to(x.device))
@@ -349,9 +365,33 @@ def _corpus_stats(models: PhoneModels, data, acoustic_scale: float) -> dict[str,
 def _m_step(models: PhoneModels, stats: dict[str, Tensor]) -> None:
     device = models.log_stay.device
     emission_stats = {k: v.to(device) for k, v in stats.items()
-                      if not k.startswith("trans_") and k not in ("log_likelihood", "num_frames")}
+                      if not k.startswith("trans_") and k not in ("log_likelihood", "num_frames", "dur_count")}
     models.emission.m_step(emission_stats)
-    models.transition_m_step(stats)
+    if "dur_count" in stats:
+        models.duration_m_step(stats)
+    else:
+        models.transition_m_step(stats)
+
+
+def _viterbi_duration_stats(models: PhoneModels, data) -> dict[str, Tensor]:
+    """Visit lengths of the plain-HMM Viterbi paths, pooled like :meth:`PhoneModels.duration_stats`
+    (the starting point of explicit-duration training)."""
+    total = None
+    for x, transcript in data:
+        chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional)
+        path, _ = chain_viterbi(chain, models.log_likelihood(x, state_ids))
+        S = state_ids.shape[0]
+        change = np.flatnonzero(np.diff(path)) + 1
+        starts = np.concatenate([[0], change])
+        lengths = np.concatenate([change, [path.shape[0]]]) - starts
+        visited = path[starts]
+        counts = np.zeros((S, models.max_duration))
+        short = lengths <= models.max_duration  # longer visits: beyond the explicit support
+        np.add.at(counts, (visited[short], lengths[short] - 1), 1.0)
+        stay = np.bincount(visited, weights=lengths - 1.0, minlength=S)
+        leave = np.bincount(visited, minlength=S).astype(np.float64)
+        total = add_stats(total, models.duration_stats(state_ids, counts, stay, leave))
+    return total
 
 
 def annealing_schedule(anneal: float | None, iterations: int) -> list[float] | None:
@@ -373,6 +413,7 @@ def train_on_utterances(
     progress=None,
     init: InitOption = "uniform",
     acoustic_scales: Sequence[float] | None = None,
+    duration_iterations: int = 0,
 ) -> list[float]:
     """Flat start then embedded Baum-Welch EM over utterances (one or a corpus share).
 
@@ -388,6 +429,8 @@ def train_on_utterances(
         init: initial segmentation, see :func:`flat_start_stats`.
         acoustic_scales: per single-Gaussian iteration, the annealing scale passed to
             :func:`utterance_stats` (default all 1).
+        duration_iterations: for models with explicit durations, semi-Markov EM iterations
+            at the end (:func:`train_explicit_durations`).
     Returns:
         Log-likelihood per frame of each EM iteration (before its M-step).
     """
@@ -427,6 +470,43 @@ def train_on_utterances(
         if progress is not None:
             progress(iteration, per_frame)
         _m_step(models, total)
+    if duration_iterations and models.durations is not None:
+        history += train_explicit_durations(models, data, duration_iterations, reduce, progress, len(history))
+    return history
+
+
+def train_explicit_durations(
+    models: PhoneModels,
+    data: Sequence[tuple[Tensor, PreparedTranscript]],
+    iterations: int,
+    reduce=None,
+    progress=None,
+    first_iteration: int = 0,
+) -> list[float]:
+    """Semi-Markov refinement of HMM-trained models with explicit durations.
+
+    The duration distributions start from the visit lengths of the current (plain HMM)
+    Viterbi paths; then ``iterations`` EM iterations run forward-backward on the
+    semi-Markov chains and re-estimate emissions, durations and the silence self-loops
+    together. ``reduce`` / ``progress`` as in :func:`train_on_utterances` (``progress``
+    numbers the iterations from ``first_iteration``). Returns the log-likelihood per frame
+    of each iteration.
+    """
+    if models.durations is None:
+        raise InvalidParameterError("the phone models have no explicit durations (duration_type=None)")
+    reduce = reduce or (lambda s: s)
+    start = reduce(_viterbi_duration_stats(models, data))
+    models.durations.m_step(start["dur_count"].double())
+    history: list[float] = []
+    for iteration in range(iterations):
+        total = reduce(_corpus_stats(models, data, 1.0, explicit=True))
+        per_frame = float(total["log_likelihood"] / total["num_frames"])
+        if not math.isfinite(per_frame):
+            raise InvalidInputError("EM log-likelihood is not finite")
+        history.append(per_frame)
+        if progress is not None:
+            progress(first_iteration + iteration, per_frame)
+        _m_step(models, total)
     return history
 
 
@@ -455,6 +535,9 @@ def viterbi_segments(
 ) -> dict:
     """Viterbi alignment of one utterance with fixed models.
 
+    Models with explicit durations (``models.durations``) are decoded as semi-Markov chains
+    (:func:`chain_segment_viterbi`), others with their self-loops.
+
     ``boundaries="viterbi"`` puts every boundary on the frame grid where the best path
     changes phone; ``"posterior"`` keeps the Viterbi phone sequence (which optional silences
     appear) but moves each boundary to its expected position under the forward-backward
@@ -470,14 +553,19 @@ def viterbi_segments(
         raise InvalidParameterError(f"boundaries must be 'viterbi' or 'posterior', got {boundaries!r}")
     x = features.values.to(models.log_stay.device)
     _check_length(models, transcript, x.shape[0], features.frame_shift)
-    chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional)
+    explicit = models.durations is not None
+    chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional, explicit=explicit)
     log_obs = models.log_likelihood(x, state_ids).detach().to("cpu", torch.float64).numpy()
-    path, viterbi_score = chain_viterbi(chain, log_obs)
+    if explicit:
+        log_dur = models.chain_durations(state_ids)
+        path, viterbi_score = chain_segment_viterbi(chain, log_obs, *log_dur)
+    else:
+        path, viterbi_score = chain_viterbi(chain, log_obs)
     frame_conf = None
     log_lik = math.nan
     post = None
     if confidence or boundaries == "posterior":
-        post = chain_forward_backward(chain, log_obs)
+        post = chain_segment_forward_backward(chain, log_obs, *log_dur) if explicit else chain_forward_backward(chain, log_obs)
         frame_conf = post.gamma[np.arange(path.shape[0]), path] if confidence else None
         log_lik = post.log_likelihood
     frame_phones = phone_of[path]
@@ -604,6 +692,9 @@ def align_utterance(
     seed: int = 0,
     device: str | torch.device = "cpu",
     tie_transitions: bool = True,
+    duration_type: str | None = None,
+    duration_iterations: int = 5,
+    max_duration: int | None = None,
 ) -> AlignmentResult:
     """Force-align one utterance.
 
@@ -642,6 +733,12 @@ def align_utterance(
         tie_transitions: train one self-loop probability shared by all speech phones (per
             state position; silence keeps its own) instead of one per phone, see
             :meth:`PhoneModels.transition_m_step` (ignored with ``models``).
+        duration_type: None (durations from the self-loops: a plain HMM) or an explicit
+            duration family for speech phones ("gamma", "poisson", "gaussian",
+            "nonparametric"): after the HMM iterations, ``duration_iterations`` semi-Markov
+            EM iterations (:func:`train_explicit_durations`), and semi-Markov Viterbi.
+            Ignored with ``models`` (their own durations are used).
+        max_duration: longest speech-state visit in frames (default 0.6 s).
 
     Returns:
         :class:`AlignmentResult`.
@@ -672,13 +769,13 @@ def align_utterance(
         models = PhoneModels(
             transcript.phones, states_per_phone, features.values.shape[1], num_mixtures, covariance_type,
             min_covar, features.config, silence, emitting_states=emitting_states,
-            tie_transitions=tie_transitions,
+            tie_transitions=tie_transitions, duration_type=duration_type, max_duration=max_duration,
         ).to(device)
         _check_length(models, transcript, features.num_frames, features.frame_shift)
         x = features.values.to(device)
         scales = annealing_schedule(anneal, iterations)
         history = train_on_utterances(models, [(x, transcript)], iterations, seed=seed, init=init,
-                                      acoustic_scales=scales)
+                                      acoustic_scales=scales, duration_iterations=duration_iterations)
     else:
         models = models.to(device)
         if features.values.shape[1] != models.obs_dim:

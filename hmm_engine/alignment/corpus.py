@@ -50,6 +50,7 @@ from hmm_engine.alignment.aligner import (
     annealing_schedule,
     compute_features,
     prepare_transcript,
+    train_explicit_durations,
     train_on_utterances,
 )
 from hmm_engine.alignment.phone_models import PhoneModels
@@ -183,11 +184,16 @@ def train_corpus(
     anneal: float | None = None,
     context_min_count: int | None = None,
     context_iterations: int = 4,
+    duration_type: str | None = None,
+    duration_iterations: int = 4,
 ) -> tuple[PhoneModels, list[float]]:
     """Train shared phone models on ``(features, transcript)`` pairs (this rank's share).
 
     Under torch.distributed, the phone inventory is united over ranks and all statistics are
-    all-reduced, so every rank returns the same models. Returns ``(models, history)``.
+    all-reduced, so every rank returns the same models. With ``duration_type`` (e.g.
+    "gamma") the models get explicit state durations, trained last by
+    ``duration_iterations`` semi-Markov EM iterations (``train_explicit_durations``).
+    Returns ``(models, history)``.
     """
     local = sorted({p for _, t in data for p in t.phones})
     inventory = sorted({p for part in _gather(local) for p in part})
@@ -199,7 +205,7 @@ def train_corpus(
         raise InvalidInputError(f"utterances have different feature dimensions {dim}")
     config = data[0][0].config if data else FeatureConfig()
     models = PhoneModels(inventory, states_per_phone, dim[0], num_mixtures, covariance_type, min_covar,
-                         config, silence).to(device)
+                         config, silence, duration_type=duration_type).to(device)
     pairs = [(f.values.to(device), t) for f, t in data]
     if not pairs and _dist()[1] == 1:
         raise InvalidInputError("no usable utterance in the corpus")
@@ -226,6 +232,9 @@ def train_corpus(
             if progress is not None:
                 progress(len(history) - 1, per_frame)
             _m_step(models, total)
+    if models.durations is not None:
+        history += train_explicit_durations(models, pairs, duration_iterations, all_reduce_stats, progress,
+                                            len(history))
     return models, history
 
 
@@ -276,6 +285,8 @@ def align_corpus(
     anneal: float | None = 0.1,
     context_min_count: int | None = None,
     context_iterations: int = 4,
+    duration_type: str | None = None,
+    duration_iterations: int = 4,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -294,6 +305,10 @@ def align_corpus(
             from the global mean/variance, HTK HCompV style); see ``flat_start_stats``.
         anneal: optional starting acoustic scale of deterministic annealing (see
             ``annealing_schedule``).
+        context_min_count, context_iterations: context-dependent boundary states (see
+            :func:`train_corpus`).
+        duration_type, duration_iterations: explicit (semi-Markov) state durations, e.g.
+            "gamma" (see :func:`train_corpus`); alignment then uses them too.
     Returns:
         :class:`CorpusReport`.
     Raises:
@@ -326,7 +341,8 @@ def align_corpus(
         if show_progress and rank == 0:
             from tqdm import tqdm
 
-            total = iterations + _mixup_steps(num_mixtures, mixup_iterations) + (context_iterations if context_min_count else 0)
+            total = iterations + _mixup_steps(num_mixtures, mixup_iterations) + (context_iterations if context_min_count else 0) \
+                + (duration_iterations if duration_type else 0)
             bar = tqdm(total=total, desc="training (EM)", unit="iter", file=sys.stderr)
 
         def progress(iteration: int, value: float) -> None:
@@ -337,7 +353,7 @@ def align_corpus(
         models, history = train_corpus(
             [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
             covariance_type, min_covar, silence, device, seed, progress, init, anneal,
-            context_min_count, context_iterations,
+            context_min_count, context_iterations, duration_type, duration_iterations,
         )
         if bar is not None:
             bar.close()

@@ -8,6 +8,13 @@ self-loop probability: statistics of all occurrences pool into them.
 An utterance's alignment HMM is the chain of its phones' states (:meth:`build_chain`). A
 phone marked *optional* (e.g. a silence we added at an edge or between words) can be
 skipped: the chain gets a skip arc over it with probability :attr:`skip_prob`.
+
+Explicit durations (``duration_type``, e.g. ``"gamma"``): every speech state also owns a
+duration distribution over ``1 .. max_duration`` frames (tied like the self-loops: per tied
+state, or per state position for all speech phones with ``tie_transitions``), and the chain
+becomes semi-Markov (:meth:`build_chain` with ``explicit=True``,
+:func:`hmm_engine.inference.chain.chain_segment_forward_backward`). Silence keeps a geometric
+duration from its self-loop: its length is arbitrary, up to the whole utterance.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hmm_engine.durations import DURATION_TYPES, make_duration
 from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, ModelFileError
 from hmm_engine.frontend.features import FeatureConfig
@@ -29,6 +37,7 @@ from hmm_engine.inference.chain import Chain
 FORMAT = "hmm_studio.phone_models"
 VERSION = 1
 MIN_STAY, MAX_STAY = 0.05, 0.95  # keep every state able to both stay and leave
+MAX_PHONE_SECONDS = 0.8  # default longest speech phone with explicit durations
 
 
 class PhoneModels(nn.Module):
@@ -53,6 +62,11 @@ class PhoneModels(nn.Module):
         tie_transitions: one self-loop probability per state position (``j`` of ``N``)
             shared by all non-silence phones (one duration model for every speech phone)
             instead of one per tied state; see :meth:`transition_m_step`.
+        duration_type: None (geometric durations from the self-loops, a plain HMM) or an
+            explicit duration family for speech states: "gamma", "poisson", "gaussian" or
+            "nonparametric" (:mod:`hmm_engine.durations`), tied like the self-loops.
+        max_duration: longest visit to one speech state, in frames (default: 0.8 s per
+            phone on the feature frame grid, divided among its ``states_per_phone`` states).
     """
 
     def __init__(
@@ -70,6 +84,8 @@ class PhoneModels(nn.Module):
         emitting_states: int | None = None,
         context_states: dict[str, int] | None = None,
         tie_transitions: bool = False,
+        duration_type: str | None = None,
+        max_duration: int | None = None,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -102,6 +118,22 @@ class PhoneModels(nn.Module):
         self.emission = self._make_emission(self.num_mixtures)
         stay = min(max(initial_stay, MIN_STAY), MAX_STAY)
         self.register_buffer("log_stay", torch.full((self.num_states,), math.log(stay), dtype=torch.float64))
+        self.duration_type = None if duration_type is None else str(duration_type).lower()
+        if self.duration_type is not None and self.duration_type not in DURATION_TYPES:
+            raise InvalidParameterError(
+                f"duration_type must be None or one of {sorted(DURATION_TYPES)}, got {duration_type!r}")
+        if max_duration is None:
+            # A phone of up to MAX_PHONE_SECONDS, shared among its states.
+            frames = MAX_PHONE_SECONDS / (self.feature_config.frame_shift_ms / 1000.0)
+            max_duration = max(2, int(math.ceil(frames / self.states_per_phone)))
+        if not (isinstance(max_duration, int) and max_duration >= 1):
+            raise InvalidParameterError(f"max_duration must be a positive integer (frames), got {max_duration!r}")
+        self.max_duration = int(max_duration)
+        self.durations = None
+        if self.duration_type is not None:
+            groups = self._duration_groups()
+            self.durations = make_duration(self.duration_type, int(groups.max()) + 1, self.max_duration,
+                                           dtype=torch.float64)
 
     def _make_emission(self, num_mixtures: int) -> nn.Module:
         if num_mixtures == 1:
@@ -129,13 +161,16 @@ class PhoneModels(nn.Module):
             raise InvalidInputError(f"phones not in the trained inventory: {' '.join(unknown)}")
 
     # ------------------------------------------------------------------ chain
-    def build_chain(self, phones: Sequence[str], optional: Sequence[bool] | None = None) -> tuple[Chain, np.ndarray, np.ndarray]:
+    def build_chain(self, phones: Sequence[str], optional: Sequence[bool] | None = None,
+                    explicit: bool = False) -> tuple[Chain, np.ndarray, np.ndarray]:
         """The alignment chain of a phone sequence.
 
         Args:
             phones: ``[P]`` phone symbols.
             optional: ``[P]`` True for phones that may be skipped (two optional phones must
                 not be adjacent, and at least one phone must be mandatory).
+            explicit: the semi-Markov chain for :meth:`chain_durations`: no self-loops, and
+                leaving a position is certain (only the skip choice remains).
         Returns:
             ``(chain, state_ids [S], phone_of [S])``: ``S = P * N`` positions; ``state_ids``
             the tied id of each position, ``phone_of`` its index in ``phones``.
@@ -163,6 +198,9 @@ class PhoneModels(nn.Module):
         S = P * N
         log_stay = self.log_stay.detach().cpu().numpy()[state_ids].astype(np.float64)
         log_leave = np.log1p(-np.exp(log_stay))
+        if explicit:
+            log_stay = np.full(S, -np.inf)
+            log_leave = np.zeros(S)
         log_next = log_leave.copy()
         log_next[-1] = -np.inf
         src, dst, skip = [], [], []
@@ -189,6 +227,79 @@ class PhoneModels(nn.Module):
     def min_frames(self, optional: Sequence[bool]) -> int:
         """Fewest frames a chain with these optional flags can explain (one per mandatory state)."""
         return sum(1 for o in optional if not o) * self.states_per_phone
+
+    # ------------------------------------------------------------------ explicit durations
+    def _duration_groups(self) -> Tensor:
+        """``[K]`` duration-distribution index of each tied state (context states share their
+        source state's); silence states have a group too, unused (they stay geometric)."""
+        if self.tie_transitions:
+            return self._transition_groups()
+        groups = list(range(len(self.phones) * self.emitting_states))
+        for key, k in sorted(self.context_states.items(), key=lambda kv: kv[1]):
+            side = "<" if "<" in key else ">"
+            ids = self.state_ids(key.split(side)[0])
+            groups.append(ids[0] if side == "<" else ids[-1])
+        return torch.as_tensor(groups, dtype=torch.long)
+
+    def _silence_mask(self, state_ids: np.ndarray) -> np.ndarray:
+        E = self.emitting_states
+        silence = np.zeros(self.num_states, dtype=bool)
+        if self.silence in self.phone_index:
+            base = self.phone_index[self.silence] * E
+            silence[base:base + E] = True
+            for key, k in self.context_states.items():
+                silence[k] = key.split("<" if "<" in key else ">")[0] == self.silence
+        return silence[state_ids]
+
+    def chain_durations(self, state_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Durations of a chain's positions, for
+        :func:`~hmm_engine.inference.chain.chain_segment_forward_backward`.
+
+        Returns ``(log_durations [S, max_duration], log_geometric [S])``: speech states use
+        their explicit distribution; silence states are geometric (their self-loop, finite
+        in ``log_geometric``, NaN elsewhere), so a pause may last any number of frames.
+        """
+        if self.durations is None:
+            raise InvalidParameterError("these phone models have no explicit durations (duration_type=None)")
+        silence = self._silence_mask(state_ids)
+        with torch.no_grad():
+            pmf = self.durations.log_pmf().detach().to("cpu", torch.float64).numpy()
+        groups = self._duration_groups().numpy()[state_ids]
+        log_dur = pmf[groups]
+        log_geo = np.where(silence, self.log_stay.detach().cpu().numpy()[state_ids].astype(np.float64), np.nan)
+        return log_dur, log_geo
+
+    def duration_stats(self, state_ids: np.ndarray, duration_count: np.ndarray, stay_count: np.ndarray,
+                       leave_count: np.ndarray) -> dict[str, Tensor]:
+        """Pool a chain's expected visit lengths onto the models.
+
+        Args:
+            state_ids: ``[S]`` tied state of each chain position.
+            duration_count: ``[S, Dmax]`` expected visits of each length (speech positions).
+            stay_count, leave_count: ``[S]`` expected frames that continue a visit and
+                expected visits (every position, silence included).
+        Returns:
+            ``dur_count`` ``[G, max_duration]`` (speech positions pooled by duration group)
+            and ``trans_stay`` / ``trans_leave`` ``[K]`` (train the silence self-loops).
+        """
+        K = self.num_states
+        stay_k = np.bincount(state_ids, weights=stay_count, minlength=K)
+        leave_k = np.bincount(state_ids, weights=leave_count, minlength=K)
+        groups = self._duration_groups().numpy()
+        counts = np.zeros((int(groups.max()) + 1, self.max_duration))
+        speech = ~self._silence_mask(state_ids)
+        width = min(self.max_duration, duration_count.shape[1])
+        np.add.at(counts[:, :width], groups[state_ids[speech]], duration_count[speech, :width])
+        return {"dur_count": torch.from_numpy(counts), "trans_stay": torch.from_numpy(stay_k),
+                "trans_leave": torch.from_numpy(leave_k)}
+
+    def duration_m_step(self, stats: dict[str, Tensor]) -> None:
+        """Explicit durations from pooled ``dur_count`` (groups never seen keep theirs), and
+        the self-loops (silence's durations) from ``trans_stay`` / ``trans_leave``."""
+        if self.durations is None:
+            raise InvalidParameterError("these phone models have no explicit durations (duration_type=None)")
+        self.durations.m_step(stats["dur_count"].double().cpu())
+        self.transition_m_step(stats)
 
     # ------------------------------------------------------------------ scores
     def log_likelihood(self, x: Tensor, states: Tensor | np.ndarray | None = None) -> Tensor:
@@ -363,7 +474,7 @@ class PhoneModels(nn.Module):
             num_mixtures=self.num_mixtures, covariance_type=self.covariance_type, min_covar=self.min_covar,
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
             emitting_states=self.emitting_states, context_states=dict(self.context_states),
-            tie_transitions=self.tie_transitions,
+            tie_transitions=self.tie_transitions, duration_type=self.duration_type, max_duration=self.max_duration,
         )
 
     def save(self, path: str | os.PathLike) -> None:
