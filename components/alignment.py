@@ -21,6 +21,8 @@ from hmm_engine.errors import TextGridError, TranscriptError
 
 SILENCE_MODE = "merge"
 SILENCES = ("sil", "sp", "pau", "_")
+# "hmm": durations from self-loops; otherwise an explicit (semi-Markov) phone-duration family.
+DURATION_CHOICES = ("hmm", "gamma", "poisson", "gaussian", "nonparametric")
 
 
 # ------------------------------------------------------------------------------ transcript
@@ -143,7 +145,7 @@ def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
 
 def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per_phone: int | None = None,
           reference_textgrid: Any = None, reference_tier: str = "", feature_kind: str = "mfcc",
-          max_iter: int | None = None, device: str = "auto", seed: int = 0,
+          max_iter: int | None = None, device: str = "auto", seed: int = 0, durations: str = "hmm",
           progress: P.Progress = P._noop_progress) -> AlignmentResult:
     from hmm_engine.alignment.aligner import align_utterance
     from hmm_engine.frontend.features import Features
@@ -160,6 +162,9 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         raise P.DashboardError(f"states per phone must be between 1 and 5, got {spp}")
     if not 0 <= iters <= 100:
         raise P.DashboardError(f"EM iterations must be between 0 and 100, got {iters}")
+    durations = str(durations or "hmm").strip().lower()
+    if durations not in DURATION_CHOICES:
+        raise P.DashboardError(f"durations must be one of {', '.join(DURATION_CHOICES)}, got {durations!r}")
     dev = P.resolve_device(s.device)
     timer = P.StageTimer(dev)
     with P.MemoryMeter(dev) as mem:
@@ -180,7 +185,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         t0 = time.perf_counter()
         text = {"phones": str(transcript)} if kind == "phones" else {"words": str(transcript)}
         out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
-                              device=dev)
+                              device=dev, duration_type=None if durations == "hmm" else durations)
         elapsed = time.perf_counter() - t0
         timer.timings["training"] = out.timings.get("training", elapsed)
         timer.timings["decoding"] = max(0.0, elapsed - timer.timings["training"])
@@ -191,7 +196,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     compute = sum(v for k, v in timer.timings.items() if k != "load")
     result = AlignmentResult(
         settings={"transcript_kind": kind, "states_per_phone": spp, "feature_kind": s.feature_kind,
-                  "max_iter": iters, "device": s.device, "seed": int(s.seed),
+                  "max_iter": iters, "device": s.device, "seed": int(s.seed), "durations": durations,
                   "aligner": "hmm_engine.alignment.aligner.align_utterance"},
         duration=feats.duration, frame_shift=feats.frame_shift, spectrogram_db=feats.db, freqs=feats.freqs,
         phones=hyp, words=words, reference=_as_like(reference), reference_tier=ref_name, metrics=metrics,

@@ -129,6 +129,7 @@ def align_fn(
     max_iter: int = ALIGN_DEFAULTS["iterations"],
     device: str = DEFAULTS.device,
     seed: int = DEFAULTS.seed,
+    durations: str = "hmm",
     progress=gr.Progress(),
 ):
     from components import alignment as A
@@ -137,7 +138,7 @@ def align_fn(
         result = A.align(audio, transcript, transcript_kind=transcript_kind, states_per_phone=states_per_phone,
                          reference_textgrid=reference_textgrid, reference_tier=reference_tier,
                          feature_kind=feature_kind, max_iter=max_iter, device=device, seed=seed,
-                         progress=_gr_progress(progress))
+                         durations=durations, progress=_gr_progress(progress))
         figs = render_alignment(result)
         files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
         seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
@@ -267,6 +268,10 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                               label="Features")
                         a_iter = gr.Slider(0, 100, value=ALIGN_DEFAULTS["iterations"], step=1,
                                            label="EM iterations (on this utterance)")
+                        a_durations = gr.Radio([("HMM (self-loops)", "hmm"),
+                                                ("Explicit gamma (semi-Markov)", "gamma"),
+                                                ("Explicit Poisson (semi-Markov)", "poisson")],
+                                               value="hmm", label="Phone durations")
                         a_device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
                         a_seed = gr.Number(value=0, precision=0, label="Seed")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
@@ -283,7 +288,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     a_summary = gr.JSON(label="Summary and metrics (JSON)", open=False)
             a_state = gr.State(None)
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
-                    a_device, a_seed]
+                    a_device, a_seed, a_durations]
         align_rows = align_examples()
         if align_rows:
             with a_examples_slot:

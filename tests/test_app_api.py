@@ -165,6 +165,22 @@ def test_align_with_reference(client):
     names = {Path(p).name for p in files}
     assert "alignment.TextGrid" in names
 
+    # Explicit (semi-Markov) phone durations through the API: same phone sequence, the
+    # setting echoed in the summary, and the same result as calling the engine directly.
+    timeline, fig, latency, summary, files = client.predict(
+        handle_file(str(SAMPLE)), phones_lab.read_text(), transcript_kind="phones", durations="gamma",
+        api_name="/align")
+    assert summary["settings"]["durations"] == "gamma"
+    assert [s["label"] for s in summary["phones"]] == expected
+    from components import alignment as A
+
+    direct = A.align(str(SAMPLE), phones_lab.read_text(), transcript_kind="phones", durations="gamma")
+    np.testing.assert_allclose([s["start"] for s in summary["phones"]], [s.start for s in direct.phones], atol=1e-6)
+    _expect_error(client, "not in the list of choices", handle_file(str(SAMPLE)), phones_lab.read_text(),
+                  transcript_kind="phones", durations="weibull", api_name="/align")
+    with pytest.raises(Exception, match="durations must be one of"):
+        A.align(str(SAMPLE), phones_lab.read_text(), transcript_kind="phones", durations="weibull")
+
 
 def test_segment_playback_slices_the_clip():
     """The 'play a segment' handler returns exactly the segment's samples."""
