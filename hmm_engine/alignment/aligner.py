@@ -19,6 +19,12 @@ phone (and word) segments. Without trained models it trains them on the utteranc
 With ``models=`` (e.g. trained on a corpus by :mod:`hmm_engine.alignment.corpus`) steps
 3-4 are skipped.
 
+Explicit durations (``duration_type="gamma"`` etc.): after step 4 the speech states get
+explicit duration distributions, started from the visit lengths of the HMM's Viterbi paths,
+and ``duration_iterations`` more EM iterations run on the semi-Markov chain
+(:func:`train_explicit_durations`, :func:`~hmm_engine.inference.chain.chain_segment_forward_backward`);
+step 5 is then a semi-Markov Viterbi. Silence keeps geometric durations (any length).
+
 Confidence of a phone segment: the mean, over its frames, of the posterior probability
 (forward-backward, same models) of the chain state that Viterbi chose for the frame. It is
 in [0, 1]; near 1 means the models leave little doubt about the boundaries around that
@@ -366,7 +372,7 @@ def _m_step(models: PhoneModels, stats: dict[str, Tensor]) -> None:
     device = models.log_stay.device
     emission_stats = {k: v.to(device) for k, v in stats.items()
                       if not k.startswith("trans_") and k not in ("log_likelihood", "num_frames", "dur_count")}
-    models.emission.m_step(emission_stats)
+    models.emission_m_step(emission_stats)
     if "dur_count" in stats:
         models.duration_m_step(stats)
     else:
@@ -695,6 +701,7 @@ def align_utterance(
     duration_type: str | None = None,
     duration_iterations: int = 5,
     max_duration: int | None = None,
+    class_prior: float = 5.0,
 ) -> AlignmentResult:
     """Force-align one utterance.
 
@@ -738,7 +745,9 @@ def align_utterance(
             "nonparametric"): after the HMM iterations, ``duration_iterations`` semi-Markov
             EM iterations (:func:`train_explicit_durations`), and semi-Markov Viterbi.
             Ignored with ``models`` (their own durations are used).
-        max_duration: longest speech-state visit in frames (default 0.6 s).
+        max_duration: longest speech-state visit in frames (default 0.8 s per phone).
+        class_prior: tau of the pull of each phone's mean towards its broad phonetic class's
+            (:meth:`PhoneModels.emission_m_step`; 0 disables it). Ignored with ``models``.
 
     Returns:
         :class:`AlignmentResult`.
@@ -770,6 +779,7 @@ def align_utterance(
             transcript.phones, states_per_phone, features.values.shape[1], num_mixtures, covariance_type,
             min_covar, features.config, silence, emitting_states=emitting_states,
             tie_transitions=tie_transitions, duration_type=duration_type, max_duration=max_duration,
+            class_prior=class_prior,
         ).to(device)
         _check_length(models, transcript, features.num_frames, features.frame_shift)
         x = features.values.to(device)

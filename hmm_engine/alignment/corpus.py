@@ -186,6 +186,7 @@ def train_corpus(
     context_iterations: int = 4,
     duration_type: str | None = None,
     duration_iterations: int = 4,
+    class_prior: float = 0.0,
 ) -> tuple[PhoneModels, list[float]]:
     """Train shared phone models on ``(features, transcript)`` pairs (this rank's share).
 
@@ -205,7 +206,7 @@ def train_corpus(
         raise InvalidInputError(f"utterances have different feature dimensions {dim}")
     config = data[0][0].config if data else FeatureConfig()
     models = PhoneModels(inventory, states_per_phone, dim[0], num_mixtures, covariance_type, min_covar,
-                         config, silence, duration_type=duration_type).to(device)
+                         config, silence, duration_type=duration_type, class_prior=class_prior).to(device)
     pairs = [(f.values.to(device), t) for f, t in data]
     if not pairs and _dist()[1] == 1:
         raise InvalidInputError("no usable utterance in the corpus")
@@ -287,6 +288,7 @@ def align_corpus(
     context_iterations: int = 4,
     duration_type: str | None = None,
     duration_iterations: int = 4,
+    class_prior: float = 0.0,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -309,6 +311,8 @@ def align_corpus(
             :func:`train_corpus`).
         duration_type, duration_iterations: explicit (semi-Markov) state durations, e.g.
             "gamma" (see :func:`train_corpus`); alignment then uses them too.
+        class_prior: pull of single-Gaussian means towards their broad phonetic class
+            (``PhoneModels.emission_m_step``); 0 (default) off: a corpus has enough frames.
     Returns:
         :class:`CorpusReport`.
     Raises:
@@ -353,7 +357,7 @@ def align_corpus(
         models, history = train_corpus(
             [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
             covariance_type, min_covar, silence, device, seed, progress, init, anneal,
-            context_min_count, context_iterations, duration_type, duration_iterations,
+            context_min_count, context_iterations, duration_type, duration_iterations, class_prior,
         )
         if bar is not None:
             bar.close()

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hmm_engine.alignment.phone_classes import phone_classes
 from hmm_engine.durations import DURATION_TYPES, make_duration
 from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, ModelFileError
@@ -67,6 +68,11 @@ class PhoneModels(nn.Module):
             "nonparametric" (:mod:`hmm_engine.durations`), tied like the self-loops.
         max_duration: longest visit to one speech state, in frames (default: 0.8 s per
             phone on the feature frame grid, divided among its ``states_per_phone`` states).
+        class_prior: tau >= 0; with tau > 0 every M-step of single-Gaussian emissions pulls
+            each state's mean towards the mean of the same state position in all phones of
+            its broad phonetic class (:mod:`hmm_engine.alignment.phone_classes`), like tau
+            extra frames at the class mean; see :meth:`emission_m_step`. 0 (default): plain
+            maximum likelihood.
     """
 
     def __init__(
@@ -86,6 +92,7 @@ class PhoneModels(nn.Module):
         tie_transitions: bool = False,
         duration_type: str | None = None,
         max_duration: int | None = None,
+        class_prior: float = 0.0,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -118,6 +125,10 @@ class PhoneModels(nn.Module):
         self.emission = self._make_emission(self.num_mixtures)
         stay = min(max(initial_stay, MIN_STAY), MAX_STAY)
         self.register_buffer("log_stay", torch.full((self.num_states,), math.log(stay), dtype=torch.float64))
+        if not (isinstance(class_prior, (int, float)) and math.isfinite(class_prior) and class_prior >= 0):
+            raise InvalidParameterError(f"class_prior must be a finite number >= 0, got {class_prior!r}")
+        self.class_prior = float(class_prior)
+        self.phone_class = phone_classes(self.phones, silence)
         self.duration_type = None if duration_type is None else str(duration_type).lower()
         if self.duration_type is not None and self.duration_type not in DURATION_TYPES:
             raise InvalidParameterError(
@@ -227,6 +238,67 @@ class PhoneModels(nn.Module):
     def min_frames(self, optional: Sequence[bool]) -> int:
         """Fewest frames a chain with these optional flags can explain (one per mandatory state)."""
         return sum(1 for o in optional if not o) * self.states_per_phone
+
+    # ------------------------------------------------------------------ M-step
+    def emission_m_step(self, stats: dict[str, Tensor]) -> None:
+        """Emission M-step, then (``class_prior`` tau > 0, single Gaussians) class shrinkage.
+
+        Each tied state ``k`` of phone ``p`` at position ``j`` gets
+        ``mean_k = (sum_x_k + tau m_c) / (n_k + tau)``, where ``m_c`` is the pooled mean of
+        position ``j`` over every phone of ``p``'s broad class (silence is a class of its
+        own; phones of unknown class and states never seen keep their maximum-likelihood
+        mean). On one utterance most phones occur once or twice: without the pull a phone's
+        Gaussian can drift towards its neighbours' frames and the whole alignment slides;
+        measured in :mod:`hmm_engine.alignment.aligner`. The covariances stay the maximum-
+        likelihood ones given the statistics (an empirical-Bayes step, not exact EM).
+        """
+        self.emission.m_step(stats)
+        if self.class_prior <= 0 or self.num_mixtures != 1 or "x" not in stats:
+            return
+        groups = self._class_groups()
+        known = groups >= 0
+        if not known.any():
+            return
+        n, sx = stats["n"].double().cpu(), stats["x"].double().cpu()
+        G = int(groups.max()) + 1
+        idx = groups.clamp_min(0)
+        w = known.double()
+        n_g = torch.zeros(G, dtype=torch.float64).index_add_(0, idx, n * w)
+        x_g = torch.zeros(G, sx.shape[1], dtype=torch.float64).index_add_(0, idx, sx * w[:, None])
+        class_mean = x_g / n_g.clamp_min(1e-10)[:, None]
+        tau = self.class_prior
+        shrunk = (sx + tau * class_mean[idx]) / (n + tau)[:, None]
+        use = known & (n > 1e-10) & (n_g[idx] > 1e-10)
+        with torch.no_grad():
+            means = self.emission.means.double().cpu()
+            means[use] = shrunk[use]
+            self.emission.means = means.to(self.emission.means_param.dtype).to(self.log_stay.device)
+
+    def _state_phone(self, k: int) -> str:
+        E = self.emitting_states
+        if k < len(self.phones) * E:
+            return self.phones[k // E]
+        key = next(key for key, v in self.context_states.items() if v == k)
+        return key.split("<" if "<" in key else ">")[0]
+
+    def _class_groups(self) -> Tensor:
+        """``[K]`` index of (broad class, state position) per tied state; -1 for unknown class."""
+        E = self.emitting_states
+        names: dict[tuple[str, int], int] = {}
+        out = []
+        for k in range(self.num_states):
+            phone = self._state_phone(k)
+            cls = self.phone_class.get(phone)
+            if cls is None:
+                out.append(-1)
+                continue
+            if k < len(self.phones) * E:
+                position = k % E
+            else:
+                key = next(key for key, v in self.context_states.items() if v == k)
+                position = 0 if "<" in key else E - 1
+            out.append(names.setdefault((cls, position), len(names)))
+        return torch.as_tensor(out, dtype=torch.long)
 
     # ------------------------------------------------------------------ explicit durations
     def _duration_groups(self) -> Tensor:
@@ -475,6 +547,7 @@ class PhoneModels(nn.Module):
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
             emitting_states=self.emitting_states, context_states=dict(self.context_states),
             tie_transitions=self.tie_transitions, duration_type=self.duration_type, max_duration=self.max_duration,
+            class_prior=self.class_prior,
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -1,0 +1,66 @@
+"""Broad phonetic classes and the class pull on single-Gaussian phone means."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hmm_engine.alignment.phone_classes import detect_symbol_set, phone_class, phone_classes
+from hmm_engine.alignment.phone_models import PhoneModels
+from hmm_engine.errors import InvalidParameterError
+
+
+def test_symbol_sets_are_detected_and_classified():
+    arpa = phone_classes(["sil", "AA1", "D", "T", "V", "HH", "ng", "jh", "y"])
+    assert arpa == {"sil": "silence", "AA1": "vowel", "D": "stop", "T": "stop", "V": "fricative",
+                    "HH": "fricative", "ng": "nasal", "jh": "affricate", "y": "approximant"}
+    # The same letters are different phones in espeak-ng's mnemonics: D = ð, T = θ, V = ʌ.
+    esp = phone_classes(["sil", "D", "T", "V", "@", "aI", "tS", "N", "j", "3:", "i@3", "t#"])
+    assert detect_symbol_set(esp) == "espeak"
+    assert esp == {"sil": "silence", "D": "fricative", "T": "fricative", "V": "vowel", "@": "vowel",
+                   "aI": "vowel", "tS": "affricate", "N": "nasal", "j": "approximant", "3:": "vowel",
+                   "i@3": "vowel", "t#": "stop"}
+    ipa = phone_classes(["ə", "ʃ", "tʰ", "ŋ", "eɪ", "d", "ɹ"])
+    assert ipa == {"ə": "vowel", "ʃ": "fricative", "tʰ": "stop", "ŋ": "nasal", "eɪ": "vowel", "d": "stop",
+                   "ɹ": "approximant"}
+    assert phone_classes(["sil", "aa", "qqq"])["qqq"] is None
+    assert phone_class("pau", symbol_set="arpabet") == "silence"
+    with pytest.raises(ValueError, match="symbol_set"):
+        phone_class("a", symbol_set="sampa")
+
+
+def test_class_prior_m_step_is_the_closed_form():
+    """mean_k = (sum_x_k + tau m_c) / (n_k + tau), m_c pooled over the class; silence is its
+    own class, an unknown symbol and an unseen state keep their maximum-likelihood / old means."""
+    phones = ["aa", "iy", "t", "k", "sil", "qqq"]
+    tau = 4.0
+    models = PhoneModels(phones, states_per_phone=1, obs_dim=2, covariance_type="diag", class_prior=tau)
+    order = models.phones  # sorted inventory
+    rng = np.random.default_rng(0)
+    n = torch.tensor(rng.uniform(1, 10, len(order)), dtype=torch.float64)
+    n[order.index("k")] = 0.0  # never seen
+    sx = torch.tensor(rng.normal(0, 5, (len(order), 2)), dtype=torch.float64) * n[:, None]
+    sxx = (sx * sx) / n.clamp_min(1e-10)[:, None] + n[:, None]
+    old = models.emission.means.double()
+    models.emission_m_step({"n": n, "x": sx, "xx": sxx})
+    got = models.emission.means.double()
+    idx = {p: order.index(p) for p in phones}
+    vowel_mean = (sx[idx["aa"]] + sx[idx["iy"]]) / (n[idx["aa"]] + n[idx["iy"]])
+    for p in ("aa", "iy"):
+        k = idx[p]
+        torch.testing.assert_close(got[k], (sx[k] + tau * vowel_mean) / (n[k] + tau), rtol=1e-5, atol=1e-5)
+    # The stop class holds only t (k unseen): t's pull is towards its own mean, i.e. none.
+    torch.testing.assert_close(got[idx["t"]], sx[idx["t"]] / n[idx["t"]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[idx["k"]], old[idx["k"]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[idx["qqq"]], sx[idx["qqq"]] / n[idx["qqq"]], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[idx["sil"]], sx[idx["sil"]] / n[idx["sil"]], rtol=1e-5, atol=1e-5)
+    with pytest.raises(InvalidParameterError, match="class_prior"):
+        PhoneModels(phones, class_prior=-1.0)
+
+
+def test_class_prior_survives_save_load(tmp_path):
+    models = PhoneModels(["aa", "t", "sil"], states_per_phone=2, obs_dim=3, class_prior=2.5)
+    models.save(tmp_path / "m.pt")
+    loaded = PhoneModels.load(tmp_path / "m.pt")
+    assert loaded.class_prior == 2.5 and loaded.phone_class == {"aa": "vowel", "sil": "silence", "t": "stop"}
