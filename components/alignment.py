@@ -150,7 +150,12 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     from hmm_engine.alignment.aligner import align_utterance
     from hmm_engine.frontend.features import Features
 
-    s = P.validate_settings(AnalysisSettings(feature_kind=feature_kind, device=device, seed=seed))
+    from hmm_engine.alignment.aligner import SINGLE_UTTERANCE_FEATURES
+
+    # The aligner's own single-utterance front end (static coefficients, no deltas: with one
+    # Gaussian per phone fitted to a few frames, deltas overfit; measured in the aligner).
+    s = P.validate_settings(AnalysisSettings(feature_kind=feature_kind, device=device, seed=seed,
+                                             num_ceps=SINGLE_UTTERANCE_FEATURES.num_ceps, deltas=0))
     defaults = aligner_defaults()
     states_per_phone = defaults["states_per_phone"] if states_per_phone is None else states_per_phone
     max_iter = defaults["iterations"] if max_iter is None else max_iter
