@@ -312,7 +312,7 @@ def utterance_posteriors(
         with ``explicit`` also ``dur_count`` (see :meth:`PhoneModels.duration_stats`).
     """
     chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional, explicit=explicit)
-    log_obs = models.log_likelihood(x, state_ids)
+    log_obs = models.chain_log_obs(x, state_ids)
     if acoustic_scale != 1.0:
         log_obs = log_obs * acoustic_scale
     if explicit:
@@ -395,7 +395,7 @@ def _viterbi_duration_stats(models: PhoneModels, data) -> dict[str, Tensor]:
     total = None
     for x, transcript in data:
         chain, state_ids, _ = models.build_chain(transcript.phones, transcript.optional)
-        path, _ = chain_viterbi(chain, models.log_likelihood(x, state_ids))
+        path, _ = chain_viterbi(chain, models.chain_log_obs(x, state_ids))
         S = state_ids.shape[0]
         change = np.flatnonzero(np.diff(path)) + 1
         starts = np.concatenate([[0], change])
@@ -571,7 +571,7 @@ def viterbi_segments(
     _check_length(models, transcript, x.shape[0], features.frame_shift)
     explicit = models.durations is not None
     chain, state_ids, phone_of = models.build_chain(transcript.phones, transcript.optional, explicit=explicit)
-    log_obs = models.log_likelihood(x, state_ids).detach().to("cpu", torch.float64).numpy()
+    log_obs = models.chain_log_obs(x, state_ids).detach().to("cpu", torch.float64).numpy()
     if explicit:
         log_dur = models.chain_durations(state_ids)
         path, viterbi_score = chain_segment_viterbi(chain, log_obs, *log_dur)
@@ -711,7 +711,8 @@ def align_utterance(
     duration_type: str | None = None,
     duration_iterations: int = 5,
     max_duration: int | None = None,
-    class_prior: float = 8.0,
+    class_prior: float = 4.0,
+    acoustic_prior: float = 1.0,
 ) -> AlignmentResult:
     """Force-align one utterance.
 
@@ -758,6 +759,8 @@ def align_utterance(
         max_duration: longest speech-state visit in frames (default 0.8 s per phone).
         class_prior: tau of the pull of each phone's mean towards its broad phonetic class's
             (:meth:`PhoneModels.emission_m_step`; 0 disables it). Ignored with ``models``.
+        acoustic_prior: scale of the loudness / spectral-tilt prior by broad phone class
+            (:mod:`hmm_engine.alignment.acoustic_prior`; 0 disables it). Ignored with ``models``.
 
     Returns:
         :class:`AlignmentResult`.
@@ -789,7 +792,7 @@ def align_utterance(
             transcript.phones, states_per_phone, features.values.shape[1], num_mixtures, covariance_type,
             min_covar, features.config, silence, emitting_states=emitting_states,
             tie_transitions=tie_transitions, duration_type=duration_type, max_duration=max_duration,
-            class_prior=class_prior,
+            class_prior=class_prior, acoustic_prior=acoustic_prior,
         ).to(device)
         _check_length(models, transcript, features.num_frames, features.frame_shift)
         x = features.values.to(device)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hmm_engine.alignment.acoustic_prior import acoustic_cues, prior_scores
 from hmm_engine.alignment.phone_classes import phone_classes
 from hmm_engine.durations import DURATION_TYPES, make_duration
 from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
@@ -73,6 +74,9 @@ class PhoneModels(nn.Module):
             its broad phonetic class (:mod:`hmm_engine.alignment.phone_classes`), like tau
             extra frames at the class mean; see :meth:`emission_m_step`. 0 (default): plain
             maximum likelihood.
+        acoustic_prior: scale >= 0 of the loudness / spectral-tilt prior by broad class
+            (:mod:`hmm_engine.alignment.acoustic_prior`) added to the chain's emission scores
+            by :meth:`chain_log_obs`; 0 (default) off.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class PhoneModels(nn.Module):
         duration_type: str | None = None,
         max_duration: int | None = None,
         class_prior: float = 0.0,
+        acoustic_prior: float = 0.0,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -128,6 +133,9 @@ class PhoneModels(nn.Module):
         if not (isinstance(class_prior, (int, float)) and math.isfinite(class_prior) and class_prior >= 0):
             raise InvalidParameterError(f"class_prior must be a finite number >= 0, got {class_prior!r}")
         self.class_prior = float(class_prior)
+        if not (isinstance(acoustic_prior, (int, float)) and math.isfinite(acoustic_prior) and acoustic_prior >= 0):
+            raise InvalidParameterError(f"acoustic_prior must be a finite number >= 0, got {acoustic_prior!r}")
+        self.acoustic_prior = float(acoustic_prior)
         self.phone_class = phone_classes(self.phones, silence)
         self.duration_type = None if duration_type is None else str(duration_type).lower()
         if self.duration_type is not None and self.duration_type not in DURATION_TYPES:
@@ -410,6 +418,20 @@ class PhoneModels(nn.Module):
             scores = scores[..., 0] if M == 1 else torch.logsumexp(scores, dim=-1)
         return scores[:, inverse]
 
+    def chain_log_obs(self, x: Tensor, state_ids: np.ndarray) -> Tensor:
+        """``[T, S]`` scores of a chain's positions: :meth:`log_likelihood` plus, with
+        ``acoustic_prior > 0``, the loudness / tilt prior of each position's broad class
+        (computed from ``x`` with the models' ``feature_config``)."""
+        scores = self.log_likelihood(x, state_ids)
+        if self.acoustic_prior <= 0:
+            return scores
+        cues = acoustic_cues(x, self.feature_config)
+        if cues is None:
+            return scores
+        classes = [self.phone_class.get(self._state_phone(int(k))) for k in np.asarray(state_ids)]
+        prior = prior_scores(cues, classes, self.acoustic_prior)
+        return scores + torch.from_numpy(prior).to(device=scores.device, dtype=scores.dtype)
+
     def transition_stats(self, state_ids: np.ndarray, stay_count: np.ndarray, next_count: np.ndarray,
                          skip_src: np.ndarray, skip_count: np.ndarray) -> dict[str, Tensor]:
         """Chain transition counts pooled onto tied states: ``trans_stay``/``trans_leave`` ``[K]``."""
@@ -547,7 +569,7 @@ class PhoneModels(nn.Module):
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
             emitting_states=self.emitting_states, context_states=dict(self.context_states),
             tie_transitions=self.tie_transitions, duration_type=self.duration_type, max_duration=self.max_duration,
-            class_prior=self.class_prior,
+            class_prior=self.class_prior, acoustic_prior=self.acoustic_prior,
         )
 
     def save(self, path: str | os.PathLike) -> None:
