@@ -146,9 +146,13 @@ def main(argv=None) -> int:
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--duration", default=None, choices=("gamma", "poisson", "gaussian", "nonparametric"),
                         help="corpus mode: explicit (semi-Markov) state durations of this family")
-    parser.add_argument("--single-duration", default=None, choices=("gamma", "poisson", "gaussian", "nonparametric"),
-                        help="single-utterance mode: explicit phone durations of this family")
+    parser.add_argument("--single-duration", default=None,
+                        choices=("hmm", "gamma", "poisson", "gaussian", "nonparametric"),
+                        help="single-utterance mode: 'hmm' (self-loops) or explicit phone durations of this "
+                             "family (default: align_utterance's, gamma)")
     parser.add_argument("--class-prior", type=float, default=0.0, help="corpus mode: class_prior of the phone models")
+    parser.add_argument("--acoustic-prior", type=float, default=1.0,
+                        help="corpus mode: acoustic_prior (loudness / tilt by broad class) of the phone models")
     parser.add_argument("--single-iterations", type=int, default=None, help="default: align_utterance's")
     parser.add_argument("--single-num", type=int, default=None, help="single-utterance mode on the first N per synthesizer")
     parser.add_argument("--skip-single", action="store_true")
@@ -169,7 +173,7 @@ def main(argv=None) -> int:
         num_mixtures=args.mixtures, iterations=args.iterations, mixup_iterations=args.mixup_iterations,
         feature_config=config, device="cpu", show_progress=True, report=lines.append, init=args.init,
         anneal=args.anneal or None, context_min_count=args.context_min_count, duration_type=args.duration,
-        class_prior=args.class_prior,
+        class_prior=args.class_prior, acoustic_prior=args.acoustic_prior,
     )
     corpus_wall = time.perf_counter() - t0
     for line in lines:
@@ -199,7 +203,8 @@ def main(argv=None) -> int:
           f"{args.iterations} EM iterations ({args.init} flat start, anneal {args.anneal or None}) + "
           f"{args.mixup_iterations} after each split; context states: "
           f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; "
-          f"durations: {args.duration + ' (semi-Markov)' if args.duration else 'geometric (HMM)'}; features MFCC+D+DD, "
+          f"durations: {args.duration + ' (semi-Markov)' if args.duration else 'geometric (HMM)'}; "
+          f"acoustic prior {args.acoustic_prior:g}, class pull {args.class_prior:g}; features MFCC+D+DD, "
           f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}, pre-emphasis {args.preemphasis:g}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
     systematic_errors(args.corpus, corpus_out, names)
@@ -230,7 +235,7 @@ def main(argv=None) -> int:
             try:
                 extra = {} if args.single_iterations is None else {"iterations": args.single_iterations}
                 if args.single_duration:
-                    extra["duration_type"] = args.single_duration
+                    extra["duration_type"] = None if args.single_duration == "hmm" else args.single_duration
                 result = align_utterance(args.corpus / f"{name}.wav",
                                          phones=(args.corpus / f"{name}.phones.lab").read_text(),
                                          feature_config=single_config, **extra)

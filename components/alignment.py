@@ -145,7 +145,7 @@ def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
 
 def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per_phone: int | None = None,
           reference_textgrid: Any = None, reference_tier: str = "", feature_kind: str = "mfcc",
-          max_iter: int | None = None, device: str = "auto", seed: int = 0, durations: str = "hmm",
+          max_iter: int | None = None, device: str = "auto", seed: int = 0, durations: str = "gamma",
           progress: P.Progress = P._noop_progress) -> AlignmentResult:
     from hmm_engine.alignment.aligner import align_utterance
     from hmm_engine.frontend.features import Features

@@ -129,7 +129,7 @@ def align_fn(
     max_iter: int = ALIGN_DEFAULTS["iterations"],
     device: str = DEFAULTS.device,
     seed: int = DEFAULTS.seed,
-    durations: str = "hmm",
+    durations: str = "gamma",
     progress=gr.Progress(),
 ):
     from components import alignment as A
@@ -271,7 +271,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                         a_durations = gr.Radio([("HMM (self-loops)", "hmm"),
                                                 ("Explicit gamma (semi-Markov)", "gamma"),
                                                 ("Explicit Poisson (semi-Markov)", "poisson")],
-                                               value="hmm", label="Phone durations")
+                                               value="gamma", label="Phone durations")
                         a_device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
                         a_seed = gr.Number(value=0, precision=0, label="Seed")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")

@@ -133,6 +133,8 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
                                             "(semi-Markov) family trained after the HMM")
     parser.add_argument("--duration-iterations", type=int, default=4,
                         help="semi-Markov EM iterations with explicit durations")
+    parser.add_argument("--acoustic-prior", type=float, default=1.0,
+                        help="scale of the loudness / spectral-tilt prior by broad phone class (0: off)")
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
@@ -167,6 +169,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
+            acoustic_prior=args.acoustic_prior,
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)

@@ -253,7 +253,7 @@ def test_single_utterance_alignment_is_sane_on_sample():
     assert result.phones[0].start == 0.0
     assert result.phones[-1].end == pytest.approx(result.duration)
     assert all(0.0 <= s.score <= 1.0 + 1e-9 for s in result.phones)
-    assert len(result.history) == 50
+    assert len(result.history) == 50 + 5  # HMM iterations, then semi-Markov ones (gamma durations)
     # Default single-utterance front end: 20 static MFCCs (no deltas).
     assert result.models.obs_dim == 20 and result.models.feature_config.deltas == 0
     # Without annealing (and without the class pull on the means, which is not an exact

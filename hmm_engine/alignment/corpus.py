@@ -187,6 +187,7 @@ def train_corpus(
     duration_type: str | None = None,
     duration_iterations: int = 4,
     class_prior: float = 0.0,
+    acoustic_prior: float = 1.0,
 ) -> tuple[PhoneModels, list[float]]:
     """Train shared phone models on ``(features, transcript)`` pairs (this rank's share).
 
@@ -206,7 +207,8 @@ def train_corpus(
         raise InvalidInputError(f"utterances have different feature dimensions {dim}")
     config = data[0][0].config if data else FeatureConfig()
     models = PhoneModels(inventory, states_per_phone, dim[0], num_mixtures, covariance_type, min_covar,
-                         config, silence, duration_type=duration_type, class_prior=class_prior).to(device)
+                         config, silence, duration_type=duration_type, class_prior=class_prior,
+                         acoustic_prior=acoustic_prior).to(device)
     pairs = [(f.values.to(device), t) for f, t in data]
     if not pairs and _dist()[1] == 1:
         raise InvalidInputError("no usable utterance in the corpus")
@@ -289,6 +291,7 @@ def align_corpus(
     duration_type: str | None = None,
     duration_iterations: int = 4,
     class_prior: float = 0.0,
+    acoustic_prior: float = 1.0,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -313,6 +316,10 @@ def align_corpus(
             "gamma" (see :func:`train_corpus`); alignment then uses them too.
         class_prior: pull of single-Gaussian means towards their broad phonetic class
             (``PhoneModels.emission_m_step``); 0 (default) off: a corpus has enough frames.
+        acoustic_prior: scale of the loudness / tilt prior by broad class
+            (``hmm_engine.alignment.acoustic_prior``); 0 disables it. Default 1: on a
+            150-utterance tuning corpus 86.3 -> 88.1% of boundaries within 20 ms (0.5: 86.8,
+            2: 87.8, 3: 87.8).
     Returns:
         :class:`CorpusReport`.
     Raises:
@@ -358,6 +365,7 @@ def align_corpus(
             [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
             covariance_type, min_covar, silence, device, seed, progress, init, anneal,
             context_min_count, context_iterations, duration_type, duration_iterations, class_prior,
+            acoustic_prior,
         )
         if bar is not None:
             bar.close()
