@@ -148,6 +148,7 @@ class PhoneModels(nn.Module):
         if not (isinstance(max_duration, int) and max_duration >= 1):
             raise InvalidParameterError(f"max_duration must be a positive integer (frames), got {max_duration!r}")
         self.max_duration = int(max_duration)
+        self._table = None  # see _state_table
         self.durations = None
         if self.duration_type is not None:
             groups = self._duration_groups()
@@ -282,30 +283,28 @@ class PhoneModels(nn.Module):
             means[use] = shrunk[use]
             self.emission.means = means.to(self.emission.means_param.dtype).to(self.log_stay.device)
 
-    def _state_phone(self, k: int) -> str:
-        E = self.emitting_states
-        if k < len(self.phones) * E:
-            return self.phones[k // E]
-        key = next(key for key, v in self.context_states.items() if v == k)
-        return key.split("<" if "<" in key else ">")[0]
+    def _state_table(self) -> tuple[list[str], list[int]]:
+        """``(phone [K], position [K])`` of every tied state: its phone symbol and its index
+        among the phone's E distinct states (a context state takes the position of the
+        state it copies). Cached; :meth:`add_context_states` clears the cache."""
+        if self._table is None:
+            E = self.emitting_states
+            phones = [p for p in self.phones for _ in range(E)]
+            positions = [j for _ in self.phones for j in range(E)]
+            for key, _ in sorted(self.context_states.items(), key=lambda kv: kv[1]):
+                side = "<" if "<" in key else ">"
+                phones.append(key.split(side)[0])
+                positions.append(0 if side == "<" else E - 1)
+            self._table = (phones, positions)
+        return self._table
 
     def _class_groups(self) -> Tensor:
         """``[K]`` index of (broad class, state position) per tied state; -1 for unknown class."""
-        E = self.emitting_states
         names: dict[tuple[str, int], int] = {}
         out = []
-        for k in range(self.num_states):
-            phone = self._state_phone(k)
+        for phone, position in zip(*self._state_table()):
             cls = self.phone_class.get(phone)
-            if cls is None:
-                out.append(-1)
-                continue
-            if k < len(self.phones) * E:
-                position = k % E
-            else:
-                key = next(key for key, v in self.context_states.items() if v == k)
-                position = 0 if "<" in key else E - 1
-            out.append(names.setdefault((cls, position), len(names)))
+            out.append(-1 if cls is None else names.setdefault((cls, position), len(names)))
         return torch.as_tensor(out, dtype=torch.long)
 
     # ------------------------------------------------------------------ explicit durations
@@ -314,22 +313,12 @@ class PhoneModels(nn.Module):
         source state's); silence states have a group too, unused (they stay geometric)."""
         if self.tie_transitions:
             return self._transition_groups()
-        groups = list(range(len(self.phones) * self.emitting_states))
-        for key, k in sorted(self.context_states.items(), key=lambda kv: kv[1]):
-            side = "<" if "<" in key else ">"
-            ids = self.state_ids(key.split(side)[0])
-            groups.append(ids[0] if side == "<" else ids[-1])
-        return torch.as_tensor(groups, dtype=torch.long)
+        E = self.emitting_states
+        return torch.as_tensor([self.phone_index[p] * E + j for p, j in zip(*self._state_table())], dtype=torch.long)
 
     def _silence_mask(self, state_ids: np.ndarray) -> np.ndarray:
-        E = self.emitting_states
-        silence = np.zeros(self.num_states, dtype=bool)
-        if self.silence in self.phone_index:
-            base = self.phone_index[self.silence] * E
-            silence[base:base + E] = True
-            for key, k in self.context_states.items():
-                silence[k] = key.split("<" if "<" in key else ">")[0] == self.silence
-        return silence[state_ids]
+        phones = self._state_table()[0]
+        return np.array([phones[k] == self.silence for k in np.asarray(state_ids)], dtype=bool)
 
     def chain_durations(self, state_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Durations of a chain's positions, for
@@ -428,7 +417,8 @@ class PhoneModels(nn.Module):
         cues = acoustic_cues(x, self.feature_config)
         if cues is None:
             return scores
-        classes = [self.phone_class.get(self._state_phone(int(k))) for k in np.asarray(state_ids)]
+        phones = self._state_table()[0]
+        classes = [self.phone_class.get(phones[k]) for k in np.asarray(state_ids)]
         prior = prior_scores(cues, classes, self.acoustic_prior)
         return scores + torch.from_numpy(prior).to(device=scores.device, dtype=scores.dtype)
 
@@ -463,17 +453,10 @@ class PhoneModels(nn.Module):
             self.log_stay.copy_(torch.where(seen, new, self.log_stay.cpu()).to(self.log_stay.device))
 
     def _transition_groups(self) -> Tensor:
-        """``[K]`` group of each tied state for tied self-loops: silence states keep their own."""
+        """``[K]`` group of each tied state for tied self-loops: one per state position for
+        speech phones; silence states keep their own (context states share their source's)."""
         E = self.emitting_states
-        groups = []
-        for k in range(len(self.phones) * E):
-            phone, j = self.phones[k // E], k % E
-            groups.append(E + k if phone == self.silence else j)
-        groups += [0] * len(self.context_states)
-        for key, k in self.context_states.items():
-            side = "<" if "<" in key else ">"
-            ids = self.state_ids(key.split(side)[0])
-            groups[k] = groups[ids[0] if side == "<" else ids[-1]]
+        groups = [E + self.phone_index[p] * E + j if p == self.silence else j for p, j in zip(*self._state_table())]
         return torch.as_tensor(groups, dtype=torch.long)
 
     # ------------------------------------------------------------------ mixtures
@@ -553,6 +536,7 @@ class PhoneModels(nn.Module):
             log_stay = torch.cat([self.log_stay, self.log_stay[src]])
             for offset, key in enumerate(new):
                 self.context_states[key] = K + offset
+            self._table = None
             emission = self._make_emission(M).to(self.log_stay.device)
             emission.means = means
             emission.covars = covars
