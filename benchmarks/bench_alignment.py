@@ -58,6 +58,7 @@ from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus  # noqa: E402
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa: E402
+from hmm_engine.durations import DURATION_TYPES  # noqa: E402
 from hmm_engine.errors import HMMStudioError  # noqa: E402
 from hmm_engine.frontend.features import FeatureConfig  # noqa: E402
 
@@ -144,10 +145,10 @@ def main(argv=None) -> int:
     parser.add_argument("--anneal", type=float, default=0.1, help="corpus annealing start scale (0 disables)")
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
-    parser.add_argument("--duration", default=None, choices=("gamma", "poisson", "gaussian", "nonparametric"),
+    parser.add_argument("--duration", default=None, choices=tuple(DURATION_TYPES),
                         help="corpus mode: explicit (semi-Markov) state durations of this family")
     parser.add_argument("--single-duration", default=None,
-                        choices=("hmm", "gamma", "poisson", "gaussian", "nonparametric"),
+                        choices=("hmm", *DURATION_TYPES),
                         help="single-utterance mode: 'hmm' (self-loops) or explicit phone durations of this "
                              "family (default: align_utterance's, gamma)")
     parser.add_argument("--class-prior", type=float, default=0.0, help="corpus mode: class_prior of the phone models")

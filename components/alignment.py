@@ -17,12 +17,13 @@ import numpy as np
 from components import pipeline as P
 from hmm_engine.alignment.segments import Segment
 from components.results import AlignmentResult, AnalysisSettings
+from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import TextGridError, TranscriptError
 
 SILENCE_MODE = "merge"
 SILENCES = ("sil", "sp", "pau", "_")
 # "hmm": durations from self-loops; otherwise an explicit (semi-Markov) phone-duration family.
-DURATION_CHOICES = ("hmm", "gamma", "poisson", "gaussian", "nonparametric")
+DURATION_CHOICES = ("hmm", *DURATION_TYPES)
 
 
 # ------------------------------------------------------------------------------ transcript

@@ -20,6 +20,7 @@ from typing import Sequence, TextIO
 
 from hmm_engine.alignment.metrics import DEFAULT_THRESHOLDS_MS, AlignmentComparison, compare_tiers, pool_comparisons
 from hmm_engine.alignment.textgrids import read_textgrid
+from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import HMMStudioError
 
 
@@ -128,7 +129,7 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
     parser.add_argument("--iterations", type=int, default=20, help="EM iterations with single Gaussians")
     parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
-    parser.add_argument("--durations", choices=("hmm", "gamma", "poisson", "gaussian", "nonparametric"),
+    parser.add_argument("--durations", choices=("hmm", *DURATION_TYPES),
                         default="hmm", help="state durations: 'hmm' (geometric, self-loops) or an explicit "
                                             "(semi-Markov) family trained after the HMM")
     parser.add_argument("--duration-iterations", type=int, default=4,
