@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Optional
 
+from hmm_engine.errors import InvalidParameterError
+
 CLASSES = ("silence", "vowel", "stop", "affricate", "fricative", "nasal", "approximant")
 
 _ARPABET = {
@@ -110,7 +112,7 @@ def phone_class(symbol: str, silence: str = "sil", symbol_set: str = "arpabet") 
     if symbol == silence:
         return "silence"
     if symbol_set not in _SETS:
-        raise ValueError(f"symbol_set must be one of {sorted(_SETS)}, got {symbol_set!r}")
+        raise InvalidParameterError(f"symbol_set must be one of {sorted(_SETS)}, got {symbol_set!r}")
     return _SETS[symbol_set](symbol)
 
 
