@@ -7,7 +7,8 @@ state between calls):
                               "text": "...", "raw_out": "/tmp/x.raw"}'
 
 Writes the int16 samples to raw_out and prints one JSON object on stdout:
-sample_rate, num_samples and the WORD / PHONEME events in order.
+sample_rate, num_samples, the WORD / PHONEME events in order, and data_path
+(the espeak-ng-data folder the library read its voices from).
 
 Why `sample` and not `audio_position`: in espeak_EVENT (speak_lib.h, API
 revision 12) `audio_position` is the time in whole milliseconds (truncated),
@@ -102,17 +103,21 @@ def synthesize(voice: str, rate: int, pitch: int, text: str):
                         None, None) != 0:
         raise RuntimeError("espeak_Synth failed")
     lib.espeak_Synchronize()
+    lib.espeak_Info.restype = ctypes.c_char_p
+    lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+    data_path = ctypes.c_char_p()
+    lib.espeak_Info(ctypes.byref(data_path))
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-    return sample_rate, audio.astype(np.int16), events
+    return sample_rate, audio.astype(np.int16), events, data_path.value.decode()
 
 
 def main() -> None:
     request = json.loads(sys.argv[1])
-    sample_rate, audio, events = synthesize(
+    sample_rate, audio, events, data_path = synthesize(
         request["voice"], request["rate"], request["pitch"], request["text"])
     audio.tofile(request["raw_out"])
-    json.dump({"sample_rate": sample_rate, "num_samples": int(audio.size), "events": events},
-              sys.stdout)
+    json.dump({"sample_rate": sample_rate, "num_samples": int(audio.size), "events": events,
+               "data_path": data_path}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -56,6 +57,79 @@ def is_espeak_silence(label: str) -> bool:
     return label.startswith("_")  # "_", "_:", "_!" ... are pauses in espeak's tables
 
 
+# espeak-ng phoneme classes the prepause rule below needs (English tables).
+ESPEAK_VOICED_STOPS = frozenset({"b", "d", "g", "dZ"})
+ESPEAK_FRICATIVES = frozenset({"f", "v", "T", "D", "s", "z", "S", "Z", "h", "x"})
+
+
+def espeak_echo(data_path: str, voice: str) -> tuple[int, int]:
+    """(delay ms, amplitude) of a voice's echo: the last ``echo D A`` line of its language
+    file, overridden by its variant's (``en-us+f3``: ``lang/**/en-US``, then ``voices/!v/f3``).
+    (0, 0) when neither sets one."""
+    language, _, variant = voice.partition("+")
+    files = [f for f in Path(data_path, "lang").rglob("*") if f.is_file() and f.name.lower() == language.lower()]
+    if variant:
+        files.append(Path(data_path, "voices", "!v", variant))
+    echo = (0, 0)
+    for file in files:
+        for line in file.read_text(errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] == "echo":
+                echo = (int(fields[1]), int(fields[2]))
+    return echo
+
+
+def espeak_silence_mask(audio: np.ndarray, sample_rate: int, echo: tuple[int, int]) -> np.ndarray:
+    """True where a sample is what espeak-ng's wavegen writes during a pause.
+
+    Its PlaySilence outputs only the echo: out[n] = (out[n - D] * A) >> 8, with D the echo
+    delay in samples and A the echo amplitude (wavegen.c); without echo that is exact zeros.
+    The test is exact, so speech is never taken for a pause (voices with echo, en+f3 for
+    example, have no digital silence at all)."""
+    delay_ms, amp = echo
+    delay = delay_ms * sample_rate // 1000 if amp > 0 else 0
+    x = audio.astype(np.int64)
+    echoed = np.zeros_like(x)
+    if delay:
+        echoed[delay:] = (x[:-delay] * amp) >> 8
+    return x == echoed
+
+
+def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarray) -> list[int]:
+    """Phone start samples with each phoneme's own pre-pause moved into it.
+
+    ``starts`` holds (phoneme, event sample, sample of the WORD event that came after the
+    previous phoneme event or None). espeak-ng gives stops (and word-initial fricatives and
+    some others) a ``prepause`` (setlengths.c) that belongs to that phoneme, but its Generate
+    loop plays the pause *before* emitting the phoneme event, so the raw events would put a
+    stop's closure in the phone before it. Here the closure goes back to its phoneme: the
+    silent run (``silent`` mask) that ends at the event, bounded by the WORD event for a
+    word-initial phoneme (everything between the two events is the prepause) and otherwise
+    by the previous event. Left alone: pause phonemes, a run that covers the whole previous
+    phone, and the pause that a voiced stop plays *after* itself before a fricative in the
+    same word (Generate, phVSTOP).
+    """
+    result = [sample for _, sample, _ in starts]
+    for k in range(1, len(starts)):
+        name, sample, word_mark = starts[k]
+        previous_name, previous_sample, _ = starts[k - 1]
+        if is_espeak_silence(name):
+            continue
+        if word_mark is None and previous_name in ESPEAK_VOICED_STOPS and name in ESPEAK_FRICATIVES:
+            continue
+        run_start = sample
+        while run_start > 0 and silent[run_start - 1]:
+            run_start -= 1
+        if word_mark is not None:
+            run_start = max(run_start, word_mark)
+        elif run_start <= previous_sample:
+            continue
+        moved = max(run_start, result[k - 1] + 1)  # the previous phone keeps a sample
+        if moved < sample:
+            result[k] = moved
+    return result
+
+
 def synth_espeak(text: str, voice: str, rate: int, pitch: int) -> SynthResult:
     with tempfile.TemporaryDirectory() as tmp:
         raw_path = os.path.join(tmp, "out.raw")
@@ -67,19 +141,24 @@ def synth_espeak(text: str, voice: str, rate: int, pitch: int) -> SynthResult:
     sr = report["sample_rate"]
     assert audio.size == report["num_samples"]
 
-    phones: list[tuple[str, float, float]] = []
-    phone_words: list[int] = []  # index of the WORD event each phone follows (-1: none yet)
     word_events = []
-    starts = []
+    starts = []  # (phoneme, event sample, WORD event sample since the previous phoneme or None)
+    phone_words: list[int] = []  # index of the WORD event each phone follows (-1: none yet)
+    word_mark = None
     for ev in report["events"]:
         if ev["type"] == "word":
             word_events.append(ev)
+            word_mark = ev["sample"]
         else:
-            starts.append((ev["name"], ev["sample"], len(word_events) - 1))
-    for k, (name, start, word_idx) in enumerate(starts):
-        end = starts[k + 1][1] if k + 1 < len(starts) else audio.size
+            starts.append((ev["name"], ev["sample"], word_mark))
+            phone_words.append(len(word_events) - 1)
+            word_mark = None
+    silent = espeak_silence_mask(audio, sr, espeak_echo(report["data_path"], voice))
+    samples = attach_prepauses(starts, silent)
+    phones: list[tuple[str, float, float]] = []
+    for k, ((name, _, _), start) in enumerate(zip(starts, samples)):
+        end = samples[k + 1] if k + 1 < len(samples) else audio.size
         phones.append((name, start / sr, end / sr))
-        phone_words.append(word_idx)
 
     # Word labels come from the text span each WORD event points at.
     event_labels = []
