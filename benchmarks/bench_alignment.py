@@ -85,11 +85,6 @@ def score(corpus: Path, hyp_dir: Path, names: list[str]) -> dict[str, object]:
         groups.setdefault(name.split("_")[0], []).append(compare_tiers(ref, hyp))
     pooled = {k: pool_comparisons(v) for k, v in sorted(groups.items())}
     pooled["overall"] = pool_comparisons([c for v in groups.values() for c in v])
-    # Diagnostic only (the overall row is the result): the synthesizers that label a stop's
-    # closure as part of the stop; espeak-ng puts it in the phone before (README).
-    closure_in_stop = [c for k, v in groups.items() if k != "espeak" for c in v]
-    if closure_in_stop and len(closure_in_stop) < len(names):
-        pooled["no-espeak"] = pool_comparisons(closure_in_stop)
     return pooled
 
 
@@ -139,6 +134,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mixup-iterations", type=int, default=3)
     parser.add_argument("--states-per-phone", type=int, default=3)
     parser.add_argument("--frame-shift-ms", type=float, default=10.0)
+    parser.add_argument("--frame-length-ms", type=float, default=25.0, help="corpus-mode analysis window")
+    parser.add_argument("--num-ceps", type=int, default=13, help="corpus-mode MFCCs (before deltas)")
     parser.add_argument("--delta-window", type=int, default=2)
     parser.add_argument("--preemphasis", type=float, default=0.97, help="corpus-mode front end pre-emphasis (0 disables)")
     parser.add_argument("--init", choices=("global", "uniform"), default="global", help="corpus flat start")
@@ -162,8 +159,8 @@ def main(argv=None) -> int:
         print("note: the benchmark is meant for at least 100 utterances")
     torch.set_num_threads(1)
     ensure_corpus(args.corpus, args.num, args.seed)
-    config = FeatureConfig(frame_shift_ms=args.frame_shift_ms, delta_window=args.delta_window,
-                           preemphasis=args.preemphasis)
+    config = FeatureConfig(frame_shift_ms=args.frame_shift_ms, frame_length_ms=args.frame_length_ms,
+                           num_ceps=args.num_ceps, delta_window=args.delta_window, preemphasis=args.preemphasis)
 
     # ---------------------------------------------------------------- corpus mode
     corpus_out = args.out / "corpus"
@@ -205,8 +202,9 @@ def main(argv=None) -> int:
           f"{args.mixup_iterations} after each split; context states: "
           f"{'pairs seen >= %d times' % args.context_min_count if args.context_min_count else 'none'}; "
           f"durations: {args.duration + ' (semi-Markov)' if args.duration else 'geometric (HMM)'}; "
-          f"acoustic prior {args.acoustic_prior:g}, class pull {args.class_prior:g}; features MFCC+D+DD, "
-          f"CMVN, {args.frame_shift_ms:g} ms shift, delta window {args.delta_window}, pre-emphasis {args.preemphasis:g}")
+          f"acoustic prior {args.acoustic_prior:g}, class pull {args.class_prior:g}; features "
+          f"{args.num_ceps} MFCC+D+DD, CMVN, {args.frame_length_ms:g} ms window, {args.frame_shift_ms:g} ms shift, "
+          f"delta window {args.delta_window}, pre-emphasis {args.preemphasis:g}")
     print_table("CORPUS MODE (shared models trained on the corpus, phones given)", score(args.corpus, corpus_out, names))
     systematic_errors(args.corpus, corpus_out, names)
     t = report.timings
