@@ -13,9 +13,9 @@ exact rather than a forced alignment:
   sample index at which each phoneme starts (22050 Hz stream), except that
   espeak-ng plays a phoneme's own pre-pause (a stop's closure; the short gap
   before a word-initial fricative) before it emits the phoneme's event.  That
-  pause is given back to its phoneme, found sample-exactly as what espeak-ng
-  writes during a pause (zeros, or only the voice's echo) and bounded by the
-  WORD event (`corpus.synths.attach_prepauses`).  Word tier from the WORD
+  pause is given back to its phoneme: its samples are known exactly from
+  espeak-ng's output hooks (which report, sample by sample, whether wavegen
+  wrote a pause), bounded by the WORD event (`corpus.synths.attach_prepauses`).  Word tier from the WORD
   events (each phone belongs to the word whose event precedes it).
 * flite (slt, awb, rms clustergen voices): `-psdur` prints "phone:end" with
   end times in seconds to 1 ms, on the voices' 5 ms frame grid.  Word tier

@@ -66,7 +66,7 @@ voiced / voiceless and sibilant obstruents: within 0.5). Gamma durations on top:
 All figures above were scored against references from before the corpus generator gave
 espeak-ng's stop closures back to the stops (``scripts/corpus/synths.py``,
 ``attach_prepauses``); they rank settings against each other. Against today's references
-the same defaults score 80.4% on the 150 held-out utterances (README).
+the same defaults score 80.7% on the 150 held-out utterances (README).
 Training phone models on a whole corpus (:mod:`hmm_engine.alignment.corpus`) is far more
 accurate; pass such ``models=`` for single files whenever they exist.
 

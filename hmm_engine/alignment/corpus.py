@@ -319,7 +319,7 @@ def align_corpus(
         acoustic_prior: scale of the loudness / tilt prior by broad class
             (``hmm_engine.alignment.acoustic_prior``); 0 disables it. Default 1: on a
             150-utterance tuning corpus 86.3 -> 88.1% of boundaries within 20 ms (0.5: 86.8,
-            2: 87.8, 3: 87.8), and 88.6 -> 91.2% (2: 91.0) once espeak-ng's references put
+            2: 87.8, 3: 87.8), and 88.8 -> 91.8% (2: 91.5) once espeak-ng's references put
             stop closures in the stops.
     Returns:
         :class:`CorpusReport`.

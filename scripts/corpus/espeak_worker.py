@@ -7,8 +7,11 @@ state between calls):
                               "text": "...", "raw_out": "/tmp/x.raw"}'
 
 Writes the int16 samples to raw_out and prints one JSON object on stdout:
-sample_rate, num_samples, the WORD / PHONEME events in order, and data_path
-(the espeak-ng-data folder the library read its voices from).
+sample_rate, num_samples, the WORD / PHONEME events in order, and pause_runs:
+the [start, end) sample ranges that espeak-ng's wavegen wrote as a pause
+(PlaySilence), from its output hooks (espeak_ng_SetOutputHooks: one call per
+output sample, naming the kind of sound it came from; checked to cover every
+sample).  A pause is not digital silence in voices with echo (en+f3...).
 
 Why `sample` and not `audio_position`: in espeak_EVENT (speak_lib.h, API
 revision 12) `audio_position` is the time in whole milliseconds (truncated),
@@ -55,6 +58,16 @@ class EspeakEvent(ctypes.Structure):
     ]
 
 
+SampleHook = ctypes.CFUNCTYPE(None, ctypes.c_short)
+SymbolHook = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int)
+
+
+class OutputHooks(ctypes.Structure):
+    # espeak_ng_OUTPUT_HOOKS in espeak_ng.h.
+    _fields_ = [("outputPhoSymbol", SymbolHook), ("outputSilence", SampleHook),
+                ("outputVoiced", SampleHook), ("outputUnvoiced", SampleHook)]
+
+
 SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(EspeakEvent)
 )
@@ -88,12 +101,26 @@ def synthesize(voice: str, rate: int, pitch: int, text: str):
             i += 1
         return 0
 
+    # Run-length record of which samples wavegen wrote as a pause: [kind, first sample] per run.
+    runs: list[list] = []
+    counted = [0]
+
+    def sample_hook(kind):
+        def hook(_sample):
+            if not runs or runs[-1][0] != kind:
+                runs.append([kind, counted[0]])
+            counted[0] += 1
+        return SampleHook(hook)
+
     callback = SynthCallback(on_audio)  # kept referenced until synthesis ends
+    hooks = OutputHooks(SymbolHook(), sample_hook("pause"), sample_hook("voiced"), sample_hook("unvoiced"))
     sample_rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
                                         ESPEAK_INITIALIZE_PHONEME_EVENTS)
     if sample_rate <= 0:
         raise RuntimeError("espeak_Initialize failed")
     lib.espeak_SetSynthCallback(callback)
+    lib.espeak_ng_SetOutputHooks.argtypes = [ctypes.POINTER(OutputHooks)]
+    lib.espeak_ng_SetOutputHooks(ctypes.byref(hooks))
     if lib.espeak_SetVoiceByName(voice.encode()) != 0:
         raise RuntimeError(f"espeak-ng has no voice {voice!r}")
     lib.espeak_SetParameter(ESPEAK_RATE, int(rate), 0)
@@ -103,21 +130,21 @@ def synthesize(voice: str, rate: int, pitch: int, text: str):
                         None, None) != 0:
         raise RuntimeError("espeak_Synth failed")
     lib.espeak_Synchronize()
-    lib.espeak_Info.restype = ctypes.c_char_p
-    lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
-    data_path = ctypes.c_char_p()
-    lib.espeak_Info(ctypes.byref(data_path))
     audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
-    return sample_rate, audio.astype(np.int16), events, data_path.value.decode()
+    if counted[0] != audio.size:
+        raise RuntimeError(f"espeak-ng output hooks saw {counted[0]} samples, the audio has {audio.size}")
+    ends = [start for _, start in runs[1:]] + [audio.size]
+    pause_runs = [[start, end] for (kind, start), end in zip(runs, ends) if kind == "pause"]
+    return sample_rate, audio.astype(np.int16), events, pause_runs
 
 
 def main() -> None:
     request = json.loads(sys.argv[1])
-    sample_rate, audio, events, data_path = synthesize(
+    sample_rate, audio, events, pause_runs = synthesize(
         request["voice"], request["rate"], request["pitch"], request["text"])
     audio.tofile(request["raw_out"])
     json.dump({"sample_rate": sample_rate, "num_samples": int(audio.size), "events": events,
-               "data_path": data_path}, sys.stdout)
+               "pause_runs": pause_runs}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -62,37 +61,13 @@ ESPEAK_VOICED_STOPS = frozenset({"b", "d", "g", "dZ"})
 ESPEAK_FRICATIVES = frozenset({"f", "v", "T", "D", "s", "z", "S", "Z", "h", "x"})
 
 
-def espeak_echo(data_path: str, voice: str) -> tuple[int, int]:
-    """(delay ms, amplitude) of a voice's echo: the last ``echo D A`` line of its language
-    file, overridden by its variant's (``en-us+f3``: ``lang/**/en-US``, then ``voices/!v/f3``).
-    (0, 0) when neither sets one."""
-    language, _, variant = voice.partition("+")
-    files = [f for f in Path(data_path, "lang").rglob("*") if f.is_file() and f.name.lower() == language.lower()]
-    if variant:
-        files.append(Path(data_path, "voices", "!v", variant))
-    echo = (0, 0)
-    for file in files:
-        for line in file.read_text(errors="replace").splitlines():
-            fields = line.split()
-            if len(fields) >= 3 and fields[0] == "echo":
-                echo = (int(fields[1]), int(fields[2]))
-    return echo
-
-
-def espeak_silence_mask(audio: np.ndarray, sample_rate: int, echo: tuple[int, int]) -> np.ndarray:
-    """True where a sample is what espeak-ng's wavegen writes during a pause.
-
-    Its PlaySilence outputs only the echo: out[n] = (out[n - D] * A) >> 8, with D the echo
-    delay in samples and A the echo amplitude (wavegen.c); without echo that is exact zeros.
-    The test is exact, so speech is never taken for a pause (voices with echo, en+f3 for
-    example, have no digital silence at all)."""
-    delay_ms, amp = echo
-    delay = delay_ms * sample_rate // 1000 if amp > 0 else 0
-    x = audio.astype(np.int64)
-    echoed = np.zeros_like(x)
-    if delay:
-        echoed[delay:] = (x[:-delay] * amp) >> 8
-    return x == echoed
+def pause_mask(pause_runs: list[list[int]], num_samples: int) -> np.ndarray:
+    """True on the samples espeak-ng's wavegen wrote as a pause ([start, end) runs from the
+    worker's output hooks)."""
+    mask = np.zeros(num_samples, dtype=bool)
+    for start, end in pause_runs:
+        mask[start:end] = True
+    return mask
 
 
 def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarray) -> list[int]:
@@ -103,7 +78,7 @@ def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarr
     some others) a ``prepause`` (setlengths.c) that belongs to that phoneme, but its Generate
     loop plays the pause *before* emitting the phoneme event, so the raw events would put a
     stop's closure in the phone before it. Here the closure goes back to its phoneme: the
-    silent run (``silent`` mask) that ends at the event, bounded by the WORD event for a
+    run of pause samples (``silent``, from :func:`pause_mask`) that ends at the event, bounded by the WORD event for a
     word-initial phoneme (everything between the two events is the prepause) and otherwise
     by the previous event. Left alone: pause phonemes, a run that covers the whole previous
     phone, and the pause that a voiced stop plays *after* itself before a fricative in the
@@ -153,8 +128,7 @@ def synth_espeak(text: str, voice: str, rate: int, pitch: int) -> SynthResult:
             starts.append((ev["name"], ev["sample"], word_mark))
             phone_words.append(len(word_events) - 1)
             word_mark = None
-    silent = espeak_silence_mask(audio, sr, espeak_echo(report["data_path"], voice))
-    samples = attach_prepauses(starts, silent)
+    samples = attach_prepauses(starts, pause_mask(report["pause_runs"], audio.size))
     phones: list[tuple[str, float, float]] = []
     for k, ((name, _, _), start) in enumerate(zip(starts, samples)):
         end = samples[k + 1] if k + 1 < len(samples) else audio.size
