@@ -78,9 +78,9 @@ def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarr
     some others) a ``prepause`` (setlengths.c) that belongs to that phoneme, but its Generate
     loop plays the pause *before* emitting the phoneme event, so the raw events would put a
     stop's closure in the phone before it. Here the closure goes back to its phoneme: the
-    run of pause samples (``silent``, from :func:`pause_mask`) that ends at the event, bounded by the WORD event for a
-    word-initial phoneme (everything between the two events is the prepause) and otherwise
-    by the previous event. Left alone: pause phonemes, a run that covers the whole previous
+    run of pause samples (``silent``, from :func:`pause_mask`) that ends at the event,
+    bounded by the WORD event for a word-initial phoneme (everything between the two events
+    is the prepause) and otherwise by the previous event. Left alone: pause phonemes, a run that covers the whole previous
     phone, and the pause that a voiced stop plays *after* itself before a fricative in the
     same word (Generate, phVSTOP).
     """
