@@ -154,10 +154,19 @@ def segment_choices(state: dict | None):
 
 
 def play_segment(state: dict | None, index):
-    if state is None or index is None:
+    """The audio of segment ``index`` of the session's last analysis or alignment (UI and API)."""
+    if index is None:
         return None
+    segments = (state or {}).get("segments") or []
     try:
-        label, start, end = state["segments"][int(index)]
+        number = int(index)
+    except (TypeError, ValueError):
+        raise gr.Error(f"segment index must be a whole number, got {index!r}", title="Input problem") from None
+    if not 0 <= number < len(segments):
+        have = f"segments 0-{len(segments) - 1}" if segments else "no segments: run it first in this session"
+        raise gr.Error(f"no segment {number}: the last run has {have}", title="Input problem")
+    try:
+        label, start, end = segments[number]
         loaded = P.load(state["audio"])
         return P.segment_audio(loaded.samples, loaded.audio.sample_rate, start, end)
     except Exception as exc:  # noqa: BLE001
@@ -227,7 +236,8 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                         latency = gr.Plot(value=init_out[5], label="Latency and memory", elem_id="plot-latency")
                     with gr.Row():
                         with gr.Column():
-                            seg_pick = gr.Dropdown(label="Play a segment", choices=[], interactive=True)
+                            seg_pick = gr.Dropdown(label="Play a segment", choices=[], interactive=True,
+                                                   allow_custom_value=True)  # the API passes an index
                             seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
                         downloads = gr.File(value=init_out[7], label="Downloads: TextGrid, CSV, JSON, model",
                                             file_count="multiple", interactive=False)
@@ -243,7 +253,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
                       show_progress="minimal").then(segment_choices, seg_state, seg_pick,
                                                     api_visibility="private", queue=False)
-        seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_visibility="private")
+        seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_name="analyze_segment")
         demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
 
         with gr.Tab("Align"):
@@ -281,7 +291,8 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     a_latency = gr.Plot(label="Latency and memory", elem_id="plot-align-latency")
                     with gr.Row():
                         with gr.Column():
-                            a_pick = gr.Dropdown(label="Play a phone", choices=[], interactive=True)
+                            a_pick = gr.Dropdown(label="Play a phone", choices=[], interactive=True,
+                                                 allow_custom_value=True)  # the API passes an index
                             a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
                         a_files = gr.File(label="Downloads: TextGrid, CSV, JSON", file_count="multiple",
                                           interactive=False)
@@ -298,7 +309,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         a_run.click(align_fn, a_inputs, [a_timeline, a_fig, a_latency, a_summary, a_files, a_state],
                     api_name="align", concurrency_id="compute").then(
             segment_choices, a_state, a_pick, api_visibility="private", queue=False)
-        a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_visibility="private")
+        a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_name="align_segment")
     return demo
 
 

@@ -165,6 +165,17 @@ def test_align_with_reference(client):
     names = {Path(p).name for p in files}
     assert "alignment.TextGrid" in names
 
+    # Segment playback through the API: a phone of this session's alignment, sample-exact.
+    from components import pipeline as P
+
+    phone = summary["phones"][2]
+    pcm, sr = sf.read(client.predict(2, api_name="/align_segment"), dtype="int16")
+    samples = P.load(str(SAMPLE)).samples
+    a, b = round(phone["start"] * sr), round(phone["end"] * sr)
+    np.testing.assert_array_equal(pcm, (np.clip(samples[a:b], -1, 1) * 32767).astype(np.int16))
+    _expect_error(client, f"no segment 999: the last run has segments 0-{len(hyp) - 1}", 999,
+                  api_name="/align_segment")
+
     # Explicit (semi-Markov) phone durations through the API: same phone sequence, the
     # setting echoed in the summary, and the same result as calling the engine directly.
     timeline, fig, latency, summary, files = client.predict(
@@ -194,7 +205,11 @@ def test_segment_playback_slices_the_clip():
     assert sr == 16000 and pcm.dtype == np.int16 and pcm.shape == (4000,)
     samples = P.load(str(SAMPLE)).samples
     np.testing.assert_array_equal(pcm, (np.clip(samples[8000:12000], -1, 1) * 32767).astype(np.int16))
-    assert play_segment(None, 0) is None
+    assert play_segment(None, None) is None
+    with pytest.raises(Exception, match="no segments: run it first"):
+        play_segment(None, 0)
+    with pytest.raises(Exception, match="whole number"):
+        play_segment(state, "first")
 
 
 def test_pipeline_retrains_only_when_training_settings_change():

@@ -95,3 +95,16 @@ def test_align_tab_draws_tiers(page):
         assert _rendered(page, elem_id), elem_id
     page.screenshot(path=str(SHOTS / "browser_align_sample.png"), full_page=True)
     assert not page.errors, page.errors
+
+
+def test_picking_a_phone_plays_its_audio(page):
+    # After the alignment above, its phones fill the Align tab's dropdown; picking one
+    # yields that phone's wav.
+    pick = page.get_by_label("Play a phone").first
+    pick.click()
+    options = page.locator("ul[role=listbox] li")
+    options.first.wait_for(timeout=20_000)
+    assert options.count() > 1 and options.first.inner_text().startswith("0: ")
+    options.nth(1).click()
+    page.wait_for_function("() => document.body.innerHTML.includes('audio.wav')", timeout=20_000)
+    assert not page.errors
