@@ -193,6 +193,18 @@ def test_align_with_reference(client):
         A.align(str(SAMPLE), phones_lab.read_text(), transcript_kind="phones", durations="weibull")
 
 
+def test_a_new_session_plays_the_bundled_samples_segments(app_url):
+    """Before any run, /analyze_segment cuts the precomputed sample analysis's segments."""
+    from components import pipeline as P
+    from components import precomputed
+
+    first = precomputed.load_or_compute().segments()[0]
+    pcm, sr = sf.read(Client(app_url, verbose=False).predict(0, api_name="/analyze_segment"), dtype="int16")
+    samples = P.load(str(SAMPLE)).samples
+    a, b = round(first.start * sr), round(first.end * sr)
+    np.testing.assert_array_equal(pcm, (np.clip(samples[a:b], -1, 1) * 32767).astype(np.int16))
+
+
 def test_segment_playback_slices_the_clip():
     """The 'play a segment' handler returns exactly the segment's samples."""
     from components import pipeline as P
