@@ -54,6 +54,14 @@ def _direct_engine_log_likelihood(path: Path, num_states=8, max_iter=20, tol=1e-
     return float(model.forward_backward(feats.values)[1].sum())
 
 
+def _sample_pcm(start: float, end: float, sr: int) -> np.ndarray:
+    """The bundled sample's [start, end) seconds as the int16 samples segment playback returns."""
+    from components import pipeline as P
+
+    samples = P.load(str(SAMPLE)).samples
+    return (np.clip(samples[round(start * sr):round(end * sr)], -1, 1) * 32767).astype(np.int16)
+
+
 def test_analyze_defaults_match_direct_engine_call(client):
     out = client.predict(handle_file(str(SAMPLE)), api_name="/analyze")
     assert len(out) == 8
@@ -166,13 +174,9 @@ def test_align_with_reference(client):
     assert "alignment.TextGrid" in names
 
     # Segment playback through the API: a phone of this session's alignment, sample-exact.
-    from components import pipeline as P
-
     phone = summary["phones"][2]
     pcm, sr = sf.read(client.predict(2, api_name="/align_segment"), dtype="int16")
-    samples = P.load(str(SAMPLE)).samples
-    a, b = round(phone["start"] * sr), round(phone["end"] * sr)
-    np.testing.assert_array_equal(pcm, (np.clip(samples[a:b], -1, 1) * 32767).astype(np.int16))
+    np.testing.assert_array_equal(pcm, _sample_pcm(phone["start"], phone["end"], sr))
     _expect_error(client, f"no segment 999: the last run has segments 0-{len(hyp) - 1}", 999,
                   api_name="/align_segment")
 
@@ -195,19 +199,15 @@ def test_align_with_reference(client):
 
 def test_a_new_session_plays_the_bundled_samples_segments(app_url):
     """Before any run, /analyze_segment cuts the precomputed sample analysis's segments."""
-    from components import pipeline as P
     from components import precomputed
 
     first = precomputed.load_or_compute().segments()[0]
     pcm, sr = sf.read(Client(app_url, verbose=False).predict(0, api_name="/analyze_segment"), dtype="int16")
-    samples = P.load(str(SAMPLE)).samples
-    a, b = round(first.start * sr), round(first.end * sr)
-    np.testing.assert_array_equal(pcm, (np.clip(samples[a:b], -1, 1) * 32767).astype(np.int16))
+    np.testing.assert_array_equal(pcm, _sample_pcm(first.start, first.end, sr))
 
 
 def test_segment_playback_slices_the_clip():
     """The 'play a segment' handler returns exactly the segment's samples."""
-    from components import pipeline as P
     from components.ui import play_segment, segment_choices
 
     state = {"audio": str(SAMPLE), "segments": [("s0", 0.0, 0.5), ("s3", 0.5, 0.75)]}
@@ -215,8 +215,7 @@ def test_segment_playback_slices_the_clip():
     assert [c[1] for c in update["choices"]] == [0, 1] and "0.50–0.75 s" in update["choices"][1][0]
     sr, pcm = play_segment(state, 1)
     assert sr == 16000 and pcm.dtype == np.int16 and pcm.shape == (4000,)
-    samples = P.load(str(SAMPLE)).samples
-    np.testing.assert_array_equal(pcm, (np.clip(samples[8000:12000], -1, 1) * 32767).astype(np.int16))
+    np.testing.assert_array_equal(pcm, _sample_pcm(0.5, 0.75, sr))
     assert play_segment(None, None) is None
     with pytest.raises(Exception, match="no segments: run it first"):
         play_segment(None, 0)
