@@ -7,7 +7,9 @@ state between calls):
                               "text": "...", "raw_out": "/tmp/x.raw"}'
 
 Writes the int16 samples to raw_out and prints one JSON object on stdout:
-sample_rate, num_samples, the WORD / PHONEME events in order, and pause_runs:
+sample_rate, num_samples, the WORD / PHONEME events in order, phoneme_types
+(each phoneme's type code in espeak-ng's phoneme.h: 0 pause, 4 stop, 5 voiced
+stop, 6 / 7 fricative / voiced fricative, ...), and pause_runs:
 the [start, end) sample ranges that espeak-ng's wavegen wrote as a pause
 (PlaySilence), from its output hooks (espeak_ng_SetOutputHooks: one call per
 output sample, naming the kind of sound it came from; checked to cover every
@@ -104,6 +106,10 @@ def synthesize(voice: str, rate: int, pitch: int, text: str):
     # Run-length record of which samples wavegen wrote as a pause: [kind, first sample] per run.
     runs: list[list] = []
     counted = [0]
+    phoneme_types: dict[str, int] = {}
+
+    def symbol_hook(name, phoneme_type):
+        phoneme_types.setdefault(name.decode("utf-8"), phoneme_type)
 
     def sample_hook(kind):
         def hook(_sample):
@@ -113,7 +119,7 @@ def synthesize(voice: str, rate: int, pitch: int, text: str):
         return SampleHook(hook)
 
     callback = SynthCallback(on_audio)  # kept referenced until synthesis ends
-    hooks = OutputHooks(SymbolHook(), sample_hook("pause"), sample_hook("voiced"), sample_hook("unvoiced"))
+    hooks = OutputHooks(SymbolHook(symbol_hook), sample_hook("pause"), sample_hook("voiced"), sample_hook("unvoiced"))
     sample_rate = lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
                                         ESPEAK_INITIALIZE_PHONEME_EVENTS)
     if sample_rate <= 0:
@@ -135,16 +141,16 @@ def synthesize(voice: str, rate: int, pitch: int, text: str):
         raise RuntimeError(f"espeak-ng output hooks saw {counted[0]} samples, the audio has {audio.size}")
     ends = [start for _, start in runs[1:]] + [audio.size]
     pause_runs = [[start, end] for (kind, start), end in zip(runs, ends) if kind == "pause"]
-    return sample_rate, audio.astype(np.int16), events, pause_runs
+    return sample_rate, audio.astype(np.int16), events, phoneme_types, pause_runs
 
 
 def main() -> None:
     request = json.loads(sys.argv[1])
-    sample_rate, audio, events, pause_runs = synthesize(
+    sample_rate, audio, events, phoneme_types, pause_runs = synthesize(
         request["voice"], request["rate"], request["pitch"], request["text"])
     audio.tofile(request["raw_out"])
     json.dump({"sample_rate": sample_rate, "num_samples": int(audio.size), "events": events,
-               "pause_runs": pause_runs}, sys.stdout)
+               "phoneme_types": phoneme_types, "pause_runs": pause_runs}, sys.stdout)
 
 
 if __name__ == "__main__":

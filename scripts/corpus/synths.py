@@ -56,9 +56,9 @@ def is_espeak_silence(label: str) -> bool:
     return label.startswith("_")  # "_", "_:", "_!" ... are pauses in espeak's tables
 
 
-# espeak-ng phoneme classes the prepause rule below needs (English tables).
-ESPEAK_VOICED_STOPS = frozenset({"b", "d", "g", "dZ"})
-ESPEAK_FRICATIVES = frozenset({"f", "v", "T", "D", "s", "z", "S", "Z", "h", "x"})
+# espeak-ng phoneme type codes (phoneme.h) that the prepause rule below needs.
+ESPEAK_VOICED_STOP = 5
+ESPEAK_FRICATIVES = (6, 7)  # voiceless, voiced
 
 
 def pause_mask(pause_runs: list[list[int]], num_samples: int) -> np.ndarray:
@@ -70,11 +70,13 @@ def pause_mask(pause_runs: list[list[int]], num_samples: int) -> np.ndarray:
     return mask
 
 
-def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarray) -> list[int]:
+def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarray,
+                     phoneme_types: dict[str, int]) -> list[int]:
     """Phone start samples with each phoneme's own pre-pause moved into it.
 
     ``starts`` holds (phoneme, event sample, sample of the WORD event that came after the
-    previous phoneme event or None). espeak-ng gives stops (and word-initial fricatives and
+    previous phoneme event or None); ``phoneme_types`` maps each phoneme to espeak-ng's type
+    code (from the worker's output hooks). espeak-ng gives stops (and word-initial fricatives and
     some others) a ``prepause`` (setlengths.c) that belongs to that phoneme, but its Generate
     loop plays the pause *before* emitting the phoneme event, so the raw events would put a
     stop's closure in the phone before it. Here the closure goes back to its phoneme: the
@@ -90,7 +92,8 @@ def attach_prepauses(starts: list[tuple[str, int, int | None]], silent: np.ndarr
         previous_name, previous_sample, _ = starts[k - 1]
         if is_espeak_silence(name):
             continue
-        if word_mark is None and previous_name in ESPEAK_VOICED_STOPS and name in ESPEAK_FRICATIVES:
+        if (word_mark is None and phoneme_types.get(previous_name) == ESPEAK_VOICED_STOP
+                and phoneme_types.get(name) in ESPEAK_FRICATIVES):
             continue
         run_start = sample
         while run_start > 0 and silent[run_start - 1]:
@@ -128,7 +131,7 @@ def synth_espeak(text: str, voice: str, rate: int, pitch: int) -> SynthResult:
             starts.append((ev["name"], ev["sample"], word_mark))
             phone_words.append(len(word_events) - 1)
             word_mark = None
-    samples = attach_prepauses(starts, pause_mask(report["pause_runs"], audio.size))
+    samples = attach_prepauses(starts, pause_mask(report["pause_runs"], audio.size), report["phoneme_types"])
     phones: list[tuple[str, float, float]] = []
     for k, ((name, _, _), start) in enumerate(zip(starts, samples)):
         end = samples[k + 1] if k + 1 < len(samples) else audio.size
