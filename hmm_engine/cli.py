@@ -7,6 +7,10 @@ Each subcommand is one ``add_<name>_parser`` function that registers its argumen
 REF_DIR (phone boundary errors, frame accuracy, sequence mismatches), prints per-file
 problems as report lines and a corpus summary, and optionally writes a per-file CSV. It
 exits with 1 only when no file pair could be evaluated.
+
+``align CORPUS_DIR OUT_DIR``: flat-start corpus training and alignment, or alignment with
+given models (``--models``); ``train-labelled CORPUS_DIR OUT_DIR``: models trained inside
+labelled phone intervals (see :mod:`hmm_engine.alignment.corpus`).
 """
 
 from __future__ import annotations
@@ -139,30 +143,100 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="align with these trained models (a phone_models.pt, e.g. from train-labelled) instead "
+                             "of training; the model, training and front-end options are then ignored")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(run=run_align)
 
 
-def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Align a corpus; returns 0, or 1 when nothing could be aligned or the options are invalid."""
+def add_train_labelled_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train-labelled",
+        help="train phone models on labelled phone boundaries (name.wav + name.TextGrid)",
+        description="Train phone models inside the labelled phone intervals of CORPUS_DIR/name.TextGrid (one model "
+                    "per label; silence labels and empty intervals are silence) and write OUT_DIR/phone_models.pt, "
+                    "for 'align --models'. The models then follow the labels' boundary conventions, which flat-start "
+                    "training cannot learn. Under torchrun, statistics are summed over processes.",
+    )
+    parser.add_argument("corpus_dir", type=Path, help="folder of name.wav + name.TextGrid")
+    parser.add_argument("out_dir", type=Path, help="output folder for phone_models.pt")
+    parser.add_argument("--tier", default="phones", help="interval tier holding the phones (default: phones)")
+    parser.add_argument("--states-per-phone", type=int, default=3, help="left-to-right states per phone, 1-5")
+    parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
+    parser.add_argument("--iterations", type=int, default=10, help="EM iterations with single Gaussians")
+    parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
+    parser.add_argument("--durations", choices=("hmm", *DURATION_TYPES), default="hmm",
+                        help="state durations: 'hmm' (geometric, self-loops) or an explicit (semi-Markov) family")
+    parser.add_argument("--duration-iterations", type=int, default=4,
+                        help="semi-Markov EM iterations with explicit durations")
+    parser.add_argument("--acoustic-prior", type=float, default=1.0,
+                        help="scale of the loudness / spectral-tilt prior by broad phone class used when aligning")
+    parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(run=run_train_labelled)
+
+
+def _start_distributed(device: str) -> bool:
+    """Initialise torch.distributed (gloo) when launched by torchrun; True if this call did."""
     import os
 
     import torch
 
-    from hmm_engine.alignment.corpus import align_corpus
-    from hmm_engine.frontend.features import FeatureConfig
-
-    out = out if out is not None else sys.stdout
-    started_group = False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         # gloo even with CUDA: the summed EM statistics are small CPU tensors.
         torch.distributed.init_process_group(backend="gloo")
-        started_group = True
-        if args.device == "cuda":
+        if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        return True
+    return False
+
+
+def run_train_labelled(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Train on labelled boundaries; returns 0, or 1 when nothing could be trained on or the options are invalid."""
+    import torch
+
+    from hmm_engine.alignment.corpus import train_labelled
+    from hmm_engine.frontend.features import FeatureConfig
+
+    out = out if out is not None else sys.stdout
+    started_group = _start_distributed(args.device)
+    try:
+        report = train_labelled(
+            args.corpus_dir, args.out_dir, tier=args.tier, states_per_phone=args.states_per_phone,
+            num_mixtures=args.mixtures, iterations=args.iterations, mixup_iterations=args.mixup_iterations,
+            feature_config=FeatureConfig(frame_shift_ms=args.frame_shift_ms), device=args.device,
+            show_progress=not args.no_progress, report=lambda line: print(line, file=out),
+            duration_type=None if args.durations == "hmm" else args.durations,
+            duration_iterations=args.duration_iterations, acoustic_prior=args.acoustic_prior,
+        )
+    except HMMStudioError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+    if report.models_path is not None:
+        print(f"trained on {report.num_train_files} labelled file(s), {report.audio_seconds:.1f} s of labelled "
+              f"phones, in {report.timings['training']:.1f} s; models written to {report.models_path}", file=out)
+    return 0
+
+
+def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Align a corpus; returns 0, or 1 when nothing could be aligned or the options are invalid."""
+    import torch
+
+    from hmm_engine.alignment.corpus import align_corpus
+    from hmm_engine.alignment.phone_models import PhoneModels
+    from hmm_engine.frontend.features import FeatureConfig
+
+    out = out if out is not None else sys.stdout
+    started_group = _start_distributed(args.device)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     try:
+        models = PhoneModels.load(args.models) if args.models is not None else None
         report = align_corpus(
             args.corpus_dir, args.out_dir, phones=args.phones, transcript_suffix=args.transcript_suffix,
             states_per_phone=args.states_per_phone, num_mixtures=args.mixtures, iterations=args.iterations,
@@ -170,7 +244,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
-            acoustic_prior=args.acoustic_prior,
+            acoustic_prior=args.acoustic_prior, models=models,
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
@@ -180,8 +254,9 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             torch.distributed.destroy_process_group()
     if rank == 0:
         t = report.timings
-        print(f"trained on {report.num_train_files} file(s), {report.audio_seconds:.1f} s of audio, "
-              f"in {t['training']:.1f} s; aligned {len(report.aligned)} file(s) here in {t['alignment']:.1f} s; "
+        trained = "with the given models" if args.models is not None else \
+            f"trained on {report.num_train_files} file(s), {report.audio_seconds:.1f} s of audio, in {t['training']:.1f} s"
+        print(f"{trained}; aligned {len(report.aligned)} file(s) here in {t['alignment']:.1f} s; "
               f"{len(report.skipped)} skipped", file=out)
         if report.models_path is not None:
             print(f"models written to {report.models_path}", file=out)
@@ -193,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_evaluate_parser(subparsers)
     add_align_parser(subparsers)
+    add_train_labelled_parser(subparsers)
     return parser
 
 
@@ -202,4 +278,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["main", "build_parser", "add_evaluate_parser", "run_evaluate", "add_align_parser", "run_align",
-           "DEFAULT_THRESHOLDS_MS"]
+           "add_train_labelled_parser", "run_train_labelled", "DEFAULT_THRESHOLDS_MS"]

@@ -1,5 +1,5 @@
 """Corpus training under torch.distributed (2 CPU processes, gloo on 127.0.0.1) gives the same
-phone models and alignments as one process."""
+phone models and alignments as one process; so does training on labelled boundaries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus
+from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.textgrids import read_textgrid
 
@@ -27,16 +27,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+LABELLED = dict(states_per_phone=2, num_mixtures=2, iterations=3, mixup_iterations=1, duration_type="gamma",
+                duration_iterations=1, show_progress=False)
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str, labelled: bool = False) -> None:
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
+        if labelled:
+            train_labelled(SYNTH, out_dir, report=lambda line: None, **LABELLED)
+            return
         report = align_corpus(SYNTH, out_dir, report=lambda line: None, **SETTINGS)
         Path(out_dir, f"rank{rank}.txt").write_text(" ".join(sorted(report.aligned)))
     finally:
         dist.destroy_process_group()
+
+
+def _assert_same_models(one: PhoneModels, two: PhoneModels) -> None:
+    assert one.phones == two.phones and one.num_mixtures == two.num_mixtures == 2
+    state_one, state_two = one.state_dict(), two.state_dict()
+    assert state_one.keys() == state_two.keys()
+    for key in state_one:
+        torch.testing.assert_close(state_two[key], state_one[key], rtol=1e-4, atol=1e-4, msg=key)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
@@ -50,15 +65,19 @@ def test_two_processes_give_the_same_models_as_one(tmp_path):
     assert not shares[0] & shares[1]
     assert shares[0] | shares[1] == set(single.aligned)
 
-    one = PhoneModels.load(single_dir / MODEL_FILE)
-    two = PhoneModels.load(multi_dir / MODEL_FILE)
-    assert one.phones == two.phones and one.num_mixtures == two.num_mixtures == 2
-    state_one, state_two = one.state_dict(), two.state_dict()
-    assert state_one.keys() == state_two.keys()
-    for key in state_one:
-        torch.testing.assert_close(state_two[key], state_one[key], rtol=1e-4, atol=1e-4, msg=key)
+    _assert_same_models(PhoneModels.load(single_dir / MODEL_FILE), PhoneModels.load(multi_dir / MODEL_FILE))
     for name in single.aligned:
         a = read_textgrid(single_dir / f"{name}.TextGrid")["phones"]
         b = read_textgrid(multi_dir / f"{name}.TextGrid")["phones"]
         assert [(s.label, round(s.start, 6), round(s.end, 6)) for s in a] == \
                [(s.label, round(s.start, 6), round(s.end, 6)) for s in b]
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_labelled_training_on_two_processes_gives_the_same_models_as_one(tmp_path):
+    single_dir, multi_dir = tmp_path / "single", tmp_path / "multi"
+    single = train_labelled(SYNTH, single_dir, report=lambda line: None, **LABELLED)
+    mp.spawn(_worker, args=(2, _free_port(), str(multi_dir), True), nprocs=2, join=True)
+    one, two = PhoneModels.load(single.models_path), PhoneModels.load(multi_dir / MODEL_FILE)
+    assert one.duration_type == two.duration_type == "gamma"
+    _assert_same_models(one, two)

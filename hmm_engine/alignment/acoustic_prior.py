@@ -40,9 +40,12 @@ SMOOTH_FRAMES = 5
 
 
 def _standardise(values: np.ndarray) -> np.ndarray:
-    kernel = np.ones(SMOOTH_FRAMES)
-    # Moving average that does not shrink towards zero at the edges.
-    smooth = np.convolve(values, kernel, mode="same") / np.convolve(np.ones_like(values), kernel, mode="same")
+    # Moving average over the frames that exist (fewer at the edges, so no shrinking towards
+    # zero there; also right for utterances shorter than the window).
+    T, half = values.shape[0], SMOOTH_FRAMES // 2
+    cumulative = np.concatenate([[0.0], np.cumsum(values)])
+    lo, hi = np.maximum(np.arange(T) - half, 0), np.minimum(np.arange(T) + half + 1, T)
+    smooth = (cumulative[hi] - cumulative[lo]) / (hi - lo)
     std = smooth.std()
     return (smooth - smooth.mean()) / (std if std > 1e-12 else 1.0)
 

@@ -124,6 +124,7 @@ __all__ = [
     "utterance_posteriors",
     "train_on_utterances",
     "train_explicit_durations",
+    "reestimate",
     "viterbi_segments",
     "posterior_boundaries",
 ]
@@ -524,9 +525,28 @@ def train_explicit_durations(
     reduce = reduce or (lambda s: s)
     start = reduce(_viterbi_duration_stats(models, data))
     models.durations.m_step(start["dur_count"].double())
+    return reestimate(models, data, iterations, reduce, progress, first_iteration, explicit=True)
+
+
+def reestimate(
+    models: PhoneModels,
+    data: Sequence[tuple[Tensor, PreparedTranscript]],
+    iterations: int,
+    reduce=None,
+    progress=None,
+    first_iteration: int = 0,
+    explicit: bool = False,
+) -> list[float]:
+    """``iterations`` embedded Baum-Welch iterations from the models as they are (no flat start).
+
+    ``explicit`` runs the semi-Markov chains (models with explicit durations). ``reduce`` /
+    ``progress`` as in :func:`train_on_utterances`, iterations numbered from
+    ``first_iteration``. Returns the log-likelihood per frame of each iteration (before its M-step).
+    """
+    reduce = reduce or (lambda s: s)
     history: list[float] = []
     for iteration in range(iterations):
-        total = reduce(_corpus_stats(models, data, 1.0, explicit=True))
+        total = reduce(_corpus_stats(models, data, 1.0, explicit=explicit))
         per_frame = float(total["log_likelihood"] / total["num_frames"])
         if not math.isfinite(per_frame):
             raise InvalidInputError("EM log-likelihood is not finite")

@@ -164,12 +164,18 @@ def frame_labels_from_segments(
     """
     labels = [fill] * num_frames
     for segment in segments:
-        # Frames whose centre lies in [start, end): (i + 0.5) * shift >= start, etc.
-        first = max(0, math.ceil(segment.start / frame_shift - 0.5 - 1e-9))
-        stop = min(num_frames, math.ceil(segment.end / frame_shift - 0.5 - 1e-9))
+        first, stop = segment_frames(segment, frame_shift, num_frames)
         for i in range(first, stop):
             labels[i] = segment.label
     return labels
+
+
+def segment_frames(segment: Segment, frame_shift: float, num_frames: int) -> tuple[int, int]:
+    """``(first, stop)``: the frames ``[first, stop)`` whose centre ``(i + 0.5) * shift`` lies in
+    ``[segment.start, segment.end)``, clipped to ``[0, num_frames)`` (empty when ``stop <= first``)."""
+    first = max(0, math.ceil(segment.start / frame_shift - 0.5 - 1e-9))
+    stop = min(num_frames, math.ceil(segment.end / frame_shift - 0.5 - 1e-9))
+    return first, stop
 
 
 def merge_adjacent(segments: Sequence[Segment]) -> list[Segment]:
