@@ -3,7 +3,7 @@
 
     python benchmarks/bench_alignment.py [--corpus data/bench_alignment] [--num 150] [--seed 7]
         [--iterations 20] [--mixtures 4] [--states-per-phone 3] [--single-iterations 10]
-        [--duration gamma] [--single-duration gamma] [--skip-single]
+        [--duration gamma] [--single-duration gamma] [--skip-single] [--skip-labelled]
 
 ``--duration`` / ``--single-duration`` give corpus / single-utterance mode explicit
 (semi-Markov) state durations of that family instead of the HMM's geometric ones.
@@ -19,7 +19,13 @@
 4. *Single-utterance mode*: ``align_utterance`` on each file alone (it trains its own models
    on that utterance), phones given, with its defaults (front end ``SINGLE_UTTERANCE_FEATURES``
    on the ``--frame-shift-ms`` grid).
-5. Scores every TextGrid against the reference with ``hmm_engine.alignment.metrics``
+5. *Labelled training*: trains phone models inside the reference phone intervals of a
+   *different* generated corpus (``--labelled-corpus``, default the 450-utterance tuning
+   corpus of seed 2; ``hmm_engine.alignment.corpus.train_labelled``, what ``python -m
+   hmm_engine train-labelled`` runs) and aligns the benchmark corpus with them
+   (``align_corpus(models=...)``, ``align --models``). The benchmark corpus's references are
+   still only read by the scoring step.
+6. Scores every TextGrid against the reference with ``hmm_engine.alignment.metrics``
    (silence labels kept; boundaries between matched phones) and prints, per synthesizer and
    overall: % of boundaries within 10/20/25/50 ms, mean/median absolute error; and speeds in
    seconds of audio per wall-clock second.
@@ -54,7 +60,7 @@ from hmm_engine.alignment.aligner import (  # noqa: E402
     compute_features,
     prepare_transcript,
 )
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus  # noqa: E402
+from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled  # noqa: E402
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa: E402
@@ -154,6 +160,11 @@ def main(argv=None) -> int:
     parser.add_argument("--single-iterations", type=int, default=None, help="default: align_utterance's")
     parser.add_argument("--single-num", type=int, default=None, help="single-utterance mode on the first N per synthesizer")
     parser.add_argument("--skip-single", action="store_true")
+    parser.add_argument("--labelled-corpus", type=Path, default=ROOT / "data" / "align_bench450",
+                        help="labelled corpus for the labelled-training rows (never the benchmark corpus)")
+    parser.add_argument("--labelled-num", type=int, default=450)
+    parser.add_argument("--labelled-seed", type=int, default=2, help="seed of the labelled corpus (not 7)")
+    parser.add_argument("--skip-labelled", action="store_true")
     args = parser.parse_args(argv)
     if args.num < 100:
         print("note: the benchmark is meant for at least 100 utterances")
@@ -215,6 +226,33 @@ def main(argv=None) -> int:
     print(f"  aligning with trained models end to end (read wav + features + Viterbi + confidences + TextGrid): "
           f"{realign_wall:.2f} s for {realign_audio:.1f} s = {realign_audio / realign_wall:.0f}x real time")
     print(f"  whole corpus run: {corpus_wall:.1f} s")
+
+    # ---------------------------------------------------------------- labelled training
+    if not args.skip_labelled:
+        if args.labelled_corpus.resolve() == args.corpus.resolve() or args.labelled_seed == args.seed:
+            parser.error("the labelled corpus must be another corpus (another seed) than the benchmark corpus")
+        ensure_corpus(args.labelled_corpus, args.labelled_num, args.labelled_seed)
+        lines = []
+        labelled = train_labelled(
+            args.labelled_corpus, args.out / "labelled_models", states_per_phone=args.states_per_phone,
+            num_mixtures=args.mixtures, mixup_iterations=args.mixup_iterations, feature_config=config, device="cpu",
+            duration_type=args.duration, acoustic_prior=args.acoustic_prior, show_progress=True,
+            report=lines.append)
+        labelled_out = args.out / "labelled"
+        aligned_report = align_corpus(
+            args.corpus, labelled_out, phones=True, transcript_suffix=".phones.lab",
+            models=PhoneModels.load(labelled.models_path), device="cpu", show_progress=False, report=lines.append)
+        for line in lines:
+            print(line)
+        print_table(f"LABELLED TRAINING (models trained inside the reference phone intervals of "
+                    f"{args.labelled_corpus.name}: {labelled.num_train_files} other utterances; then the benchmark "
+                    f"corpus aligned with them, {len(aligned_report.aligned)} of {len(names)} files)",
+                    score(args.corpus, labelled_out, sorted(aligned_report.aligned)))
+        systematic_errors(args.corpus, labelled_out, sorted(aligned_report.aligned))
+        lt, at = labelled.timings, aligned_report.timings
+        print(f"\n  labelled training: {lt['training']:.1f} s wall for {labelled.audio_seconds:.1f} s of labelled "
+              f"phones; alignment phase: {at['alignment']:.2f} s = "
+              f"{aligned_report.audio_seconds / at['alignment']:.0f}x real time")
 
     # ---------------------------------------------------------------- single-utterance mode
     if not args.skip_single:
