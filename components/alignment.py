@@ -147,11 +147,13 @@ def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
 def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per_phone: int | None = None,
           reference_textgrid: Any = None, reference_tier: str = "", feature_kind: str = "mfcc",
           max_iter: int | None = None, device: str = "auto", seed: int = 0, durations: str = "gamma",
-          progress: P.Progress = P._noop_progress) -> AlignmentResult:
-    from hmm_engine.alignment.aligner import align_utterance
+          phone_models: Any = None, progress: P.Progress = P._noop_progress) -> AlignmentResult:
+    """Align one utterance; with ``phone_models`` (a ``phone_models.pt`` written by ``python -m
+    hmm_engine align`` or ``train-labelled``) its models align it and nothing is trained here, so
+    states per phone, EM iterations and durations come from the file."""
+    from hmm_engine.alignment.aligner import SINGLE_UTTERANCE_FEATURES, align_utterance, compute_features
+    from hmm_engine.alignment.phone_models import PhoneModels
     from hmm_engine.frontend.features import Features
-
-    from hmm_engine.alignment.aligner import SINGLE_UTTERANCE_FEATURES
 
     # The aligner's own single-utterance front end (static coefficients, no deltas: with one
     # Gaussian per phone fitted to a few frames, deltas overfit; measured in the aligner).
@@ -176,6 +178,12 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     with P.MemoryMeter(dev) as mem:
         # transcript and reference first: cheap checks before any audio work
         kind = check_transcript(transcript, transcript_kind)
+        models, models_name = None, None
+        if phone_models:
+            path = phone_models.get("path") if isinstance(phone_models, dict) else phone_models
+            with timer.stage("models"):
+                models = PhoneModels.load(str(path), map_location=dev)
+            models_name = Path(str(path)).name
         reference, ref_name = ([], None)
         if reference_textgrid:
             with timer.stage("reference"):
@@ -185,13 +193,21 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
             loaded = P.load(audio)
         with timer.stage("features"):
             feats, _ = P.features(loaded, s)
-        features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
-                            loaded.audio.sample_rate)
-        progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
-        t0 = time.perf_counter()
         text = {"phones": str(transcript)} if kind == "phones" else {"words": str(transcript)}
-        out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
-                              device=dev, duration_type=None if durations == "hmm" else durations)
+        t0 = time.perf_counter()
+        if models is not None:
+            # The models' own front end (a corpus model uses deltas; the display features do not).
+            progress(0.2, "Viterbi with the given phone models")
+            out = align_utterance(compute_features(loaded.audio, models.feature_config), **text, models=models,
+                                  device=dev)
+            spp, iters = models.states_per_phone, 0
+            durations = models.duration_type or "hmm"
+        else:
+            features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
+                                loaded.audio.sample_rate)
+            progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
+            out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
+                                  device=dev, duration_type=None if durations == "hmm" else durations)
         elapsed = time.perf_counter() - t0
         timer.timings["training"] = out.timings.get("training", elapsed)
         timer.timings["decoding"] = max(0.0, elapsed - timer.timings["training"])
@@ -201,9 +217,11 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
             metrics, points = score(reference, hyp, feats.frame_shift) if reference else ({}, [])
     compute = sum(v for k, v in timer.timings.items() if k != "load")
     result = AlignmentResult(
-        settings={"transcript_kind": kind, "states_per_phone": spp, "feature_kind": s.feature_kind,
+        settings={"transcript_kind": kind, "states_per_phone": spp,
+                  "feature_kind": models.feature_config.kind if models is not None else s.feature_kind,
                   "max_iter": iters, "device": s.device, "seed": int(s.seed), "durations": durations,
-                  "aligner": "hmm_engine.alignment.aligner.align_utterance"},
+                  "aligner": "hmm_engine.alignment.aligner.align_utterance",
+                  "phone_models": models_name},
         duration=feats.duration, frame_shift=feats.frame_shift, spectrogram_db=feats.db, freqs=feats.freqs,
         phones=hyp, words=words, reference=_as_like(reference), reference_tier=ref_name, metrics=metrics,
         boundary_errors=points, log_likelihood=float(out.log_likelihood), phone_sequence=list(out.transcript.phones),

@@ -3,7 +3,8 @@
 Public API endpoints (``gradio_client``):
 
 * ``/analyze`` — audio + model settings -> 6 figures, JSON summary, downloads;
-* ``/align`` — audio + transcript (+ reference TextGrid) -> 3 figures, JSON summary, downloads.
+* ``/align`` — audio + transcript (+ reference TextGrid, + trained phone models) -> 3 figures, JSON
+  summary, downloads;
 
 Every argument but the audio (and the transcript) has a default.
 """
@@ -130,6 +131,7 @@ def align_fn(
     device: str = DEFAULTS.device,
     seed: int = DEFAULTS.seed,
     durations: str = "gamma",
+    phone_models=None,
     progress=gr.Progress(),
 ):
     from components import alignment as A
@@ -138,7 +140,7 @@ def align_fn(
         result = A.align(audio, transcript, transcript_kind=transcript_kind, states_per_phone=states_per_phone,
                          reference_textgrid=reference_textgrid, reference_tier=reference_tier,
                          feature_kind=feature_kind, max_iter=max_iter, device=device, seed=seed,
-                         durations=durations, progress=_gr_progress(progress))
+                         durations=durations, phone_models=phone_models, progress=_gr_progress(progress))
         figs = render_alignment(result)
         files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
         seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
@@ -273,7 +275,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     ref_tg = gr.File(value=_sample_reference(), label="Reference TextGrid (optional)",
                                      file_types=[".TextGrid", ".textgrid"], type="filepath")
                     ref_tier = gr.Textbox(value="", label="Reference tier (empty: the phone tier)")
-                    with gr.Accordion("More", open=False):
+                    with gr.Accordion("More", open=False, elem_id="align-more"):
                         a_features = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value="mfcc",
                                               label="Features")
                         a_iter = gr.Slider(0, 100, value=ALIGN_DEFAULTS["iterations"], step=1,
@@ -284,6 +286,10 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                                value="gamma", label="Phone durations")
                         a_device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
                         a_seed = gr.Number(value=0, precision=0, label="Seed")
+                        a_models = gr.File(label="Phone models (optional): a phone_models.pt from `python -m "
+                                                 "hmm_engine align` or `train-labelled`; they align the clip and "
+                                                 "nothing is trained here", file_types=[".pt"], type="filepath",
+                                           elem_id="align-models")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
                 with gr.Column(scale=3):
                     a_timeline = gr.Plot(label="Timeline", elem_id="plot-align-timeline")
@@ -299,7 +305,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     a_summary = gr.JSON(label="Summary and metrics (JSON)", open=False)
             a_state = gr.State(None)
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
-                    a_device, a_seed, a_durations]
+                    a_device, a_seed, a_durations, a_models]
         align_rows = align_examples()
         if align_rows:
             with a_examples_slot:

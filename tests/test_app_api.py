@@ -197,6 +197,51 @@ def test_align_with_reference(client):
         A.align(str(SAMPLE), phones_lab.read_text(), transcript_kind="phones", durations="weibull")
 
 
+def test_align_with_uploaded_phone_models(client, tmp_path):
+    """Models trained elsewhere (here: train-labelled on the sample's own reference) align the
+    clip without training; the result equals the engine's, and bad model files get clear errors."""
+    import shutil
+
+    import torch
+
+    from hmm_engine.alignment.aligner import align_utterance, compute_features
+    from hmm_engine.alignment.corpus import train_labelled
+    from hmm_engine.alignment.phone_models import PhoneModels
+
+    ref, phones_lab = SAMPLE.with_suffix(".TextGrid"), SAMPLE.with_suffix(".phones.lab")
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    shutil.copy(SAMPLE, labelled / SAMPLE.name)
+    shutil.copy(ref, labelled / ref.name)
+    models_path = train_labelled(labelled, tmp_path / "models", num_mixtures=1, show_progress=False,
+                                 report=lambda line: None).models_path
+    timeline, fig, latency, summary, files = client.predict(
+        handle_file(str(SAMPLE)), phones_lab.read_text(), transcript_kind="phones",
+        reference_textgrid=handle_file(str(ref)), phone_models=handle_file(str(models_path)), api_name="/align")
+    settings = summary["settings"]
+    assert settings["phone_models"] == "phone_models.pt"
+    assert settings["max_iter"] == 0 and settings["states_per_phone"] == 3 and settings["durations"] == "hmm"
+    models = PhoneModels.load(models_path)
+    direct = align_utterance(compute_features(str(SAMPLE), models.feature_config), phones=phones_lab.read_text(),
+                             models=models)
+    assert [s["label"] for s in summary["phones"]] == [s.label for s in direct.phones]
+    np.testing.assert_allclose([s["start"] for s in summary["phones"]], [s.start for s in direct.phones], atol=1e-6)
+    # Trained on this very clip's boundaries: every boundary within 20 ms (measured: 100%).
+    assert summary["metrics"]["within_20ms_pct"] >= 95.0
+
+    not_models = tmp_path / "notes.pt"
+    not_models.write_bytes(b"these are not phone models")
+    _expect_error(client, "not a readable phone-model file", handle_file(str(SAMPLE)), phones_lab.read_text(),
+                  transcript_kind="phones", phone_models=handle_file(str(not_models)), api_name="/align")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    _expect_error(client, "not an HMM Studio phone-model file", handle_file(str(SAMPLE)), phones_lab.read_text(),
+                  transcript_kind="phones", phone_models=handle_file(str(foreign)), api_name="/align")
+    _expect_error(client, "phones not in the trained inventory: zz", handle_file(str(SAMPLE)),
+                  phones_lab.read_text() + " zz", transcript_kind="phones",
+                  phone_models=handle_file(str(models_path)), api_name="/align")
+
+
 def test_a_new_session_plays_the_bundled_samples_segments(app_url):
     """Before any run, /analyze_segment cuts the precomputed sample analysis's segments."""
     from components import precomputed

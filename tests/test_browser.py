@@ -108,3 +108,33 @@ def test_picking_a_phone_plays_its_audio(page):
     options.nth(1).click()
     page.wait_for_function("() => document.body.innerHTML.includes('audio.wav')", timeout=20_000)
     assert not page.errors
+
+
+def test_uploaded_phone_models_align_without_training(page, tmp_path):
+    # Models from train-labelled (on the sample's own reference), uploaded under More: the
+    # alignment runs with them, so the latency figure gains a "models" stage.
+    import shutil
+
+    from app_server import SAMPLE
+
+    from hmm_engine.alignment.corpus import train_labelled
+
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    shutil.copy(SAMPLE, labelled / SAMPLE.name)
+    shutil.copy(SAMPLE.with_suffix(".TextGrid"), labelled / SAMPLE.with_suffix(".TextGrid").name)
+    models = train_labelled(labelled, tmp_path / "m", num_mixtures=1, show_progress=False,
+                            report=lambda line: None).models_path
+    page.get_by_role("tab", name="Align").click()
+    page.locator("#align-more").get_by_text("More").first.click()  # closed accordions are not rendered
+    page.locator("#align-models input[type=file]").set_input_files(str(models))
+    page.wait_for_function("() => document.querySelector('#align-models').innerText.includes('phone_models.pt')",
+                           timeout=20_000)
+    page.click("#align-button")
+    page.wait_for_function(
+        """() => { const el = document.querySelector('#plot-align-latency .js-plotly-plot');
+                   return el && el._fullData && JSON.stringify(el._fullData.map(t => [t.x, t.y, t.name]))
+                                                    .includes('models'); }""",
+        timeout=150_000)
+    assert _rendered(page, "plot-alignment")
+    assert not page.errors, page.errors
