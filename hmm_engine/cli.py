@@ -133,6 +133,10 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
     parser.add_argument("--iterations", type=int, default=20, help="EM iterations with single Gaussians")
     parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
+    parser.add_argument("--min-frames-per-gaussian", type=float, default=None,
+                        help="a state splits its mixture only while it keeps this many frames per Gaussian "
+                             "(default: hmm_engine.alignment.corpus.MIN_FRAMES_PER_GAUSSIAN, 50; 0: every state "
+                             "gets --mixtures)")
     parser.add_argument("--durations", choices=("hmm", *DURATION_TYPES),
                         default="hmm", help="state durations: 'hmm' (geometric, self-loops) or an explicit "
                                             "(semi-Markov) family trained after the HMM")
@@ -167,6 +171,10 @@ def add_train_labelled_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
     parser.add_argument("--iterations", type=int, default=10, help="EM iterations with single Gaussians")
     parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
+    parser.add_argument("--min-frames-per-gaussian", type=float, default=None,
+                        help="a state splits its mixture only while it keeps this many frames per Gaussian "
+                             "(default: hmm_engine.alignment.corpus.MIN_FRAMES_PER_GAUSSIAN, 50; 0: every state "
+                             "gets --mixtures)")
     parser.add_argument("--durations", choices=("hmm", *DURATION_TYPES), default="hmm",
                         help="state durations: 'hmm' (geometric, self-loops) or an explicit (semi-Markov) family")
     parser.add_argument("--duration-iterations", type=int, default=4,
@@ -177,6 +185,12 @@ def add_train_labelled_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run_train_labelled)
+
+
+def _mixture_options(args: argparse.Namespace) -> dict:
+    """``min_frames_per_gaussian`` when given on the command line (else the library default)."""
+    value = args.min_frames_per_gaussian
+    return {} if value is None else {"min_frames_per_gaussian": value}
 
 
 def _start_distributed(device: str) -> bool:
@@ -211,6 +225,7 @@ def run_train_labelled(args: argparse.Namespace, out: TextIO | None = None) -> i
             show_progress=not args.no_progress, report=lambda line: print(line, file=out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, acoustic_prior=args.acoustic_prior,
+            **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
@@ -244,7 +259,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
-            acoustic_prior=args.acoustic_prior, models=models,
+            acoustic_prior=args.acoustic_prior, models=models, **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)

@@ -317,6 +317,36 @@ def test_mixture_split_keeps_weights_normalised():
     assert torch.unique(means, dim=0).shape[0] == 3
 
 
+def test_mixture_split_gated_by_occupancy_keeps_thin_states_single():
+    """States with fewer than min_frames_per_gaussian frames per Gaussian stop splitting: 60
+    frames at 50 per Gaussian keep 1 component, 120 keep 2, 500 reach the target 4; a state
+    left with one Gaussian scores exactly as before the split."""
+    models = PhoneModels(["a", "b", "c"], states_per_phone=1, obs_dim=2)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        models.emission.means = torch.randn(3, 2, generator=generator)
+        models.emission.covars = torch.rand(3, 2, generator=generator) + 0.5
+    x = torch.randn(20, 2, generator=generator)
+    before = models.log_likelihood(x)
+    models.split_mixtures(4, occupancy=torch.tensor([60.0, 120.0, 500.0]), min_frames_per_gaussian=50)
+    w = models.emission.weights.double()
+    assert w.shape == (3, 4)
+    torch.testing.assert_close(w.sum(-1), torch.ones(3, dtype=torch.float64))
+    assert (w > 0).sum(-1).tolist() == [1, 2, 4]
+    assert sorted(w[1].tolist()) == pytest.approx([0.0, 0.0, 0.5, 0.5])
+    after = models.log_likelihood(x)
+    torch.testing.assert_close(after[:, 0], before[:, 0], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(after[:, 2], before[:, 2])
+    # EM keeps a zero-weight component at zero weight, and everything finite.
+    models.emission.m_step(models.emission.accumulate(x, torch.full((20, 3), 1.0)))
+    assert ((models.emission.weights > 0).sum(-1)).tolist() == [1, 2, 4]
+    assert torch.isfinite(models.log_likelihood(x)).all()
+    # No occupancy (or 0): every state reaches the target.
+    plain = PhoneModels(["a", "b"], states_per_phone=1, obs_dim=2)
+    plain.split_mixtures(4, occupancy=torch.tensor([1.0, 1.0]), min_frames_per_gaussian=0)
+    assert (plain.emission.weights > 0).sum(-1).tolist() == [4, 4]
+
+
 # --------------------------------------------------------------------------- corpus mode
 
 

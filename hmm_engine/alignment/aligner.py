@@ -442,6 +442,7 @@ def train_on_utterances(
     init: InitOption = "uniform",
     acoustic_scales: Sequence[float] | None = None,
     duration_iterations: int = 0,
+    min_frames_per_gaussian: float = 0.0,
 ) -> list[float]:
     """Flat start then embedded Baum-Welch EM over utterances (one or a corpus share).
 
@@ -459,6 +460,9 @@ def train_on_utterances(
             :func:`utterance_stats` (default all 1).
         duration_iterations: for models with explicit durations, semi-Markov EM iterations
             at the end (:func:`train_explicit_durations`).
+        min_frames_per_gaussian: a state splits its mixture only while the last E-step gave
+            it at least this many frames per Gaussian (:meth:`PhoneModels.split_mixtures`);
+            0 splits every state to the target.
     Returns:
         Log-likelihood per frame of each EM iteration (before its M-step).
     """
@@ -486,9 +490,11 @@ def train_on_utterances(
         m = min(2 * m, target)
         schedule += [m] * max(1, mixup_iterations)
     history: list[float] = []
+    total = None
     for iteration, mixtures in enumerate(schedule):
         if mixtures > models.num_mixtures:
-            models.split_mixtures(mixtures)
+            occupancy = None if total is None else (total["mix"].sum(-1) if "mix" in total else total["n"])
+            models.split_mixtures(mixtures, occupancy=occupancy, min_frames_per_gaussian=min_frames_per_gaussian)
         scale = acoustic_scales[iteration] if acoustic_scales is not None and iteration < len(acoustic_scales) else 1.0
         total = reduce(_corpus_stats(models, data, scale))
         per_frame = float(total["log_likelihood"] / total["num_frames"])

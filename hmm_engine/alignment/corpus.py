@@ -33,9 +33,10 @@ trained inside those segments instead, and a corpus is then aligned with them
 (``align_corpus(models=...)``, ``align --models``). Flat-start EM cannot learn where a
 corpus's labellers put a boundary inside a gradual transition: on a 150-utterance tuning corpus,
 models trained inside the reference segments and then re-estimated by 12 unsupervised EM
-iterations reached -34.39 log-likelihood per frame and 95.1% of boundaries within 20 ms;
-the same recipe started from our own flat-start alignment reached -34.33 and 91.5%. The
-likelihood cannot tell the two conventions apart; labels can.
+iterations reached -37.31 log-likelihood per frame and 94.6% of boundaries within 20 ms;
+the same recipe started from our own flat-start alignment reached -37.24 and 91.4%
+(``benchmarks/flat_start_vs_labels.py``). The likelihood cannot tell the two conventions
+apart; labels can.
 
 A file that cannot be used (unreadable audio, missing or bad transcript, too short for its
 phones, ...) is skipped with a report line; the run goes on.
@@ -72,9 +73,16 @@ from hmm_engine.inference.hmm import single_thread
 from hmm_engine.training.em import all_reduce_stats
 
 MODEL_FILE = "phone_models.pt"
+# Default of align_corpus / train_labelled: a state splits its mixture only while it keeps 50
+# frames per Gaussian. Labelled training on 9 / 30 / 150 / 450 tuning utterances (seed 2),
+# aligning the seed-1 tuning corpus: 52.5 / 78.7 / 94.8 / 96.3% within 20 ms with every state
+# split to 4 Gaussians, 75.0 / 86.8 / 95.4 / 96.3% with 50 (100: 75.0 / 86.8 / 94.9 / 96.5;
+# 200: 75.0 / 86.7 / 94.7 / 95.9); flat-start corpus mode 91.8 -> 92.1% (150) and
+# 92.8 -> 92.9% (450).
+MIN_FRAMES_PER_GAUSSIAN = 50.0
 
 __all__ = ["CorpusFile", "CorpusReport", "find_corpus_files", "load_corpus", "train_corpus", "align_corpus",
-           "align_files", "load_labelled_segments", "train_labelled", "MODEL_FILE"]
+           "align_files", "load_labelled_segments", "train_labelled", "MODEL_FILE", "MIN_FRAMES_PER_GAUSSIAN"]
 
 
 @dataclass(frozen=True)
@@ -275,6 +283,7 @@ def train_labelled(
     duration_type: str | None = None,
     duration_iterations: int = 4,
     acoustic_prior: float = 1.0,
+    min_frames_per_gaussian: float = MIN_FRAMES_PER_GAUSSIAN,
 ) -> CorpusReport:
     """Train phone models on labelled phone segments; write ``out_dir/phone_models.pt``.
 
@@ -322,6 +331,7 @@ def train_labelled(
             segments, states_per_phone, num_mixtures, iterations, mixup_iterations, covariance_type, min_covar,
             silence, device, seed, bar, init="uniform", anneal=None, duration_type=duration_type,
             duration_iterations=duration_iterations, acoustic_prior=acoustic_prior,
+            min_frames_per_gaussian=min_frames_per_gaussian,
         )
         bar.close()
         t2 = time.perf_counter()
@@ -359,6 +369,7 @@ def train_corpus(
     duration_iterations: int = 4,
     class_prior: float = 0.0,
     acoustic_prior: float = 1.0,
+    min_frames_per_gaussian: float = 0.0,
 ) -> tuple[PhoneModels, list[float]]:
     """Train shared phone models on ``(features, transcript)`` pairs (this rank's share).
 
@@ -366,6 +377,7 @@ def train_corpus(
     all-reduced, so every rank returns the same models. With ``duration_type`` (e.g.
     "gamma") the models get explicit state durations, trained last by
     ``duration_iterations`` semi-Markov EM iterations (``train_explicit_durations``).
+    ``min_frames_per_gaussian``: see :func:`train_on_utterances`.
     Returns ``(models, history)``.
     """
     local = sorted({p for _, t in data for p in t.phones})
@@ -386,7 +398,8 @@ def train_corpus(
     if not pairs:
         raise InvalidInputError("this rank has no usable utterance; use fewer processes than files")
     history = train_on_utterances(models, pairs, iterations, mixup_iterations, seed, all_reduce_stats, progress,
-                                  init=init, acoustic_scales=annealing_schedule(anneal, iterations))
+                                  init=init, acoustic_scales=annealing_schedule(anneal, iterations),
+                                  min_frames_per_gaussian=min_frames_per_gaussian)
     if context_min_count:
         # Context-dependent boundary states: a (phone, neighbour) pair seen often enough
         # (over all ranks) gets its own first / last state, then EM goes on.
@@ -458,6 +471,7 @@ def align_corpus(
     class_prior: float = 0.0,
     acoustic_prior: float = 1.0,
     models: PhoneModels | None = None,
+    min_frames_per_gaussian: float = MIN_FRAMES_PER_GAUSSIAN,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -487,6 +501,9 @@ def align_corpus(
             150-utterance tuning corpus 86.3 -> 88.1% of boundaries within 20 ms (0.5: 86.8,
             2: 87.8, 3: 87.8), and 88.8 -> 91.8% (2: 91.5) once espeak-ng's references put
             stop closures in the stops.
+        min_frames_per_gaussian: split a state's mixture only while it keeps this many frames
+            per Gaussian (:func:`train_on_utterances`; default :data:`MIN_FRAMES_PER_GAUSSIAN`);
+            0 splits every state.
         models: align with these trained models (e.g. from :func:`train_labelled`) instead
             of training: the model and training settings and ``feature_config`` are then
             ignored (the models' own front end is used), no ``phone_models.pt`` is written,
@@ -526,7 +543,7 @@ def align_corpus(
                 [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
                 covariance_type, min_covar, silence, device, seed, bar, init, anneal,
                 context_min_count, context_iterations, duration_type, duration_iterations, class_prior,
-                acoustic_prior,
+                acoustic_prior, min_frames_per_gaussian,
             )
             bar.close()
             if rank == 0:

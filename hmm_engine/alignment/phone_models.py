@@ -460,12 +460,18 @@ class PhoneModels(nn.Module):
         return torch.as_tensor(groups, dtype=torch.long)
 
     # ------------------------------------------------------------------ mixtures
-    def split_mixtures(self, num_mixtures: int, perturb: float = 0.2) -> None:
+    def split_mixtures(self, num_mixtures: int, perturb: float = 0.2, occupancy: Tensor | None = None,
+                       min_frames_per_gaussian: float = 0.0) -> None:
         """Grow every state's mixture to ``num_mixtures`` Gaussians (diag covariances).
 
         HTK-style splitting: the heaviest component is copied, the two copies' means are
         moved ``+-perturb`` standard deviations apart and its weight is halved; repeated
         until each state has ``num_mixtures`` components.
+
+        With ``occupancy`` (``[K]`` frames per state, e.g. the last E-step's) and
+        ``min_frames_per_gaussian`` > 0, a state only splits while it keeps at least that many
+        frames per active Gaussian; its other components are zero-weight copies that never
+        score or train (a rare phone keeps fewer, better-estimated Gaussians).
         """
         if self.covariance_type != "diag":
             raise InvalidParameterError("mixture splitting is implemented for diagonal covariances")
@@ -482,12 +488,18 @@ class PhoneModels(nn.Module):
                 var = self.emission.covars.double()
                 weights = self.emission.weights.double()
             rows = torch.arange(K, device=means.device)
+            allowed = torch.full((K,), num_mixtures, device=means.device)
+            if occupancy is not None and min_frames_per_gaussian > 0:
+                frames = occupancy.to(device=means.device, dtype=torch.float64).reshape(K)
+                allowed = (frames / min_frames_per_gaussian).floor().clamp(1, num_mixtures)
             while means.shape[1] < num_mixtures:
                 heavy = weights.argmax(1)  # [K]
-                m, v, w = means[rows, heavy], var[rows, heavy], weights[rows, heavy] / 2
-                offset = perturb * v.sqrt()
+                grow = (weights > 0).sum(1) < allowed  # [K]: states that may split once more
+                m, v = means[rows, heavy], var[rows, heavy]
+                w = torch.where(grow, weights[rows, heavy] / 2, torch.zeros_like(weights[:, 0]))
+                offset = perturb * v.sqrt() * grow.unsqueeze(1)
                 means[rows, heavy] = m + offset
-                weights[rows, heavy] = w
+                weights[rows, heavy] = torch.where(grow, w, weights[rows, heavy])
                 means = torch.cat([means, (m - offset).unsqueeze(1)], 1)
                 var = torch.cat([var, v.unsqueeze(1)], 1)
                 weights = torch.cat([weights, w.unsqueeze(1)], 1)
