@@ -60,7 +60,7 @@ from hmm_engine.alignment.aligner import (  # noqa: E402
     compute_features,
     prepare_transcript,
 )
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled  # noqa: E402
+from hmm_engine.alignment.corpus import MIN_FRAMES_PER_GAUSSIAN, MODEL_FILE, align_corpus, train_labelled  # noqa: E402
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa: E402
@@ -138,6 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--mixtures", type=int, default=4)
     parser.add_argument("--mixup-iterations", type=int, default=3)
+    parser.add_argument("--min-frames-per-gaussian", type=float, default=MIN_FRAMES_PER_GAUSSIAN,
+                        help="a state splits its mixture only while it keeps this many frames per Gaussian")
     parser.add_argument("--states-per-phone", type=int, default=3)
     parser.add_argument("--frame-shift-ms", type=float, default=10.0)
     parser.add_argument("--frame-length-ms", type=float, default=25.0, help="corpus-mode analysis window")
@@ -183,6 +185,7 @@ def main(argv=None) -> int:
         feature_config=config, device="cpu", show_progress=True, report=lines.append, init=args.init,
         anneal=args.anneal or None, context_min_count=args.context_min_count, duration_type=args.duration,
         class_prior=args.class_prior, acoustic_prior=args.acoustic_prior,
+        min_frames_per_gaussian=args.min_frames_per_gaussian,
     )
     corpus_wall = time.perf_counter() - t0
     for line in lines:
@@ -237,7 +240,7 @@ def main(argv=None) -> int:
             args.labelled_corpus, args.out / "labelled_models", states_per_phone=args.states_per_phone,
             num_mixtures=args.mixtures, mixup_iterations=args.mixup_iterations, feature_config=config, device="cpu",
             duration_type=args.duration, acoustic_prior=args.acoustic_prior, show_progress=True,
-            report=lines.append)
+            report=lines.append, min_frames_per_gaussian=args.min_frames_per_gaussian)
         labelled_out = args.out / "labelled"
         aligned_report = align_corpus(
             args.corpus, labelled_out, phones=True, transcript_suffix=".phones.lab",
