@@ -129,9 +129,20 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--phones", action="store_true", help="transcripts hold space-separated phones, not words")
     parser.add_argument("--transcript-suffix", default=".lab",
                         help="transcript file suffix (default .lab; e.g. .phones.lab with --phones)")
+    _add_training_options(parser, iterations=20)
+    parser.add_argument("--context-min-count", type=int, default=None,
+                        help="give (phone, neighbour) pairs seen this often their own boundary states")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="align with these trained models (a phone_models.pt, e.g. from train-labelled) instead "
+                             "of training; the model, training and front-end options are then ignored")
+    parser.set_defaults(run=run_align)
+
+
+def _add_training_options(parser: argparse.ArgumentParser, iterations: int) -> None:
+    """Model, training, front-end and device options shared by ``align`` and ``train-labelled``."""
     parser.add_argument("--states-per-phone", type=int, default=3, help="left-to-right states per phone, 1-5")
     parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
-    parser.add_argument("--iterations", type=int, default=20, help="EM iterations with single Gaussians")
+    parser.add_argument("--iterations", type=int, default=iterations, help="EM iterations with single Gaussians")
     parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
     parser.add_argument("--min-frames-per-gaussian", type=float, default=None,
                         help="a state splits its mixture only while it keeps this many frames per Gaussian "
@@ -144,15 +155,9 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="semi-Markov EM iterations with explicit durations")
     parser.add_argument("--acoustic-prior", type=float, default=1.0,
                         help="scale of the loudness / spectral-tilt prior by broad phone class (0: off)")
-    parser.add_argument("--context-min-count", type=int, default=None,
-                        help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
-    parser.add_argument("--models", type=Path, default=None,
-                        help="align with these trained models (a phone_models.pt, e.g. from train-labelled) instead "
-                             "of training; the model, training and front-end options are then ignored")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    parser.set_defaults(run=run_align)
 
 
 def add_train_labelled_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -167,23 +172,7 @@ def add_train_labelled_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("corpus_dir", type=Path, help="folder of name.wav + name.TextGrid")
     parser.add_argument("out_dir", type=Path, help="output folder for phone_models.pt")
     parser.add_argument("--tier", default="phones", help="interval tier holding the phones (default: phones)")
-    parser.add_argument("--states-per-phone", type=int, default=3, help="left-to-right states per phone, 1-5")
-    parser.add_argument("--mixtures", type=int, default=4, help="Gaussians per state (split 1->2->4... up to M)")
-    parser.add_argument("--iterations", type=int, default=10, help="EM iterations with single Gaussians")
-    parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
-    parser.add_argument("--min-frames-per-gaussian", type=float, default=None,
-                        help="a state splits its mixture only while it keeps this many frames per Gaussian "
-                             "(default: hmm_engine.alignment.corpus.MIN_FRAMES_PER_GAUSSIAN, 50; 0: every state "
-                             "gets --mixtures)")
-    parser.add_argument("--durations", choices=("hmm", *DURATION_TYPES), default="hmm",
-                        help="state durations: 'hmm' (geometric, self-loops) or an explicit (semi-Markov) family")
-    parser.add_argument("--duration-iterations", type=int, default=4,
-                        help="semi-Markov EM iterations with explicit durations")
-    parser.add_argument("--acoustic-prior", type=float, default=1.0,
-                        help="scale of the loudness / spectral-tilt prior by broad phone class used when aligning")
-    parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="feature frame shift")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_training_options(parser, iterations=10)
     parser.set_defaults(run=run_train_labelled)
 
 

@@ -496,13 +496,8 @@ def train_on_utterances(
             occupancy = None if total is None else (total["mix"].sum(-1) if "mix" in total else total["n"])
             models.split_mixtures(mixtures, occupancy=occupancy, min_frames_per_gaussian=min_frames_per_gaussian)
         scale = acoustic_scales[iteration] if acoustic_scales is not None and iteration < len(acoustic_scales) else 1.0
-        total = reduce(_corpus_stats(models, data, scale))
-        per_frame = float(total["log_likelihood"] / total["num_frames"])
-        if not math.isfinite(per_frame):
-            raise InvalidInputError("EM log-likelihood is not finite")
-        history.append(per_frame)
-        if progress is not None:
-            progress(iteration, per_frame)
+        total = _em_iteration(models, data, reduce, scale)
+        history.append(_report_iteration(total, progress, iteration))
         _m_step(models, total)
     if duration_iterations and models.durations is not None:
         history += train_explicit_durations(models, data, duration_iterations, reduce, progress, len(history))
@@ -552,15 +547,25 @@ def reestimate(
     reduce = reduce or (lambda s: s)
     history: list[float] = []
     for iteration in range(iterations):
-        total = reduce(_corpus_stats(models, data, 1.0, explicit=explicit))
-        per_frame = float(total["log_likelihood"] / total["num_frames"])
-        if not math.isfinite(per_frame):
-            raise InvalidInputError("EM log-likelihood is not finite")
-        history.append(per_frame)
-        if progress is not None:
-            progress(first_iteration + iteration, per_frame)
+        total = _em_iteration(models, data, reduce, 1.0, explicit)
+        history.append(_report_iteration(total, progress, first_iteration + iteration))
         _m_step(models, total)
     return history
+
+
+def _em_iteration(models: PhoneModels, data, reduce, acoustic_scale: float, explicit: bool = False) -> dict[str, Tensor]:
+    """One E-step over ``data``, summed (and reduced over processes)."""
+    return reduce(_corpus_stats(models, data, acoustic_scale, explicit=explicit))
+
+
+def _report_iteration(total: dict[str, Tensor], progress, iteration: int) -> float:
+    """Log-likelihood per frame of an E-step (checked finite), passed to ``progress``."""
+    per_frame = float(total["log_likelihood"] / total["num_frames"])
+    if not math.isfinite(per_frame):
+        raise InvalidInputError("EM log-likelihood is not finite")
+    if progress is not None:
+        progress(iteration, per_frame)
+    return per_frame
 
 
 # --------------------------------------------------------------------------- decoding

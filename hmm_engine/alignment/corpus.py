@@ -325,8 +325,8 @@ def train_labelled(
             for line in lines:
                 report(f"report: {line}")
             raise InvalidInputError(f"no usable labelled file in '{corpus_dir}' ({len(files)} with TextGrids)")
-        bar = _TrainingBar(iterations + _mixup_steps(num_mixtures, mixup_iterations)
-                           + (duration_iterations if duration_type else 0), show_progress)
+        bar = _TrainingBar(_training_steps(iterations, num_mixtures, mixup_iterations, 0,
+                                           duration_iterations if duration_type else 0), show_progress)
         models, history = train_corpus(
             segments, states_per_phone, num_mixtures, iterations, mixup_iterations, covariance_type, min_covar,
             silence, device, seed, bar, init="uniform", anneal=None, duration_type=duration_type,
@@ -340,13 +340,7 @@ def train_labelled(
         models.save(result.models_path)
     result.history = history
     result.timings = {"loading": t1 - t0, "training": t2 - t1}
-    result.skipped = sorted(line for part in _gather(lines if rank == 0 else load_problems) for line in part)
-    if rank == 0:
-        for line in result.skipped:
-            report(f"report: {line}")
-    if world > 1:
-        torch.distributed.barrier()
-    return result
+    return _finish(result, lines if rank == 0 else load_problems, report)
 
 
 def train_corpus(
@@ -536,9 +530,9 @@ def align_corpus(
                 report(f"report: {line}")
             raise InvalidInputError(f"no usable file in '{corpus_dir}' ({len(files)} with transcripts)")
         if models is None:
-            bar = _TrainingBar(iterations + _mixup_steps(num_mixtures, mixup_iterations)
-                               + (context_iterations if context_min_count else 0)
-                               + (duration_iterations if duration_type else 0), show_progress)
+            bar = _TrainingBar(_training_steps(iterations, num_mixtures, mixup_iterations,
+                                               context_iterations if context_min_count else 0,
+                                               duration_iterations if duration_type else 0), show_progress)
             models, history = train_corpus(
                 [(f, t) for _, f, t in loaded], states_per_phone, num_mixtures, iterations, mixup_iterations,
                 covariance_type, min_covar, silence, device, seed, bar, init, anneal,
@@ -557,8 +551,13 @@ def align_corpus(
     result.aligned = aligned
     result.history = history
     result.timings = {"loading": t1 - t0, "training": t2 - t1, "alignment": t3 - t2}
-    own = (problems if rank == 0 else []) + load_problems + align_problems
-    result.skipped = sorted(line for part in _gather(own) for line in part)
+    return _finish(result, (problems if rank == 0 else []) + load_problems + align_problems, report)
+
+
+def _finish(result: CorpusReport, own_lines: list[str], report: Callable[[str], None]) -> CorpusReport:
+    """Every rank's report lines into ``result.skipped`` (rank 0 prints them), then a barrier."""
+    rank, world = _dist()
+    result.skipped = sorted(line for part in _gather(own_lines) for line in part)
     if rank == 0:
         for line in result.skipped:
             report(f"report: {line}")
@@ -567,8 +566,10 @@ def align_corpus(
     return result
 
 
-def _mixup_steps(num_mixtures: int, mixup_iterations: int) -> int:
-    steps, m = 0, 1
+def _training_steps(iterations: int, num_mixtures: int, mixup_iterations: int, context_iterations: int,
+                    duration_iterations: int) -> int:
+    """EM iterations a training run reports (the progress bar's length)."""
+    steps, m = iterations + context_iterations + duration_iterations, 1
     while m < num_mixtures:
         m = min(2 * m, num_mixtures)
         steps += max(1, mixup_iterations)
