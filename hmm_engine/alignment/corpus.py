@@ -444,8 +444,8 @@ def align_corpus(
     phones: bool = False,
     transcript_suffix: str = ".lab",
     states_per_phone: int = 3,
-    num_mixtures: int = 1,
-    iterations: int = 10,
+    num_mixtures: int = 4,
+    iterations: int = 20,
     mixup_iterations: int = 3,
     covariance_type: str = "diag",
     min_covar: float = 0.01,
@@ -475,7 +475,8 @@ def align_corpus(
             transcripts) and ``phone_models.pt``.
         phones: transcripts hold phones rather than words.
         states_per_phone, num_mixtures, iterations, mixup_iterations, covariance_type,
-        min_covar: model and training settings (see :func:`train_corpus`).
+        min_covar: model and training settings (see :func:`train_corpus`); the defaults are
+            ``align``'s on the command line, the settings benchmarked in README.
         feature_config: front end (default MFCC + deltas + delta-deltas, CMVN, 10 ms).
         device: "auto" (CUDA when available), "cpu" or "cuda": where emission scores and
             statistics are computed (the chain DP itself runs on the CPU).
