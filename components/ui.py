@@ -24,13 +24,13 @@ from components.precomputed import sample_settings
 from components.render import render_alignment, render_analysis
 from components.results import AnalysisResult, AnalysisSettings
 from hmm_engine.errors import HMMStudioError
+from hmm_engine.frontend.audio import AUDIO_SUFFIXES
 
 log = logging.getLogger("hmm_studio")
 
 ROOT = P.ROOT
 DEFAULTS = sample_settings()  # the UI, the API and these functions share one set of defaults
 ALIGN_DEFAULTS = aligner_defaults()
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3")
 
 CSS = """
 .hmm-note {font-size: 0.9em; color: #555;}
@@ -57,7 +57,7 @@ def _user_error(exc: BaseException) -> gr.Error:
 
 def example_clips() -> list[str]:
     assets = ROOT / "assets"
-    clips = sorted(p for p in assets.glob("*") if p.suffix.lower() in AUDIO_EXTS)
+    clips = sorted(p for p in assets.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     # the bundled sample first
     clips.sort(key=lambda p: (p != P.SAMPLE_AUDIO, p.name))
     return [str(p) for p in clips]

@@ -22,15 +22,11 @@ import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
+from hmm_engine.alignment.layout import files_by_name
 from hmm_engine.alignment.metrics import DEFAULT_THRESHOLDS_MS, AlignmentComparison, compare_tiers, pool_comparisons
 from hmm_engine.alignment.textgrids import read_textgrid
 from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import HMMStudioError
-
-
-def _textgrids_by_stem(folder: Path) -> dict[str, Path]:
-    """``{stem: path}`` for ``*.TextGrid`` files (suffix case-insensitive) directly in ``folder``."""
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() == ".textgrid"}
 
 
 def _format(value: float | int) -> str:
@@ -43,7 +39,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "evaluate",
         help="compare hypothesis TextGrids with reference TextGrids",
-        description="Compare HYP_DIR/name.TextGrid with REF_DIR/name.TextGrid for every name in both.",
+        description="Compare HYP_DIR/name.TextGrid with REF_DIR/name.TextGrid for every name in both "
+                    "(subfolders included: HYP_DIR/speaker/name.TextGrid pairs with REF_DIR/speaker/name.TextGrid).",
     )
     parser.add_argument("ref_dir", type=Path, help="folder of reference TextGrids")
     parser.add_argument("hyp_dir", type=Path, help="folder of hypothesis TextGrids (same file names)")
@@ -65,7 +62,9 @@ def run_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if not folder.is_dir():
             print(f"error: {label} folder '{folder}' does not exist or is not a folder", file=out)
             return 1
-    refs, hyps = _textgrids_by_stem(args.ref_dir), _textgrids_by_stem(args.hyp_dir)
+    # Speaker subfolders pair up by relative path; one side inside the other is not searched twice.
+    refs = {name: paths[0] for name, paths in files_by_name(args.ref_dir, (".textgrid",), args.hyp_dir).items()}
+    hyps = {name: paths[0] for name, paths in files_by_name(args.hyp_dir, (".textgrid",), args.ref_dir).items()}
     silence = "ignore" if args.ignore_silence else "merge" if args.merge_silence else "keep"
     if not args.frame_shift_ms > 0:
         print(f"error: --frame-shift-ms must be positive, got {args.frame_shift_ms}", file=out)
@@ -121,10 +120,11 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "align",
         help="train phone models on a corpus (flat-start EM) and force-align every file",
-        description="Align CORPUS_DIR/name.wav with CORPUS_DIR/name.lab (MFA layout); write OUT_DIR/name.TextGrid "
+        description="Align CORPUS_DIR/name.wav with CORPUS_DIR/name.lab (MFA layout: .wav/.flac/.ogg/.mp3, directly "
+                    "in CORPUS_DIR or in one subfolder per speaker); write OUT_DIR/name.TextGrid (same subfolders) "
                     "and OUT_DIR/phone_models.pt. Under torchrun, EM statistics are summed over processes.",
     )
-    parser.add_argument("corpus_dir", type=Path, help="folder of name.wav + name.lab")
+    parser.add_argument("corpus_dir", type=Path, help="folder of name.wav + name.lab (or speaker subfolders of them)")
     parser.add_argument("out_dir", type=Path, help="output folder for TextGrids and phone_models.pt")
     parser.add_argument("--phones", action="store_true", help="transcripts hold space-separated phones, not words")
     parser.add_argument("--transcript-suffix", default=".lab",
@@ -169,7 +169,8 @@ def add_train_labelled_parser(subparsers: argparse._SubParsersAction) -> None:
                     "for 'align --models'. The models then follow the labels' boundary conventions, which flat-start "
                     "training cannot learn. Under torchrun, statistics are summed over processes.",
     )
-    parser.add_argument("corpus_dir", type=Path, help="folder of name.wav + name.TextGrid")
+    parser.add_argument("corpus_dir", type=Path,
+                        help="folder of name.wav + name.TextGrid (or speaker subfolders of them)")
     parser.add_argument("out_dir", type=Path, help="output folder for phone_models.pt")
     parser.add_argument("--tier", default="phones", help="interval tier holding the phones (default: phones)")
     _add_training_options(parser, iterations=10)

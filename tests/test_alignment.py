@@ -392,8 +392,52 @@ def test_corpus_phones_mode_has_phones_tier_only(sample_corpus_alignment):
 def test_find_corpus_files_errors(tmp_path):
     with pytest.raises(InvalidInputError, match="does not exist"):
         find_corpus_files(tmp_path / "missing")
-    with pytest.raises(InvalidInputError, match="no .wav"):
+    (tmp_path / "notes.txt").write_text("not audio")
+    (tmp_path / ".cache").mkdir()
+    shutil.copy(SYNTH / "flite_0001.wav", tmp_path / ".cache" / "flite_0001.wav")  # hidden: not searched
+    with pytest.raises(InvalidInputError, match="no audio files"):
         find_corpus_files(tmp_path)
+
+
+def test_corpus_speaker_folders_and_audio_formats(tmp_path, capsys):
+    """MFA layout with one folder per speaker, any soundfile format: names are relative paths,
+    TextGrids mirror the folders, a lossless copy aligns exactly like its wav, a second audio
+    file of one name is reported, and evaluate pairs the folders (skipping OUT inside REF)."""
+    import soundfile as sf
+
+    from hmm_engine.cli import main
+
+    corpus = tmp_path / "corpus"
+    for folder in ("spk_a", "spk_b"):
+        (corpus / folder).mkdir(parents=True)
+    files = {"festival_0002": "festival_0002", "spk_a/flite_0001": "flite_0001",
+             "spk_b/festival_0002": "festival_0002"}
+    for name, source in files.items():
+        shutil.copy(SYNTH / f"{source}.phones.lab", corpus / f"{name}.phones.lab")
+        shutil.copy(SYNTH / f"{source}.TextGrid", corpus / f"{name}.TextGrid")  # references, for evaluate
+    shutil.copy(SYNTH / "festival_0002.wav", corpus / "festival_0002.wav")
+    shutil.copy(SYNTH / "flite_0001.wav", corpus / "spk_a" / "flite_0001.wav")
+    samples, rate = sf.read(SYNTH / "festival_0002.wav", dtype="int16")
+    sf.write(corpus / "spk_b" / "festival_0002.flac", samples, rate)  # lossless: the same samples
+    sf.write(corpus / "spk_a" / "flite_0001.flac", samples, rate)  # same name as the wav beside it
+    lines: list[str] = []
+    out = corpus / "aligned"  # inside the corpus: evaluate must not take it for references
+    report = align_corpus(corpus, out, phones=True, transcript_suffix=".phones.lab", iterations=2,
+                          num_mixtures=1, show_progress=False, report=lines.append)
+    assert report.aligned == sorted(files)
+    assert lines == ["report: spk_a/flite_0001: skipped 'flite_0001.flac': 'flite_0001.wav' has the same name"]
+    top = read_textgrid(out / "festival_0002.TextGrid")["phones"]
+    nested = read_textgrid(out / "spk_b" / "festival_0002.TextGrid")["phones"]
+    assert [(s.label, s.start, s.end) for s in nested] == [(s.label, s.start, s.end) for s in top]
+    assert [s.label for s in read_textgrid(out / "spk_a" / "flite_0001.TextGrid")["phones"] if s.label != "sil"] == \
+        [p for p in (SYNTH / "flite_0001.phones.lab").read_text().split() if p != "sil"]
+
+    capsys.readouterr()
+    assert main(["evaluate", str(corpus), str(out), "--csv", str(tmp_path / "per_file.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "Evaluated 3 file(s)" in printed and "report:" not in printed
+    rows = (tmp_path / "per_file.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:4]] == sorted(files)
 
 
 def test_align_cli_runs_and_reports(tmp_path):

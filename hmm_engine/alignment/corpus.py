@@ -1,8 +1,9 @@
 """Corpus forced alignment: shared phone models trained by flat-start embedded EM.
 
-Corpus layout (Montreal Forced Aligner style): ``CORPUS_DIR/name.wav`` with a transcript
-``CORPUS_DIR/name<suffix>``; the suffix is ``.lab`` by default (``transcript_suffix``
-chooses another, e.g. ``.phones.lab``). The transcript holds words (turned into phones by
+Corpus layout (Montreal Forced Aligner style): ``CORPUS_DIR/name.wav`` (or .flac, .ogg, .mp3;
+directly there or in one subfolder per speaker) with a transcript ``name<suffix>`` beside it;
+the suffix is ``.lab`` by default (``transcript_suffix`` chooses another, e.g. ``.phones.lab``).
+Outputs mirror the layout: ``OUT_DIR/speaker/name.TextGrid``. The transcript holds words (turned into phones by
 espeak-ng) or, with ``phones=True``, space-separated phone symbols.
 
 Training (HTK/MFA-style monophone training):
@@ -63,11 +64,13 @@ from hmm_engine.alignment.aligner import (
     train_explicit_durations,
     train_on_utterances,
 )
+from hmm_engine.alignment.layout import files_by_name
 from hmm_engine.alignment.metrics import SILENCE_LABELS
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.segments import segment_frames
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid
 from hmm_engine.errors import HMMStudioError, InvalidInputError
+from hmm_engine.frontend.audio import AUDIO_SUFFIXES
 from hmm_engine.frontend.features import FeatureConfig, Features
 from hmm_engine.inference.hmm import single_thread
 from hmm_engine.training.em import all_reduce_stats
@@ -134,26 +137,36 @@ def _gather(obj):
 
 
 def find_corpus_files(corpus_dir: str | os.PathLike, transcript_suffix: str = ".lab") -> tuple[list[CorpusFile], list[str]]:
-    """``(files, problems)``: every ``name.wav`` (sorted by name) with its ``name<suffix>``.
+    """``(files, problems)``: every audio file under ``corpus_dir`` (sorted by name) with its
+    transcript ``name<suffix>`` beside it.
 
-    A wav without a transcript is a problem line, not a file.
+    Audio is any of :data:`~hmm_engine.frontend.audio.AUDIO_SUFFIXES`, directly in the folder or
+    in subfolders (MFA's one folder per speaker); a file's ``name`` is its path relative to
+    ``corpus_dir`` without the suffix (``"speaker1/utt1"``), so outputs mirror the layout.
+    Hidden folders are not searched. A file without a transcript, or a second audio file of the
+    same name (``a.wav`` and ``a.flac``: the first suffix in that list is kept), is a problem
+    line, not a file.
 
     Raises:
-        InvalidInputError: the folder does not exist or holds no ``.wav``.
+        InvalidInputError: the folder does not exist or holds no audio file.
     """
     folder = Path(corpus_dir)
     if not folder.is_dir():
         raise InvalidInputError(f"corpus folder '{folder}' does not exist or is not a folder")
-    wavs = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
-    if not wavs:
-        raise InvalidInputError(f"corpus folder '{folder}' holds no .wav files")
+    by_name = files_by_name(folder, AUDIO_SUFFIXES)
+    if not by_name:
+        raise InvalidInputError(f"corpus folder '{folder}' holds no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    preference = {suffix: rank for rank, suffix in enumerate(AUDIO_SUFFIXES)}
     files, problems = [], []
-    for wav in wavs:
-        lab = wav.with_name(wav.stem + transcript_suffix)
-        if lab.is_file():
-            files.append(CorpusFile(wav.stem, wav, lab))
+    for name in sorted(by_name):
+        audio, *others = sorted(by_name[name], key=lambda p: (preference[p.suffix.lower()], p.name))
+        for other in others:
+            problems.append(f"{name}: skipped '{other.name}': '{audio.name}' has the same name")
+        transcript = audio.with_name(audio.stem + transcript_suffix)
+        if transcript.is_file():
+            files.append(CorpusFile(name, audio, transcript))
         else:
-            problems.append(f"{wav.stem}: skipped: no transcript '{lab.name}'")
+            problems.append(f"{name}: skipped: no transcript '{transcript.name}'")
     return files, problems
 
 
@@ -429,7 +442,9 @@ def align_files(
                                            file=sys.stderr):
         try:
             result = align_features(features, transcript, models, confidence)
-            write_textgrid(out / f"{item.name}.TextGrid", result.tiers(), features.duration)
+            path = out / f"{item.name}.TextGrid"
+            path.parent.mkdir(parents=True, exist_ok=True)  # a speaker's subfolder
+            write_textgrid(path, result.tiers(), features.duration)
         except HMMStudioError as exc:
             problems.append(f"{item.name}: skipped: {exc}")
             continue

@@ -27,6 +27,9 @@ from hmm_engine.errors import AudioError
 SILENCE_PEAK = 1e-4
 # A channel count this large in a 2-D array almost surely means [C, N] was passed for [N, C].
 MAX_CHANNELS = 32
+# File suffixes read as audio where a folder is searched (corpora, the bundled samples); in
+# order of preference when one name has several.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, tuple, "Audio"]
 
