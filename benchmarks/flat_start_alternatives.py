@@ -71,8 +71,8 @@ class Scorer:
         self.corpus, self.names, self.work = corpus, names, work
         self.base: float | None = None
 
-    def row(self, title: str, hyp_dir: Path, seconds: float) -> float:
-        pooled = score(self.corpus, hyp_dir, self.names)
+    def row(self, title: str, hyp_dir: Path, seconds: float, names: list[str] | None = None) -> float:
+        pooled = score(self.corpus, hyp_dir, names or self.names)
         overall = pooled["overall"].percent_within(20)
         self.base = overall if self.base is None else self.base
         synths = " / ".join(f"{c.percent_within(20):.1f}" for k, c in pooled.items() if k != "overall")
@@ -280,10 +280,8 @@ def map_adaptation(models: PhoneModels, loaded, scorer: Scorer, labelled_corpus:
         labelled = PhoneModels.load(train_labelled(subset, subset / "models", **QUIET).models_path)
         known = [(i, f, t) for i, f, t in loaded if all(p in labelled.phone_index for p in t.phones)]
         out = scorer.write(f"labelled_{size}_out", known, lambda f, t: align_features(f, t, labelled, False).phones)
-        names, scorer.names = scorer.names, [i.name for i, _, _ in known]
         scorer.row(f"  (train-labelled on the same {size}: {len(known)} of {len(loaded)} files)", out,
-                   time.perf_counter() - t0)
-        scorer.names = names
+                   time.perf_counter() - t0, [i.name for i, _, _ in known])
 
 
 def main(argv=None) -> int:
