@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Sequence, TextIO
 
-from hmm_engine.alignment.layout import files_by_name
+from hmm_engine.alignment.layout import EXPORT_SUFFIXES, files_by_name
 from hmm_engine.alignment.metrics import DEFAULT_THRESHOLDS_MS, AlignmentComparison, compare_tiers, pool_comparisons
 from hmm_engine.alignment.textgrids import read_textgrid
 from hmm_engine.durations import DURATION_TYPES
@@ -130,6 +130,9 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--transcript-suffix", default=".lab",
                         help="transcript file suffix (default .lab; e.g. .phones.lab with --phones)")
     _add_training_options(parser, iterations=20)
+    parser.add_argument("--format", nargs="+", choices=tuple(EXPORT_SUFFIXES), default=["textgrid"],
+                        help="what each file gets in OUT_DIR: name.TextGrid, name.csv and/or name.json (CSV and "
+                             "JSON keep each phone's confidence; default: textgrid)")
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--models", type=Path, default=None,
@@ -249,7 +252,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
-            acoustic_prior=args.acoustic_prior, models=models, **_mixture_options(args),
+            acoustic_prior=args.acoustic_prior, models=models, formats=args.format, **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)

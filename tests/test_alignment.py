@@ -19,6 +19,7 @@ from hmm_engine.alignment.aligner import (
     utterance_stats,
 )
 from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, find_corpus_files
+from hmm_engine.alignment.exports import read_segments_csv, read_segments_json
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.textgrids import read_textgrid
@@ -453,12 +454,24 @@ def test_align_cli_runs_and_reports(tmp_path):
     shutil.copy(SYNTH / "festival_0001.wav", corpus / "orphan.wav")
     buffer = StringIO()
     args = build_parser().parse_args(["align", str(corpus), str(tmp_path / "o"), "--phones", "--iterations", "2",
-                                      "--no-progress"])
+                                      "--no-progress", "--format", "textgrid", "csv", "json"])
     assert args.run(args, out=buffer) == 0
     text = buffer.getvalue()
     assert "report: orphan: skipped: no transcript" in text
     assert "aligned 2 file(s)" in text
-    assert (tmp_path / "o" / "flite_0001.TextGrid").is_file()
+    # The three exports hold the same segments; CSV and JSON also the confidences.
+    grid = read_textgrid(tmp_path / "o" / "flite_0001.TextGrid")["phones"]
+    table = read_segments_csv(tmp_path / "o" / "flite_0001.csv")
+    document, duration = read_segments_json(tmp_path / "o" / "flite_0001.json")
+    assert document == table and set(table) == {"phones"}
+    assert [s.label for s in table["phones"]] == [s.label for s in grid]
+    assert [s.start for s in table["phones"]] == pytest.approx([s.start for s in grid], abs=1e-9)
+    assert duration == pytest.approx(grid[-1].end)
+    assert all(0.0 < s.score <= 1.0 for s in table["phones"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["align", str(corpus), str(tmp_path / "x"), "--format", "praat"])
+    with pytest.raises(InvalidParameterError, match="output formats"):
+        align_corpus(corpus, tmp_path / "bad", phones=True, formats=["praat"])
     # Explicit durations from the command line: the saved models carry them.
     args = build_parser().parse_args(["align", str(corpus), str(tmp_path / "d"), "--phones", "--iterations", "2",
                                       "--mixtures", "1", "--durations", "gamma", "--duration-iterations", "1",

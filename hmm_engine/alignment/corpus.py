@@ -64,12 +64,13 @@ from hmm_engine.alignment.aligner import (
     train_explicit_durations,
     train_on_utterances,
 )
-from hmm_engine.alignment.layout import files_by_name
+from hmm_engine.alignment.exports import segments_to_csv, segments_to_json
+from hmm_engine.alignment.layout import EXPORT_SUFFIXES, files_by_name
 from hmm_engine.alignment.metrics import SILENCE_LABELS
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.segments import segment_frames
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid
-from hmm_engine.errors import HMMStudioError, InvalidInputError
+from hmm_engine.errors import HMMStudioError, InvalidInputError, InvalidParameterError
 from hmm_engine.frontend.audio import AUDIO_SUFFIXES
 from hmm_engine.frontend.features import FeatureConfig, Features
 from hmm_engine.inference.hmm import single_thread
@@ -85,7 +86,8 @@ MODEL_FILE = "phone_models.pt"
 MIN_FRAMES_PER_GAUSSIAN = 50.0
 
 __all__ = ["CorpusFile", "CorpusReport", "find_corpus_files", "load_corpus", "train_corpus", "align_corpus",
-           "align_files", "load_labelled_segments", "train_labelled", "MODEL_FILE", "MIN_FRAMES_PER_GAUSSIAN"]
+           "align_files", "write_alignment", "check_formats", "load_labelled_segments", "train_labelled",
+           "MODEL_FILE", "MIN_FRAMES_PER_GAUSSIAN"]
 
 
 @dataclass(frozen=True)
@@ -426,14 +428,41 @@ def train_corpus(
     return models, history
 
 
+def write_alignment(out_dir: Path, name: str, tiers: dict, duration: float,
+                    formats: Sequence[str] = ("textgrid",)) -> None:
+    """Write one utterance's tiers as ``out_dir/name.TextGrid`` / ``.csv`` / ``.json`` (the
+    ``formats``; CSV and JSON keep each phone's confidence, which a TextGrid cannot); a
+    speaker's subfolder is created as needed."""
+    base = out_dir / name
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for kind in formats:
+        path = base.parent / f"{base.name}{EXPORT_SUFFIXES[kind]}"
+        if kind == "textgrid":
+            write_textgrid(path, tiers, duration)
+        elif kind == "csv":
+            segments_to_csv(tiers, path)
+        else:
+            segments_to_json(tiers, duration, path)
+
+
+def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """``formats`` as a tuple, or InvalidParameterError naming an unknown one (or none at all)."""
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in EXPORT_SUFFIXES]
+    if unknown or not formats:
+        raise InvalidParameterError(f"output formats must be some of {sorted(EXPORT_SUFFIXES)}, got {list(formats)}")
+    return formats
+
+
 def align_files(
     models: PhoneModels,
     loaded: Sequence[tuple[CorpusFile, Features, PreparedTranscript]],
     out_dir: str | os.PathLike,
     confidence: bool = True,
     show_progress: bool = False,
+    formats: Sequence[str] = ("textgrid",),
 ) -> tuple[list[str], list[str]]:
-    """Viterbi-align each utterance and write ``out_dir/name.TextGrid``; ``(aligned, problems)``."""
+    """Viterbi-align each utterance and write it (:func:`write_alignment`); ``(aligned, problems)``."""
     from tqdm import tqdm
 
     out = Path(out_dir)
@@ -442,9 +471,7 @@ def align_files(
                                            file=sys.stderr):
         try:
             result = align_features(features, transcript, models, confidence)
-            path = out / f"{item.name}.TextGrid"
-            path.parent.mkdir(parents=True, exist_ok=True)  # a speaker's subfolder
-            write_textgrid(path, result.tiers(), features.duration)
+            write_alignment(out, item.name, result.tiers(), features.duration, formats)
         except HMMStudioError as exc:
             problems.append(f"{item.name}: skipped: {exc}")
             continue
@@ -481,13 +508,14 @@ def align_corpus(
     acoustic_prior: float = 1.0,
     models: PhoneModels | None = None,
     min_frames_per_gaussian: float = MIN_FRAMES_PER_GAUSSIAN,
+    formats: Sequence[str] = ("textgrid",),
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
     Args:
         corpus_dir: folder of ``name.wav`` + ``name<transcript_suffix>``.
         out_dir: receives ``name.TextGrid`` (tiers ``phones``, and ``words`` for word
-            transcripts) and ``phone_models.pt``.
+            transcripts; and/or ``.csv``, ``.json``, see ``formats``) and ``phone_models.pt``.
         phones: transcripts hold phones rather than words.
         states_per_phone, num_mixtures, iterations, mixup_iterations, covariance_type,
         min_covar: model and training settings (see :func:`train_corpus`); the defaults are
@@ -518,11 +546,15 @@ def align_corpus(
             of training: the model and training settings and ``feature_config`` are then
             ignored (the models' own front end is used), no ``phone_models.pt`` is written,
             and a file with a phone the models do not know is skipped with a report line.
+        formats: what each aligned file gets, some of :data:`EXPORT_SUFFIXES` (``"textgrid"``,
+            ``"csv"``, ``"json"``; the last two keep each phone's confidence).
     Returns:
         :class:`CorpusReport`.
     Raises:
-        InvalidInputError: missing corpus folder, no wav, or no usable file at all.
+        InvalidInputError: missing corpus folder, no audio file, or no usable file at all.
+        InvalidParameterError: an unknown format.
     """
+    formats = check_formats(formats)
     rank, world = _dist()
     report = report or (lambda line: print(line, file=sys.stderr))
     device = _resolve_device(device)
@@ -562,7 +594,7 @@ def align_corpus(
         else:
             models, history = models.to(device), []
         t2 = time.perf_counter()
-        aligned, align_problems = align_files(models, loaded, out, confidence, show_progress and rank == 0)
+        aligned, align_problems = align_files(models, loaded, out, confidence, show_progress and rank == 0, formats)
         t3 = time.perf_counter()
     result.aligned = aligned
     result.history = history

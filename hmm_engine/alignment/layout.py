@@ -1,11 +1,15 @@
 """Corpus folder layout (Montreal Forced Aligner style): files named by their path under a
 folder, so ``speaker1/utt1.wav`` pairs with ``speaker1/utt1.lab`` and, on output, with
-``OUT_DIR/speaker1/utt1.TextGrid``. No torch here: ``evaluate`` uses it too."""
+``OUT_DIR/speaker1/utt1.TextGrid`` (or ``.csv``, ``.json``). No torch here: ``evaluate`` uses
+it too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
+
+# What ``align`` can write per utterance, and the suffix each gets after the utterance's name.
+EXPORT_SUFFIXES = {"textgrid": ".TextGrid", "csv": ".csv", "json": ".json"}
 
 
 def files_by_name(folder: Path, suffixes: Sequence[str], exclude: Path | None = None) -> dict[str, list[Path]]:
@@ -25,4 +29,4 @@ def files_by_name(folder: Path, suffixes: Sequence[str], exclude: Path | None = 
     return found
 
 
-__all__ = ["files_by_name"]
+__all__ = ["EXPORT_SUFFIXES", "files_by_name"]
