@@ -130,6 +130,9 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--transcript-suffix", default=".lab",
                         help="transcript file suffix (default .lab; e.g. .phones.lab with --phones)")
     _add_training_options(parser, iterations=20)
+    parser.add_argument("--dictionary", type=Path, default=None,
+                        help="pronunciation dictionary for word transcripts (CMUdict / MFA format: WORD PH1 PH2 ...) "
+                             "instead of espeak-ng; words with several pronunciations get the best-aligning one")
     parser.add_argument("--format", nargs="+", choices=tuple(EXPORT_SUFFIXES), default=["textgrid"],
                         help="what each file gets in OUT_DIR: name.TextGrid, name.csv and/or name.json (CSV and "
                              "JSON keep each phone's confidence; default: textgrid)")
@@ -252,7 +255,8 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
-            acoustic_prior=args.acoustic_prior, models=models, formats=args.format, **_mixture_options(args),
+            acoustic_prior=args.acoustic_prior, models=models, formats=args.format, dictionary=args.dictionary,
+            **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
@@ -266,6 +270,9 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             f"trained on {report.num_train_files} file(s), {report.audio_seconds:.1f} s of audio, in {t['training']:.1f} s"
         print(f"{trained}; aligned {len(report.aligned)} file(s) here in {t['alignment']:.1f} s; "
               f"{len(report.skipped)} skipped", file=out)
+        if report.words_with_variants:
+            print(f"pronunciations: {report.pronunciations_changed} of {report.words_with_variants} words with "
+                  f"several aligned best with another than the dictionary's first", file=out)
         if report.models_path is not None:
             print(f"models written to {report.models_path}", file=out)
     return 0 if report.aligned or rank != 0 else 1

@@ -479,3 +479,59 @@ def test_align_cli_runs_and_reports(tmp_path):
     assert args.run(args, out=StringIO()) == 0
     assert PhoneModels.load(tmp_path / "d" / MODEL_FILE).duration_type == "gamma"
     assert (tmp_path / "d" / "flite_0002.TextGrid").is_file()
+
+
+def test_dictionary_words_pick_the_pronunciation_the_audio_has(tmp_path):
+    """Word transcripts through a pronunciation dictionary built from the references. Models
+    trained with the spoken pronunciations listed first give the references' phones back; given
+    a dictionary that lists a wrong one first for "read" ("r eh d"; spoken "r iy d") and
+    "living" ("l iy v ih ng"; spoken "l ih v ih ng", twice), the same models pick the spoken
+    variant every time. A word the dictionary lacks skips its file by name."""
+    from io import StringIO
+
+    from hmm_engine.cli import build_parser
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lexicon: dict[str, list[str]] = {}
+    names = ["festival_0001", "festival_0002", "flite_0001", "flite_0002"]
+    for name in names:
+        shutil.copy(SYNTH / f"{name}.wav", corpus / f"{name}.wav")
+        shutil.copy(SYNTH / f"{name}.lab", corpus / f"{name}.lab")
+        tiers = read_textgrid(SYNTH / f"{name}.TextGrid")
+        for word in tiers["words"]:
+            phones = [p.label for p in tiers["phones"] if word.start - 1e-6 <= p.start and p.end <= word.end + 1e-6]
+            lexicon.setdefault(word.label.upper(), phones)
+    assert lexicon["READ"] == ["r", "iy", "d"] and lexicon["LIVING"] == ["l", "ih", "v", "ih", "ng"]
+    entries = [f"{word} {' '.join(phones)}" for word, phones in lexicon.items()]
+    spoken_first, wrong_first = tmp_path / "spoken_first.dict", tmp_path / "wrong_first.dict"
+    spoken_first.write_text("\n".join(entries + ["READ(2) r eh d", "LIVING(2) l iy v ih ng"]) + "\n")
+    wrong_first.write_text("\n".join([e for e in entries if e.split()[0] not in ("READ", "LIVING")]
+                                     + ["READ r eh d", "READ(2) r iy d", "LIVING l iy v ih ng",
+                                        "LIVING(2) l ih v ih ng"]) + "\n")
+    shutil.copy(SYNTH / "flite_0001.wav", corpus / "oov.wav")
+    (corpus / "oov.lab").write_text("adding fast leads to zorkmids\n")
+
+    def phones_of(folder, name):
+        return [s.label for s in read_textgrid(folder / f"{name}.TextGrid")["phones"] if s.label != "sil"]
+
+    references = {name: [p for p in (SYNTH / f"{name}.phones.lab").read_text().split() if p != "sil"]
+                  for name in names}
+    lines: list[str] = []
+    trained = align_corpus(corpus, tmp_path / "trained", dictionary=spoken_first, iterations=10, num_mixtures=1,
+                           show_progress=False, report=lines.append)
+    assert trained.aligned == names
+    assert lines == ["report: oov: skipped: not in the pronunciation dictionary: 'zorkmids'"]
+    assert (trained.words_with_variants, trained.pronunciations_changed) == (3, 0)
+    assert {name: phones_of(tmp_path / "trained", name) for name in names} == references
+    models = PhoneModels.load(trained.models_path)
+    report = align_corpus(corpus, tmp_path / "chosen", dictionary=wrong_first, models=models, show_progress=False,
+                          report=lambda line: None)
+    assert (report.words_with_variants, report.pronunciations_changed) == (3, 3)
+    assert {name: phones_of(tmp_path / "chosen", name) for name in names} == references
+
+    buffer = StringIO()
+    args = build_parser().parse_args(["align", str(corpus), str(tmp_path / "cli"), "--phones", "--dictionary",
+                                      str(wrong_first), "--no-progress"])
+    assert args.run(args, out=buffer) == 1
+    assert "a pronunciation dictionary is for word transcripts" in buffer.getvalue()

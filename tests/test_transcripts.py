@@ -95,3 +95,45 @@ def test_build_phone_sequence_with_bare_phones():
 def test_build_phone_sequence_errors(value, kwargs, message):
     with pytest.raises(TranscriptError, match=message):
         build_phone_sequence(value, **kwargs)
+
+
+# --------------------------------------------------------------------------- pronunciation dictionaries
+
+
+def test_read_dictionary_cmudict_and_mfa_formats(tmp_path):
+    path = tmp_path / "lexicon.dict"
+    path.write_text(";;; CMUdict-style comment\n# another comment\n\n"
+                    "READ  R IY1 D\nREAD(2)  R EH1 D\n"
+                    "read\t0.99\t0.12\t1.0\t0.8\tR IY1 D\n"  # MFA probabilities; a duplicate of the first
+                    "Hello HH AH0 L OW1\n2024 T UW1 TH AW1 Z AH0 N D\n", encoding="utf-8")
+    assert transcripts.read_dictionary(path) == {
+        "read": (("R", "IY1", "D"), ("R", "EH1", "D")),
+        "hello": (("HH", "AH0", "L", "OW1"),),
+        "2024": (("T", "UW1", "TH", "AW1", "Z", "AH0", "N", "D"),),
+    }
+
+
+def test_read_dictionary_errors(tmp_path):
+    cases = {"missing.dict": None, "empty.dict": ";;; nothing\n\n", "nophones.dict": "A AH0\nB\n",
+             "latin1.dict": "CAFÉ K AE F EY\n".encode("latin-1")}
+    messages = {"missing.dict": "cannot read", "empty.dict": "holds no entry", "nophones.dict": "line 2: the word 'B'",
+                "latin1.dict": "cannot read"}
+    for name, content in cases.items():
+        if isinstance(content, str):
+            (tmp_path / name).write_text(content, encoding="utf-8")
+        elif content is not None:
+            (tmp_path / name).write_bytes(content)
+        with pytest.raises(TranscriptError, match=messages[name]):
+            transcripts.read_dictionary(tmp_path / name)
+
+
+def test_dictionary_to_words_variants_hyphens_and_missing_words():
+    lexicon = {"read": (("r", "iy", "d"), ("r", "eh", "d")), "well": (("w", "eh", "l"),),
+               "known": (("n", "ow", "n"),), "aloud": (("ax", "l", "aw", "d"),)}
+    words = transcripts.dictionary_to_words("READ it well-known, Aloud!", {**lexicon, "it": (("ih", "t"),)})
+    assert words == [Word("READ", ("r", "iy", "d"), (("r", "iy", "d"), ("r", "eh", "d"))), Word("it", ("ih", "t")),
+                     Word("well-known", ("w", "eh", "l", "n", "ow", "n")), Word("Aloud", ("ax", "l", "aw", "d"))]
+    with pytest.raises(TranscriptError, match="not in the pronunciation dictionary: 'it', 'zork'"):
+        transcripts.dictionary_to_words("read it zork it", lexicon)
+    with pytest.raises(TranscriptError, match="no words"):
+        transcripts.dictionary_to_words("?!", lexicon)

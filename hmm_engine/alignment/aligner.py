@@ -79,7 +79,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -88,7 +88,15 @@ from torch import Tensor
 
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.segments import Segment
-from hmm_engine.alignment.transcripts import Word, WordSpan, build_phone_sequence, parse_phones, text_to_phones
+from hmm_engine.alignment.transcripts import (
+    Dictionary,
+    Word,
+    WordSpan,
+    build_phone_sequence,
+    dictionary_to_words,
+    parse_phones,
+    text_to_phones,
+)
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, TranscriptError
 from hmm_engine.frontend.audio import Audio, load_audio
 from hmm_engine.frontend.features import FeatureConfig, Features, extract_features
@@ -127,6 +135,7 @@ __all__ = [
     "reestimate",
     "viterbi_segments",
     "posterior_boundaries",
+    "choose_pronunciations",
 ]
 
 
@@ -141,11 +150,14 @@ class PreparedTranscript:
         phones: ``[P]`` symbols, silences included.
         optional: ``[P]`` True where the phone may be skipped (silences we added).
         spans: one :class:`WordSpan` per word (empty for bare phones).
+        words: the words it was built from (empty for bare phones), with any dictionary
+            variants (:func:`choose_pronunciations`).
     """
 
     phones: list[str]
     optional: list[bool]
     spans: list[WordSpan]
+    words: list[Word] = field(default_factory=list)
 
 
 def prepare_transcript(
@@ -155,20 +167,25 @@ def prepare_transcript(
     edge_silence: SilenceOption = "optional",
     word_silence: SilenceOption = "optional",
     voice: str = "en-us",
+    dictionary: Dictionary | None = None,
 ) -> PreparedTranscript:
     """Build the phone sequence of a transcript, with silences.
 
     Args:
         phones: space-separated phones or a list of phones (any symbol set).
-        words: orthographic text (converted with espeak-ng) or a list of :class:`Word`.
+        words: orthographic text (converted with espeak-ng, or looked up in ``dictionary``)
+            or a list of :class:`Word`.
         silence: silence symbol.
         edge_silence: ``"optional"`` (skippable ``silence`` at each edge), ``"always"`` or
             ``"never"``. No silence is added at an edge that already has one.
         word_silence: the same between words (words only).
         voice: espeak-ng voice for ``words`` text.
+        dictionary: a pronunciation dictionary (:func:`~hmm_engine.alignment.transcripts.read_dictionary`)
+            for ``words`` text instead of espeak-ng; each word starts with its first pronunciation.
 
     Raises:
-        TranscriptError: neither or both of phones/words given, empty transcript, bad option.
+        TranscriptError: neither or both of phones/words given, empty transcript, bad option,
+            a word missing from ``dictionary``.
     """
     for name, value in (("edge_silence", edge_silence), ("word_silence", word_silence)):
         if value not in ("optional", "always", "never"):
@@ -178,7 +195,7 @@ def prepare_transcript(
     if phones is not None:
         items: list = parse_phones(phones) if isinstance(phones, str) else list(phones)
     elif isinstance(words, str):
-        items = text_to_phones(words, voice=voice)
+        items = dictionary_to_words(words, dictionary) if dictionary is not None else text_to_phones(words, voice=voice)
     else:
         items = list(words)
     if not items:
@@ -201,7 +218,7 @@ def prepare_transcript(
             optional.append(flag)
     if all(p == silence for p in seq):
         raise TranscriptError("the transcript holds only silence: nothing to align")
-    return PreparedTranscript(seq, optional, spans)
+    return PreparedTranscript(seq, optional, spans, [w for w in items if isinstance(w, Word)])
 
 
 def compute_features(source, feature_config: FeatureConfig | None = None, frame_shift: float | None = None) -> Features:
@@ -661,6 +678,54 @@ def viterbi_segments(
                 words.append(Segment(span.text, inside[0][0], inside[-1][1]))
     return dict(phones=segments, words=words, frame_states=state_ids[path], frame_phones=frame_phones,
                 viterbi_score=viterbi_score, log_likelihood=log_lik)
+
+
+def _with_pronunciation(transcript: PreparedTranscript, index: int, phones: Sequence[str]) -> PreparedTranscript:
+    """``transcript`` with word ``index`` spoken as ``phones`` (the spans after it shifted)."""
+    span = transcript.spans[index]
+    delta = len(phones) - (span.end - span.start)
+    spans = [s if i < index else WordSpan(s.text, s.start + (delta if i > index else 0), s.end + delta)
+             for i, s in enumerate(transcript.spans)]
+    words = list(transcript.words)
+    words[index] = replace(words[index], phones=tuple(phones))
+    return PreparedTranscript(
+        transcript.phones[:span.start] + list(phones) + transcript.phones[span.end:],
+        transcript.optional[:span.start] + [False] * len(phones) + transcript.optional[span.end:],
+        spans, words,
+    )
+
+
+def choose_pronunciations(
+    models: PhoneModels, features: Features, transcript: PreparedTranscript,
+) -> tuple[PreparedTranscript, int]:
+    """Pick each word's pronunciation among its dictionary variants (``Word.variants``) by the
+    Viterbi score of the utterance with fixed models: left to right, one word at a time, the
+    others held at their current choice (what HTK's HVite does with a multi-pronunciation
+    dictionary, greedily instead of over all combinations). Variants with a phone the models
+    do not know, or too long for the audio, are passed over.
+
+    Returns:
+        ``(transcript, changed)``: the transcript with the chosen pronunciations and how many
+        words got another one than they had.
+    """
+    if not any(word.variants for word in transcript.words):
+        return transcript, 0
+    best = transcript
+    best_score = viterbi_segments(models, features, best, confidence=False)["viterbi_score"]
+    changed = 0
+    for index, word in enumerate(transcript.words):
+        for variant in word.variants:
+            if variant == best.words[index].phones or any(p not in models.phone_index for p in variant):
+                continue
+            candidate = _with_pronunciation(best, index, variant)
+            try:
+                score = viterbi_segments(models, features, candidate, confidence=False)["viterbi_score"]
+            except InvalidInputError:  # more mandatory states than frames
+                continue
+            if score > best_score:
+                best, best_score = candidate, score
+        changed += best.words[index].phones != word.phones
+    return best, changed
 
 
 # --------------------------------------------------------------------------- public API

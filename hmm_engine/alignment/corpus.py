@@ -50,7 +50,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 
@@ -58,6 +58,7 @@ from hmm_engine.alignment.aligner import (
     PreparedTranscript,
     align_features,
     annealing_schedule,
+    choose_pronunciations,
     compute_features,
     prepare_transcript,
     reestimate,
@@ -70,6 +71,7 @@ from hmm_engine.alignment.metrics import SILENCE_LABELS
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.segments import segment_frames
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid
+from hmm_engine.alignment.transcripts import Dictionary, read_dictionary
 from hmm_engine.errors import HMMStudioError, InvalidInputError, InvalidParameterError
 from hmm_engine.frontend.audio import AUDIO_SUFFIXES
 from hmm_engine.frontend.features import FeatureConfig, Features
@@ -111,6 +113,9 @@ class CorpusReport:
         audio_seconds: seconds of audio trained on (all ranks).
         timings: wall seconds for ``loading``, ``training``, ``alignment``.
         models_path: where the models were written (rank 0), else None.
+        words_with_variants, pronunciations_changed: words (all ranks) for which the
+            pronunciation dictionary lists several pronunciations, and how many of them
+            aligned best with another than the first listed.
     """
 
     aligned: list[str] = field(default_factory=list)
@@ -120,6 +125,8 @@ class CorpusReport:
     audio_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     models_path: Path | None = None
+    words_with_variants: int = 0
+    pronunciations_changed: int = 0
 
 
 def _dist() -> tuple[int, int]:
@@ -173,12 +180,13 @@ def find_corpus_files(corpus_dir: str | os.PathLike, transcript_suffix: str = ".
 
 
 def _load_one(item: CorpusFile, phones: bool, feature_config: FeatureConfig, silence: str,
-              states_per_phone: int) -> tuple[Features, PreparedTranscript]:
+              states_per_phone: int, dictionary: Dictionary | None) -> tuple[Features, PreparedTranscript]:
     try:
         text = item.transcript.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read transcript '{item.transcript.name}': {exc}") from None
-    transcript = prepare_transcript(phones=text, silence=silence) if phones else prepare_transcript(words=text, silence=silence)
+    transcript = prepare_transcript(phones=text, silence=silence) if phones else \
+        prepare_transcript(words=text, silence=silence, dictionary=dictionary)
     features = compute_features(item.audio, feature_config)
     need = sum(1 for o in transcript.optional if not o) * states_per_phone
     if features.num_frames < need:
@@ -188,13 +196,14 @@ def _load_one(item: CorpusFile, phones: bool, feature_config: FeatureConfig, sil
 
 def load_corpus(
     files: Sequence[CorpusFile], phones: bool, feature_config: FeatureConfig, silence: str = "sil",
-    states_per_phone: int = 3,
+    states_per_phone: int = 3, dictionary: Dictionary | None = None,
 ) -> tuple[list[tuple[CorpusFile, Features, PreparedTranscript]], list[str]]:
-    """Features and transcripts of ``files``; ``(loaded, problems)`` where failures are report lines."""
+    """Features and transcripts of ``files``; ``(loaded, problems)`` where failures are report lines.
+    Word transcripts go through ``dictionary`` when one is given, else espeak-ng."""
     loaded, problems = [], []
     for item in files:
         try:
-            features, transcript = _load_one(item, phones, feature_config, silence, states_per_phone)
+            features, transcript = _load_one(item, phones, feature_config, silence, states_per_phone, dictionary)
         except HMMStudioError as exc:
             problems.append(f"{item.name}: skipped: {exc}")
             continue
@@ -509,6 +518,7 @@ def align_corpus(
     models: PhoneModels | None = None,
     min_frames_per_gaussian: float = MIN_FRAMES_PER_GAUSSIAN,
     formats: Sequence[str] = ("textgrid",),
+    dictionary: str | os.PathLike | Dictionary | None = None,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -546,15 +556,26 @@ def align_corpus(
             of training: the model and training settings and ``feature_config`` are then
             ignored (the models' own front end is used), no ``phone_models.pt`` is written,
             and a file with a phone the models do not know is skipped with a report line.
+        dictionary: a pronunciation dictionary (path, CMUdict / MFA text format, or the
+            mapping :func:`~hmm_engine.alignment.transcripts.read_dictionary` returns) for word
+            transcripts instead of espeak-ng: a file with a word it lacks is skipped with a
+            report line naming the word; training uses each word's first pronunciation, then
+            every word with several gets the one that aligns best
+            (:func:`~hmm_engine.alignment.aligner.choose_pronunciations`) before alignment.
         formats: what each aligned file gets, some of :data:`EXPORT_SUFFIXES` (``"textgrid"``,
             ``"csv"``, ``"json"``; the last two keep each phone's confidence).
     Returns:
         :class:`CorpusReport`.
     Raises:
         InvalidInputError: missing corpus folder, no audio file, or no usable file at all.
-        InvalidParameterError: an unknown format.
+        InvalidParameterError: an unknown format; a dictionary with ``phones=True``.
+        TranscriptError: an unreadable or malformed dictionary.
     """
     formats = check_formats(formats)
+    if dictionary is not None and phones:
+        raise InvalidParameterError("a pronunciation dictionary is for word transcripts: phones=True gives phones")
+    if dictionary is not None and not isinstance(dictionary, Mapping):
+        dictionary = read_dictionary(dictionary)
     rank, world = _dist()
     report = report or (lambda line: print(line, file=sys.stderr))
     device = _resolve_device(device)
@@ -568,7 +589,7 @@ def align_corpus(
     files, problems = find_corpus_files(corpus_dir, transcript_suffix)
     share = files[rank::world]
     with single_thread():
-        loaded, load_problems = load_corpus(share, phones, feature_config, silence, states_per_phone)
+        loaded, load_problems = load_corpus(share, phones, feature_config, silence, states_per_phone, dictionary)
         t1 = time.perf_counter()
         counts = _gather((len(loaded), sum(f.duration for _, f, _ in loaded)))
         result.num_train_files = sum(c[0] for c in counts)
@@ -594,12 +615,26 @@ def align_corpus(
         else:
             models, history = models.to(device), []
         t2 = time.perf_counter()
+        loaded, result.pronunciations_changed, result.words_with_variants = _choose_pronunciations(models, loaded)
         aligned, align_problems = align_files(models, loaded, out, confidence, show_progress and rank == 0, formats)
         t3 = time.perf_counter()
     result.aligned = aligned
     result.history = history
     result.timings = {"loading": t1 - t0, "training": t2 - t1, "alignment": t3 - t2}
     return _finish(result, (problems if rank == 0 else []) + load_problems + align_problems, report)
+
+
+def _choose_pronunciations(models: PhoneModels, loaded) -> tuple[list, int, int]:
+    """Each utterance with dictionary variants gets its best-aligning pronunciations:
+    ``(loaded, changed, ambiguous)``, the counts summed over ranks."""
+    chosen, changed, ambiguous = [], 0, 0
+    for item, features, transcript in loaded:
+        transcript, count = choose_pronunciations(models, features, transcript)
+        chosen.append((item, features, transcript))
+        changed += count
+        ambiguous += sum(1 for word in transcript.words if word.variants)
+    totals = _gather((changed, ambiguous))
+    return chosen, sum(c for c, _ in totals), sum(a for _, a in totals)
 
 
 def _finish(result: CorpusReport, own_lines: list[str], report: Callable[[str], None]) -> CorpusReport:

@@ -1,20 +1,28 @@
-"""Transcripts: phone strings, text -> phones through espeak-ng, and the phone sequence to align.
+"""Transcripts: phone strings, text -> phones through espeak-ng or a pronunciation dictionary,
+and the phone sequence to align.
 
 ``text_to_phones`` runs the ``espeak-ng`` program once per word (``-q -x --sep=' '``), so each
 word keeps its own phones even where espeak-ng would merge or re-split words in running
 text (numbers such as "2024" become several spoken words and stay under their one token).
 Output tokens are espeak-ng's ASCII phoneme mnemonics (Kirshenbaum-like: ``h @ l oU``);
 stress marks are stripped by default and pause tokens (``_``, ``_:``) are dropped.
+
+``read_dictionary`` reads a pronunciation dictionary in the text format of CMUdict and the
+Montreal Forced Aligner (``WORD  PH1 PH2 ...``; ``WORD(2)`` variants; MFA's probability columns
+skipped), so words can be aligned in the user's own phone set (ARPAbet with stress, say);
+``dictionary_to_words`` looks a transcript up in it, keeping every listed pronunciation.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 from hmm_engine.errors import TranscriptError
 
@@ -25,14 +33,22 @@ _WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-.][^\W_]+)*")
 _STRESS_MARKS = "'," + "%="
 # Language-switch markers such as "(fr)" appear when a word is read with another voice.
 _LANG_SWITCH_RE = re.compile(r"\([a-z\-]+\)")
+# CMUdict numbers a word's further pronunciations: "READ(2)".
+_VARIANT_RE = re.compile(r"\(\d+\)$")
+# MFA dictionaries may put up to four probabilities between the word and its phones.
+_MAX_PROBABILITY_COLUMNS = 4
+
+Dictionary = Mapping[str, tuple[tuple[str, ...], ...]]
 
 
 @dataclass(frozen=True)
 class Word:
-    """A written word and its phones."""
+    """A written word and its phones; ``variants``: every pronunciation a dictionary lists for
+    it when there are several (``phones`` is one of them), else empty."""
 
     text: str
     phones: tuple[str, ...]
+    variants: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,84 @@ def text_to_phones(text: str, voice: str = "en-us", keep_stress: bool = False) -
         if not phones:
             raise TranscriptError(f"{ESPEAK} produced no phones for the word {token!r} (voice {voice!r})")
         words.append(Word(token, phones))
+    return words
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def read_dictionary(source: str | os.PathLike) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """Read a pronunciation dictionary: ``{word (case-folded): (pronunciation, ...)}``.
+
+    One entry per line, ``WORD PH1 PH2 ...`` separated by spaces or tabs (CMUdict, MFA). A
+    ``WORD(2)`` entry is another pronunciation of ``WORD``; numbers right after the word (MFA's
+    pronunciation and silence probabilities) are skipped; blank lines and lines starting with
+    ``;;;`` or ``#`` are comments. Pronunciations keep the file's order (the first is the
+    default), duplicates dropped.
+
+    Raises:
+        TranscriptError: the file cannot be read, is not UTF-8, holds no entry, or an entry has
+            no phones (the line number is given).
+    """
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TranscriptError(f"cannot read the pronunciation dictionary '{path.name}': {exc}") from None
+    entries: dict[str, list[tuple[str, ...]]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith((";;;", "#")):
+            continue
+        word = _VARIANT_RE.sub("", fields[0]).casefold()
+        rest = fields[1:]
+        skip = 0
+        while skip < min(_MAX_PROBABILITY_COLUMNS, len(rest) - 1) and _is_number(rest[skip]):
+            skip += 1
+        phones = tuple(rest[skip:])
+        if not phones:
+            raise TranscriptError(f"pronunciation dictionary '{path.name}', line {number}: "
+                                  f"the word {fields[0]!r} has no phones")
+        variants = entries.setdefault(word, [])
+        if phones not in variants:
+            variants.append(phones)
+    if not entries:
+        raise TranscriptError(f"the pronunciation dictionary '{path.name}' holds no entry")
+    return {word: tuple(variants) for word, variants in entries.items()}
+
+
+def dictionary_to_words(text: str, dictionary: Dictionary) -> list[Word]:
+    """Look every word of ``text`` (:func:`tokenize_words`) up in ``dictionary``
+    (:func:`read_dictionary`), case-insensitively. A hyphenated word that is not listed takes
+    its listed parts' phones in turn ("well-known" -> "well" + "known"; first pronunciations).
+
+    Raises:
+        TranscriptError: no words, or words that are not in the dictionary (named).
+    """
+    if not isinstance(text, str):
+        raise TranscriptError(f"transcript must be a string, got {type(text).__name__}")
+    tokens = tokenize_words(text)
+    if not tokens:
+        raise TranscriptError(f"transcript {text!r} contains no words")
+    words, missing = [], []
+    for token in tokens:
+        key = token.casefold()
+        parts = [p for p in key.split("-") if p]
+        if key in dictionary:
+            variants = dictionary[key]
+            words.append(Word(token, variants[0], variants if len(variants) > 1 else ()))
+        elif len(parts) > 1 and all(p in dictionary for p in parts):
+            words.append(Word(token, tuple(phone for p in parts for phone in dictionary[p][0])))
+        elif token not in missing:
+            missing.append(token)
+    if missing:
+        shown = ", ".join(repr(w) for w in missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise TranscriptError(f"not in the pronunciation dictionary: {shown}")
     return words
 
 
