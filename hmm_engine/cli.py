@@ -133,6 +133,8 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dictionary", type=Path, default=None,
                         help="pronunciation dictionary for word transcripts (CMUdict / MFA format: WORD PH1 PH2 ...) "
                              "instead of espeak-ng; words with several pronunciations get the best-aligning one")
+    parser.add_argument("--pronunciation-rounds", type=int, default=3,
+                        help="with --dictionary: rounds of choosing pronunciations and re-estimating the models")
     parser.add_argument("--format", nargs="+", choices=tuple(EXPORT_SUFFIXES), default=["textgrid"],
                         help="what each file gets in OUT_DIR: name.TextGrid, name.csv and/or name.json (CSV and "
                              "JSON keep each phone's confidence; default: textgrid)")
@@ -256,7 +258,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
             acoustic_prior=args.acoustic_prior, models=models, formats=args.format, dictionary=args.dictionary,
-            **_mixture_options(args),
+            pronunciation_rounds=args.pronunciation_rounds, **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
