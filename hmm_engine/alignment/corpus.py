@@ -3,8 +3,8 @@
 Corpus layout (Montreal Forced Aligner style): ``CORPUS_DIR/name.wav`` (or .flac, .ogg, .mp3;
 directly there or in one subfolder per speaker) with a transcript ``name<suffix>`` beside it;
 the suffix is ``.lab`` by default (``transcript_suffix`` chooses another, e.g. ``.phones.lab``).
-The transcript holds words (turned into phones by espeak-ng) or, with ``phones=True``,
-space-separated phone symbols. Outputs mirror the layout: ``OUT_DIR/speaker/name.TextGrid``.
+The transcript holds words (turned into phones by espeak-ng, or looked up in a pronunciation
+dictionary: ``dictionary``) or, with ``phones=True``, space-separated phone symbols. Outputs mirror the layout: ``OUT_DIR/speaker/name.TextGrid``.
 
 Training (HTK/MFA-style monophone training):
 
