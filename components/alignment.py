@@ -147,12 +147,16 @@ def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
 def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per_phone: int | None = None,
           reference_textgrid: Any = None, reference_tier: str = "", feature_kind: str = "mfcc",
           max_iter: int | None = None, device: str = "auto", seed: int = 0, durations: str = "gamma",
-          phone_models: Any = None, progress: P.Progress = P._noop_progress) -> AlignmentResult:
+          phone_models: Any = None, dictionary: Any = None,
+          progress: P.Progress = P._noop_progress) -> AlignmentResult:
     """Align one utterance; with ``phone_models`` (a ``phone_models.pt`` written by ``python -m
     hmm_engine align`` or ``train-labelled``) its models align it and nothing is trained here, so
-    states per phone, EM iterations and durations come from the file."""
+    states per phone, EM iterations and durations come from the file. With ``dictionary`` (a
+    CMUdict / MFA pronunciation dictionary) a text transcript's words are looked up there
+    instead of going through espeak-ng."""
     from hmm_engine.alignment.aligner import SINGLE_UTTERANCE_FEATURES, align_utterance, compute_features
     from hmm_engine.alignment.phone_models import PhoneModels
+    from hmm_engine.alignment.transcripts import read_dictionary
     from hmm_engine.frontend.features import Features
 
     # The aligner's own single-utterance front end (static coefficients, no deltas: with one
@@ -184,6 +188,15 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
             with timer.stage("models"):
                 models = PhoneModels.load(str(path), map_location=dev)
             models_name = Path(str(path)).name
+        lexicon, lexicon_name = None, None
+        if dictionary:
+            if kind != "text":
+                raise P.DashboardError("a pronunciation dictionary is for text transcripts: set 'Transcript is' "
+                                       "to text, or remove the dictionary")
+            path = dictionary.get("path") if isinstance(dictionary, dict) else dictionary
+            with timer.stage("dictionary"):
+                lexicon = read_dictionary(str(path))
+            lexicon_name = Path(str(path)).name
         reference, ref_name = ([], None)
         if reference_textgrid:
             with timer.stage("reference"):
@@ -199,7 +212,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
             # The models' own front end (a corpus model uses deltas; the display features do not).
             progress(0.2, "Viterbi with the given phone models")
             out = align_utterance(compute_features(loaded.audio, models.feature_config), **text, models=models,
-                                  device=dev)
+                                  device=dev, dictionary=lexicon)
             spp, iters = models.states_per_phone, 0
             durations = models.duration_type or "hmm"
         else:
@@ -207,7 +220,8 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
                                 loaded.audio.sample_rate)
             progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
             out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
-                                  device=dev, duration_type=None if durations == "hmm" else durations)
+                                  device=dev, duration_type=None if durations == "hmm" else durations,
+                                  dictionary=lexicon)
         elapsed = time.perf_counter() - t0
         timer.timings["training"] = out.timings.get("training", elapsed)
         timer.timings["decoding"] = max(0.0, elapsed - timer.timings["training"])
@@ -221,7 +235,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
                   "feature_kind": models.feature_config.kind if models is not None else s.feature_kind,
                   "max_iter": iters, "device": s.device, "seed": int(s.seed), "durations": durations,
                   "aligner": "hmm_engine.alignment.aligner.align_utterance",
-                  "phone_models": models_name},
+                  "phone_models": models_name, "dictionary": lexicon_name},
         duration=feats.duration, frame_shift=feats.frame_shift, spectrogram_db=feats.db, freqs=feats.freqs,
         phones=hyp, words=words, reference=_as_like(reference), reference_tier=ref_name, metrics=metrics,
         boundary_errors=points, log_likelihood=float(out.log_likelihood), phone_sequence=list(out.transcript.phones),

@@ -132,6 +132,7 @@ def align_fn(
     seed: int = DEFAULTS.seed,
     durations: str = "gamma",
     phone_models=None,
+    dictionary=None,
     progress=gr.Progress(),
 ):
     from components import alignment as A
@@ -140,7 +141,8 @@ def align_fn(
         result = A.align(audio, transcript, transcript_kind=transcript_kind, states_per_phone=states_per_phone,
                          reference_textgrid=reference_textgrid, reference_tier=reference_tier,
                          feature_kind=feature_kind, max_iter=max_iter, device=device, seed=seed,
-                         durations=durations, phone_models=phone_models, progress=_gr_progress(progress))
+                         durations=durations, phone_models=phone_models, dictionary=dictionary,
+                         progress=_gr_progress(progress))
         figs = render_alignment(result)
         files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
         seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
@@ -290,6 +292,9 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                                  "hmm_engine align` or `train-labelled`; they align the clip and "
                                                  "nothing is trained here", file_types=[".pt"], type="filepath",
                                            elem_id="align-models")
+                        a_dictionary = gr.File(label="Pronunciation dictionary (optional, text transcripts): "
+                                                     "CMUdict / MFA format, WORD PH1 PH2 ...; used instead of "
+                                                     "espeak-ng", type="filepath", elem_id="align-dictionary")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
                 with gr.Column(scale=3):
                     a_timeline = gr.Plot(label="Timeline", elem_id="plot-align-timeline")
@@ -305,7 +310,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     a_summary = gr.JSON(label="Summary and metrics (JSON)", open=False)
             a_state = gr.State(None)
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
-                    a_device, a_seed, a_durations, a_models]
+                    a_device, a_seed, a_durations, a_models, a_dictionary]
         align_rows = align_examples()
         if align_rows:
             with a_examples_slot:

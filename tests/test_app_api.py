@@ -242,6 +242,53 @@ def test_align_with_uploaded_phone_models(client, tmp_path):
                   phone_models=handle_file(str(models_path)), api_name="/align")
 
 
+def test_align_words_through_an_uploaded_pronunciation_dictionary(client, tmp_path):
+    """A text transcript looked up in an uploaded dictionary (built from the sample's reference,
+    but listing "dh iy" first for THE and "t uw" first for TO): with models trained on the clip's
+    labels, every "the" and "to" takes its spoken reduced form, so the aligned phones are the
+    reference's. Phones with a dictionary, and a malformed dictionary, are clear errors."""
+    import shutil
+
+    from hmm_engine.alignment.corpus import train_labelled
+    from hmm_engine.alignment.textgrids import read_textgrid
+
+    ref = read_textgrid(SAMPLE.with_suffix(".TextGrid"))
+    lexicon = {}
+    for word in ref["words"]:
+        lexicon.setdefault(word.label.upper(), [p.label for p in ref["phones"]
+                                                if word.start - 1e-6 <= p.start and p.end <= word.end + 1e-6])
+    assert lexicon["THE"] == ["dh", "ax"] and lexicon["TO"] == ["t", "ax"]
+    lines = [f"{w} {' '.join(p)}" for w, p in lexicon.items() if w not in ("THE", "TO")]
+    dictionary = tmp_path / "lexicon.dict"
+    dictionary.write_text("\n".join(lines + ["THE dh iy", "THE(2) dh ax", "TO t uw", "TO(2) t ax"]) + "\n")
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    shutil.copy(SAMPLE, labelled / SAMPLE.name)
+    shutil.copy(SAMPLE.with_suffix(".TextGrid"), labelled / SAMPLE.with_suffix(".TextGrid").name)
+    models_path = train_labelled(labelled, tmp_path / "models", num_mixtures=1, show_progress=False,
+                                 report=lambda line: None).models_path
+    words = SAMPLE.with_suffix(".lab").read_text()
+    _, _, _, summary, _ = client.predict(handle_file(str(SAMPLE)), words, transcript_kind="text",
+                                         phone_models=handle_file(str(models_path)),
+                                         dictionary=handle_file(str(dictionary)), api_name="/align")
+    assert summary["settings"]["dictionary"] == "lexicon.dict"
+    spoken = [p for p in SAMPLE.with_suffix(".phones.lab").read_text().split() if p != "sil"]
+    assert [p for p in summary["phone_sequence"] if p != "sil"] == spoken
+    assert [w["label"] for w in summary["words"]] == words.split()
+
+    _expect_error(client, "a pronunciation dictionary is for text transcripts", handle_file(str(SAMPLE)),
+                  SAMPLE.with_suffix(".phones.lab").read_text(), transcript_kind="phones",
+                  dictionary=handle_file(str(dictionary)), api_name="/align")
+    broken = tmp_path / "broken.dict"
+    broken.write_text("THE dh ax\nBIRCH\n")
+    _expect_error(client, "line 2: the word 'BIRCH' has no phones", handle_file(str(SAMPLE)), words,
+                  transcript_kind="text", dictionary=handle_file(str(broken)), api_name="/align")
+    only_the = tmp_path / "only_the.dict"
+    only_the.write_text("THE dh ax\n")
+    _expect_error(client, "not in the pronunciation dictionary: 'birch'", handle_file(str(SAMPLE)), words,
+                  transcript_kind="text", dictionary=handle_file(str(only_the)), api_name="/align")
+
+
 def test_a_new_session_plays_the_bundled_samples_segments(app_url):
     """Before any run, /analyze_segment cuts the precomputed sample analysis's segments."""
     from components import precomputed

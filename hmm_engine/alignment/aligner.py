@@ -820,6 +820,7 @@ def align_utterance(
     max_duration: int | None = None,
     class_prior: float = 4.0,
     acoustic_prior: float = 1.0,
+    dictionary: Dictionary | None = None,
 ) -> AlignmentResult:
     """Force-align one utterance.
 
@@ -868,6 +869,10 @@ def align_utterance(
             (:meth:`PhoneModels.emission_m_step`; 0 disables it). Ignored with ``models``.
         acoustic_prior: scale of the loudness / spectral-tilt prior by broad phone class
             (:mod:`hmm_engine.alignment.acoustic_prior`; 0 disables it). Ignored with ``models``.
+        dictionary: a pronunciation dictionary for ``words`` text instead of espeak-ng
+            (:func:`~hmm_engine.alignment.transcripts.read_dictionary`); training uses each
+            word's first pronunciation, then every word with several is aligned with the one
+            that scores best (:func:`choose_pronunciations`; ``result.transcript.words``).
 
     Returns:
         :class:`AlignmentResult`.
@@ -884,7 +889,7 @@ def align_utterance(
         raise InvalidParameterError(f"iterations must be a non-negative integer, got {iterations!r}")
     if not (isinstance(states_per_phone, int) and 1 <= states_per_phone <= 5):
         raise InvalidParameterError(f"states_per_phone must be an integer from 1 to 5, got {states_per_phone!r}")
-    transcript = prepare_transcript(phones, words, silence, edge_silence, word_silence, voice)
+    transcript = prepare_transcript(phones, words, silence, edge_silence, word_silence, voice, dictionary)
     if models is not None:
         feature_config = models.feature_config
     elif feature_config is None:
@@ -911,6 +916,7 @@ def align_utterance(
         if features.values.shape[1] != models.obs_dim:
             raise InvalidInputError(f"features have dimension {features.values.shape[1]}, the models expect {models.obs_dim}")
     t_train = time.perf_counter()
+    transcript, _ = choose_pronunciations(models, features, transcript)
     out = viterbi_segments(models, features, transcript, confidence, boundaries)
     t_end = time.perf_counter()
     timings = {"features": t_features - t_start, "training": t_train - t_features,
