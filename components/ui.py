@@ -288,13 +288,15 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                                value="gamma", label="Phone durations")
                         a_device = gr.Radio(["auto", "cpu", "cuda"], value="auto", label="Device")
                         a_seed = gr.Number(value=0, precision=0, label="Seed")
-                        a_models = gr.File(label="Phone models (optional): a phone_models.pt from `python -m "
-                                                 "hmm_engine align` or `train-labelled`; they align the clip and "
-                                                 "nothing is trained here", file_types=[".pt"], type="filepath",
+                        a_models = gr.File(label="Phone models (optional)", file_types=[".pt"], type="filepath",
                                            elem_id="align-models")
-                        a_dictionary = gr.File(label="Pronunciation dictionary (optional, text transcripts): "
-                                                     "CMUdict / MFA format, WORD PH1 PH2 ...; used instead of "
-                                                     "espeak-ng", type="filepath", elem_id="align-dictionary")
+                        a_dictionary = gr.File(label="Dictionary (optional)", type="filepath",
+                                               elem_id="align-dictionary")
+                        gr.Markdown("*Phone models*: a `phone_models.pt` from `python -m hmm_engine align` or "
+                                    "`train-labelled`; they align the clip and nothing is trained here. "
+                                    "*Dictionary*: a pronunciation dictionary in CMUdict / MFA text format "
+                                    "(`WORD PH1 PH2 ...`, `WORD(2)` for variants); a text transcript's words are "
+                                    "looked up there instead of espeak-ng.", elem_classes="hmm-note")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
                 with gr.Column(scale=3):
                     a_timeline = gr.Plot(label="Timeline", elem_id="plot-align-timeline")
