@@ -2,7 +2,7 @@
 
 Flags: ``--host``, ``--port``, ``--share`` (env ``HMM_STUDIO_HOST`` / ``HMM_STUDIO_PORT``).
 The bundled sample opens with its results already computed (``assets/precomputed/``,
-recomputed at start-up when missing or stale). Logic lives in ``components/``.
+recomputed at start-up when missing or stale) and aligned (half a second at start-up). Logic lives in ``components/``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from components import precomputed
 from components.pipeline import MAX_AUDIO_SECONDS, SAMPLE_AUDIO
-from components.ui import CSS, build_demo
+from components.ui import CSS, build_demo, sample_alignment
 
 CONCURRENCY = int(os.environ.get("HMM_STUDIO_CONCURRENCY", "2"))
 QUEUE_SIZE = int(os.environ.get("HMM_STUDIO_QUEUE_SIZE", "64"))
@@ -36,7 +36,8 @@ def create_demo(with_sample: bool = True) -> gr.Blocks:
     initial = precomputed.load_or_compute() if with_sample else None
     settings = precomputed.sample_settings()
     audio = str(SAMPLE_AUDIO) if SAMPLE_AUDIO.exists() else None
-    demo = build_demo(initial=initial, initial_audio=audio, initial_settings=settings)
+    alignment = sample_alignment() if with_sample else None
+    demo = build_demo(initial=initial, initial_audio=audio, initial_settings=settings, initial_alignment=alignment)
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 

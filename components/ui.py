@@ -143,12 +143,29 @@ def align_fn(
                          feature_kind=feature_kind, max_iter=max_iter, device=device, seed=seed,
                          durations=durations, phone_models=phone_models, dictionary=dictionary,
                          progress=_gr_progress(progress))
-        figs = render_alignment(result)
-        files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
-        seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
-        return (figs["timeline"], figs["alignment"], figs["latency"], result.summary(), files or None, seg_state)
+        return _alignment_outputs(result, audio)
     except Exception as exc:  # noqa: BLE001
         raise _user_error(exc) from None
+
+
+def _alignment_outputs(result, audio) -> tuple:
+    """The Align tab's outputs: timeline, hypothesis vs reference, latency, summary, downloads, state."""
+    figs = render_alignment(result)
+    files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
+    seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
+    return figs["timeline"], figs["alignment"], figs["latency"], result.summary(), files or None, seg_state
+
+
+def sample_alignment():
+    """The bundled sample aligned with its transcript and scored against its reference, so the
+    Align tab opens filled like the Analyze tab (about half a second at start-up); None when
+    the sample or its transcript is missing."""
+    from components import alignment as A
+
+    text, kind = _sample_transcript()
+    if not P.SAMPLE_AUDIO.exists() or not text:
+        return None
+    return A.align(str(P.SAMPLE_AUDIO), text, transcript_kind=kind, reference_textgrid=_sample_reference())
 
 
 def segment_choices(state: dict | None):
@@ -178,11 +195,13 @@ def play_segment(state: dict | None, index):
 
 
 def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None = None,
-               initial_settings: AnalysisSettings | None = None) -> gr.Blocks:
-    """The dashboard. ``initial`` (the precomputed sample) fills every figure at start-up."""
+               initial_settings: AnalysisSettings | None = None, initial_alignment=None) -> gr.Blocks:
+    """The dashboard. ``initial`` (the precomputed sample) fills every Analyze figure at start-up,
+    ``initial_alignment`` (:func:`sample_alignment`) every Align figure."""
     s0 = initial_settings or DEFAULTS
     init_out = _analysis_outputs(initial) if initial is not None else (None,) * 8
     init_state = _segment_state(initial, initial_audio) if initial is not None else None
+    a_init = _alignment_outputs(initial_alignment, initial_audio) if initial_alignment is not None else (None,) * 6
     examples = example_clips()
 
     with gr.Blocks(title="HMM Studio", delete_cache=(1800, 3600)) as demo:
@@ -299,18 +318,18 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                     "looked up there instead of espeak-ng.", elem_classes="hmm-note")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
                 with gr.Column(scale=3):
-                    a_timeline = gr.Plot(label="Timeline", elem_id="plot-align-timeline")
-                    a_fig = gr.Plot(label="Hypothesis vs reference", elem_id="plot-alignment")
-                    a_latency = gr.Plot(label="Latency and memory", elem_id="plot-align-latency")
+                    a_timeline = gr.Plot(value=a_init[0], label="Timeline", elem_id="plot-align-timeline")
+                    a_fig = gr.Plot(value=a_init[1], label="Hypothesis vs reference", elem_id="plot-alignment")
+                    a_latency = gr.Plot(value=a_init[2], label="Latency and memory", elem_id="plot-align-latency")
                     with gr.Row():
                         with gr.Column():
                             a_pick = gr.Dropdown(label="Play a phone", choices=[], interactive=True,
                                                  allow_custom_value=True)  # the API passes an index
                             a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
-                        a_files = gr.File(label="Downloads: TextGrid, CSV, JSON", file_count="multiple",
-                                          interactive=False)
-                    a_summary = gr.JSON(label="Summary and metrics (JSON)", open=False)
-            a_state = gr.State(None)
+                        a_files = gr.File(value=a_init[4], label="Downloads: TextGrid, CSV, JSON",
+                                          file_count="multiple", interactive=False)
+                    a_summary = gr.JSON(value=a_init[3], label="Summary and metrics (JSON)", open=False)
+            a_state = gr.State(a_init[5])
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
                     a_device, a_seed, a_durations, a_models, a_dictionary]
         align_rows = align_examples()
@@ -323,6 +342,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     api_name="align", concurrency_id="compute").then(
             segment_choices, a_state, a_pick, api_visibility="private", queue=False)
         a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_name="align_segment")
+        demo.load(segment_choices, a_state, a_pick, api_visibility="private", queue=False)
     return demo
 
 

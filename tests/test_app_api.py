@@ -290,12 +290,18 @@ def test_align_words_through_an_uploaded_pronunciation_dictionary(client, tmp_pa
 
 
 def test_a_new_session_plays_the_bundled_samples_segments(app_url):
-    """Before any run, /analyze_segment cuts the precomputed sample analysis's segments."""
+    """Before any run, /analyze_segment cuts the precomputed sample analysis's segments and
+    /align_segment the start-up alignment's phones (the sample aligned with its transcript)."""
     from components import precomputed
+    from components.ui import sample_alignment
 
     first = precomputed.load_or_compute().segments()[0]
-    pcm, sr = sf.read(Client(app_url, verbose=False).predict(0, api_name="/analyze_segment"), dtype="int16")
+    fresh = Client(app_url, verbose=False)
+    pcm, sr = sf.read(fresh.predict(0, api_name="/analyze_segment"), dtype="int16")
     np.testing.assert_array_equal(pcm, _sample_pcm(first.start, first.end, sr))
+    phone = sample_alignment().phones[1]  # deterministic: the same alignment as at start-up
+    pcm, sr = sf.read(fresh.predict(1, api_name="/align_segment"), dtype="int16")
+    np.testing.assert_array_equal(pcm, _sample_pcm(phone.start, phone.end, sr))
 
 
 def test_segment_playback_slices_the_clip():

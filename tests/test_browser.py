@@ -86,6 +86,11 @@ def test_sample_opens_with_every_figure_and_reruns(page):
 
 def test_align_tab_draws_tiers(page):
     page.get_by_role("tab", name="Align").click()
+    # The bundled sample opens aligned and scored, before anything is pressed.
+    page.wait_for_function(
+        """() => { const el = document.querySelector('#plot-alignment .js-plotly-plot');
+                   return el && el._fullData && el._fullData.some(t => t.name === 'accuracy'); }""",
+        timeout=30_000)
     page.click("#align-button")
     page.wait_for_function(
         """() => { const el = document.querySelector('#plot-alignment .js-plotly-plot');
