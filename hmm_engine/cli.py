@@ -135,6 +135,9 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
                              "instead of espeak-ng; words with several pronunciations get the best-aligning one")
     parser.add_argument("--pronunciation-rounds", type=int, default=3,
                         help="with --dictionary: rounds of choosing pronunciations and re-estimating the models")
+    parser.add_argument("--no-analysis", action="store_true",
+                        help="skip OUT_DIR/alignment_analysis.csv (each file's transcript fit against a free phone "
+                             "loop, the worst first: where to look for wrong transcripts)")
     parser.add_argument("--format", nargs="+", choices=tuple(EXPORT_SUFFIXES), default=["textgrid"],
                         help="what each file gets in OUT_DIR: name.TextGrid, name.csv and/or name.json (CSV and "
                              "JSON keep each phone's confidence; default: textgrid)")
@@ -258,7 +261,8 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
             acoustic_prior=args.acoustic_prior, models=models, formats=args.format, dictionary=args.dictionary,
-            pronunciation_rounds=args.pronunciation_rounds, **_mixture_options(args),
+            pronunciation_rounds=args.pronunciation_rounds, analysis=not args.no_analysis,
+            **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
@@ -272,12 +276,24 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             f"trained on {report.num_train_files} file(s), {report.audio_seconds:.1f} s of audio, in {t['training']:.1f} s"
         print(f"{trained}; aligned {len(report.aligned)} file(s) here in {t['alignment']:.1f} s; "
               f"{len(report.skipped)} skipped", file=out)
+        if report.analysis_path is not None:
+            _print_analysis(report.analysis_path, out)
         if report.words_with_variants:
             print(f"pronunciations: {report.pronunciations_changed} of {report.words_with_variants} words with "
                   f"several aligned best with another than the dictionary's first", file=out)
         if report.models_path is not None:
             print(f"models written to {report.models_path}", file=out)
     return 0 if report.aligned or rank != 0 else 1
+
+
+def _print_analysis(path: Path, out: TextIO, shown: int = 3) -> None:
+    """The files whose transcripts fit their audio worst (the analysis file's first rows)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["worst_phone_fit"]][:shown]
+    if rows:
+        worst = ", ".join(f"{r['name']} ('{r['worst_phone']}' at {float(r['worst_phone_start_s']):.2f} s, "
+                          f"{float(r['worst_phone_fit']):.1f})" for r in rows)
+        print(f"check first (worst phone fit against a free phone loop): {worst}; all files in {path}", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -95,6 +95,38 @@ def test_chain_dp_equals_dense_functions(seed):
     np.testing.assert_array_equal(path, dense_path[0].numpy())
 
 
+@pytest.mark.parametrize("sizes", [[3, 3, 3, 3], [1, 2, 3, 1, 4], [1, 1, 1]])
+def test_loop_viterbi_equals_dense_viterbi_and_brute_force(sizes):
+    """The O(T S) phone-loop Viterbi equals the dense Viterbi on the same loop (one-position
+    units included: their self-loop and their way back through the hub are one transition),
+    and on a tiny loop the best of all state sequences, enumerated; the dense matrix's rows
+    are distributions."""
+    import itertools
+
+    from hmm_engine.inference.chain import Loop, loop_to_dense, loop_viterbi
+
+    rng = np.random.default_rng(len(sizes))
+    S, T = sum(sizes), 30
+    loop = Loop.from_units(sizes, np.log(rng.uniform(0.3, 0.9, S)))
+    log_obs = rng.normal(0, 2, (T, S))
+    log_start, log_A, log_final = loop_to_dense(loop)
+    np.testing.assert_allclose(torch.logsumexp(log_A, 1).numpy(), 0.0, atol=1e-12)
+    np.testing.assert_allclose(float(torch.logsumexp(log_start, 0)), 0.0, atol=1e-12)
+    dense_obs = torch.from_numpy(log_obs.copy())
+    dense_obs[-1] += log_final
+    dense_path, dense_score = hmm.viterbi(log_start, log_A, dense_obs[None])
+    path, score = loop_viterbi(loop, log_obs)
+    assert score == pytest.approx(float(dense_score[0]), abs=1e-9)
+    np.testing.assert_array_equal(path, dense_path[0].numpy())
+
+    small = Loop.from_units(sizes[:2], np.log(rng.uniform(0.3, 0.9, sum(sizes[:2]))))
+    obs = rng.normal(0, 1, (5, small.num_states))
+    start, A, final = (t.numpy() for t in loop_to_dense(small))
+    best = max(start[z[0]] + obs[0, z[0]] + sum(A[a, b] + obs[t + 1, b] for t, (a, b) in enumerate(zip(z, z[1:])))
+               + final[z[-1]] for z in itertools.product(range(small.num_states), repeat=5))
+    assert loop_viterbi(small, obs)[1] == pytest.approx(best, abs=1e-9)
+
+
 def test_chain_rejects_impossible_lengths():
     chain = _random_chain(np.random.default_rng(0), 6, [], False, False)
     with pytest.raises(InvalidInputError, match="no path"):
@@ -535,3 +567,69 @@ def test_dictionary_words_pick_the_pronunciation_the_audio_has(tmp_path):
                                       str(wrong_first), "--no-progress"])
     assert args.run(args, out=buffer) == 1
     assert "a pronunciation dictionary is for word transcripts" in buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- transcript fit
+
+
+def test_phone_loop_is_a_proper_left_to_right_loop(sample_corpus_alignment):
+    """The models' phone loop: each phone's tied states in order with the models' self-loops;
+    every row of its dense matrix is a distribution; a phone's states run left to right, and
+    its last state enters every phone's first state with the same probability."""
+    from hmm_engine.inference.chain import loop_to_dense
+
+    out, _ = sample_corpus_alignment
+    models = PhoneModels.load(out / MODEL_FILE)
+    loop, state_ids = models.phone_loop()
+    N, P = models.states_per_phone, len(models.phones)
+    assert state_ids.tolist() == [k for phone in models.phones for k in models.state_ids(phone)]
+    np.testing.assert_allclose(loop.log_stay, models.log_stay.numpy()[state_ids])
+    start, A, _ = (t.numpy() for t in loop_to_dense(loop))
+    np.testing.assert_allclose(np.exp(start).sum(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(A).sum(1), np.ones(N * P), rtol=1e-12)
+    for s in range(N * P):
+        expected = {s, s + 1} if s % N < N - 1 else {s} | set(range(0, N * P, N))
+        assert set(np.flatnonzero(np.isfinite(A[s]))) == expected, s
+    np.testing.assert_allclose(np.exp(A[N - 1, ::N]), np.full(P, (1 - np.exp(A[N - 1, N - 1])) / P))
+
+
+def test_transcript_fit_points_at_a_wrong_phone(sample_corpus_alignment):
+    """With fixed models, the right transcript fits its audio better than one with a phone
+    substituted, and the worst-fitting phone of the wrong one is the substitute, where the
+    reference phone it replaced was spoken."""
+    from hmm_engine.alignment.aligner import align_features, transcript_fit
+
+    out, _ = sample_corpus_alignment
+    models = PhoneModels.load(out / MODEL_FILE)
+    name = "flite_0002"  # sil w ah t jh oy dh eh r ih z ih n l ih v ih ng sil
+    features = compute_features(SYNTH / f"{name}.wav", models.feature_config)
+    phones = (SYNTH / f"{name}.phones.lab").read_text().split()
+    wrong = list(phones)
+    wrong[5] = "s"  # "oy" of "joy" replaced by a fricative the models know
+    fits = {}
+    for key, sequence in (("right", phones), ("wrong", wrong)):
+        transcript = prepare_transcript(phones=sequence)
+        fits[key] = transcript_fit(models, features, align_features(features, transcript, models))
+    assert fits["wrong"]["transcript_fit_per_frame"] < fits["right"]["transcript_fit_per_frame"]
+    assert fits["wrong"]["worst_phone_fit"] < fits["right"]["worst_phone_fit"]
+    assert fits["wrong"]["worst_phone"] == "s"
+    reference = read_textgrid(SYNTH / f"{name}.TextGrid", tier="phones")["phones"][5]
+    assert reference.label == "oy"
+    assert reference.start - 0.1 <= fits["wrong"]["worst_phone_start_s"] <= reference.end
+
+
+def test_corpus_writes_the_alignment_analysis_worst_fit_first(sample_corpus_alignment):
+    import csv
+
+    from hmm_engine.alignment.corpus import ANALYSIS_COLUMNS, ANALYSIS_FILE
+
+    out, report = sample_corpus_alignment
+    assert report.analysis_path == out / ANALYSIS_FILE
+    with open(report.analysis_path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == ANALYSIS_COLUMNS
+        rows = list(reader)
+    assert sorted(r["name"] for r in rows) == sorted(report.aligned)
+    fits = [float(r["worst_phone_fit"]) for r in rows]
+    assert fits == sorted(fits) and all(math.isfinite(f) for f in fits)
+    assert all(r["worst_phone"] and r["worst_phone"] != "sil" for r in rows)

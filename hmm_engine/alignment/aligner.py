@@ -106,6 +106,7 @@ from hmm_engine.inference.chain import (
     chain_segment_viterbi,
     chain_viterbi,
     homogeneous_segmentation,
+    loop_viterbi,
 )
 from hmm_engine.training.em import add_stats
 
@@ -136,6 +137,7 @@ __all__ = [
     "viterbi_segments",
     "posterior_boundaries",
     "choose_pronunciations",
+    "transcript_fit",
 ]
 
 
@@ -788,6 +790,41 @@ def align_features(
                                                           "total": elapsed},
         features.frame_shift, features.duration, models,
     )
+
+
+def transcript_fit(models: PhoneModels, features: Features, result: AlignmentResult) -> dict:
+    """How well an alignment's transcript fits the audio, against a free phone loop
+    (:meth:`PhoneModels.phone_loop`: the same models, no transcript), both by Viterbi.
+
+    Returns a dict:
+        ``transcript_fit_per_frame``: (forced Viterbi score - phone-loop Viterbi score) per frame;
+        ``worst_phone``, ``worst_phone_start_s``, ``worst_phone_fit``: the speech phone whose
+            frames score worst against the phone loop's best path (the mean, over its frames,
+            of forced-path minus loop-path emission scores) - where a wrong, missing or extra
+            phone usually shows.
+    Files of one corpus cluster near each other and a wrong transcript falls below them;
+    measured by ``benchmarks/transcript_errors.py``.
+    """
+    loop, loop_ids = models.phone_loop()
+    x = features.values.to(models.log_stay.device)
+    loop_obs = models.chain_log_obs(x, loop_ids, exact=False).detach().to("cpu", torch.float64).numpy()
+    path, score = loop_viterbi(loop, loop_obs)
+    frames = np.arange(loop_obs.shape[0])
+    # A tied state scores the same at every loop position that uses it: read the forced path there.
+    position = np.zeros(models.num_states, dtype=np.int64)
+    position[loop_ids[::-1]] = np.arange(loop_ids.shape[0])[::-1]
+    gap = loop_obs[frames, position[result.frame_states]] - loop_obs[frames, path]
+    worst, worst_fit = None, math.inf
+    for seg in result.phones:
+        a, b = round(seg.start / result.frame_shift), round(seg.end / result.frame_shift)
+        if seg.label != models.silence and b > a and gap[a:b].mean() < worst_fit:
+            worst, worst_fit = seg, float(gap[a:b].mean())
+    return {
+        "transcript_fit_per_frame": (result.viterbi_score - score) / max(result.num_frames, 1),
+        "worst_phone": worst.label if worst else "",
+        "worst_phone_start_s": worst.start if worst else math.nan,
+        "worst_phone_fit": worst_fit if worst else math.nan,
+    }
 
 
 def align_utterance(

@@ -34,7 +34,7 @@ from hmm_engine.durations import DURATION_TYPES, make_duration
 from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, ModelFileError
 from hmm_engine.frontend.features import FeatureConfig
-from hmm_engine.inference.chain import Chain
+from hmm_engine.inference.chain import Chain, Loop
 
 FORMAT = "hmm_studio.phone_models"
 VERSION = 1
@@ -407,11 +407,27 @@ class PhoneModels(nn.Module):
             scores = scores[..., 0] if M == 1 else torch.logsumexp(scores, dim=-1)
         return scores[:, inverse]
 
-    def chain_log_obs(self, x: Tensor, state_ids: np.ndarray) -> Tensor:
+    def phone_loop(self) -> tuple[Loop, np.ndarray]:
+        """A free phone loop (:class:`~hmm_engine.inference.chain.Loop`): every phone's states
+        left to right with their self-loops, and from each phone's last state into any phone
+        with equal probability. Returns ``(loop, state_ids [S])``, the tied state of each of the
+        ``S = P * states_per_phone`` positions (scores: :meth:`chain_log_obs` with them). It is
+        what the audio scores with no transcript, the yardstick of
+        :func:`~hmm_engine.alignment.aligner.transcript_fit`."""
+        state_ids = np.array([k for phone in self.phones for k in self.state_ids(phone)])
+        log_stay = self.log_stay.detach().cpu().numpy()[state_ids].astype(np.float64)
+        return Loop.from_units([self.states_per_phone] * len(self.phones), log_stay), state_ids
+
+    def chain_log_obs(self, x: Tensor, state_ids: np.ndarray, exact: bool = True) -> Tensor:
         """``[T, S]`` scores of a chain's positions: :meth:`log_likelihood` plus, with
         ``acoustic_prior > 0``, the loudness / tilt prior of each position's broad class
-        (computed from ``x`` with the models' ``feature_config``)."""
-        scores = self.log_likelihood(x, state_ids)
+        (computed from ``x`` with the models' ``feature_config``). ``exact=False`` scores every
+        tied state with the emission module in its own precision (float32) and gathers the
+        positions: about 2.5x faster for many positions (a phone loop), good for diagnostics."""
+        if exact:
+            scores = self.log_likelihood(x, state_ids)
+        else:
+            scores = self.emission.log_likelihood(x).detach()[:, torch.as_tensor(state_ids, device=x.device).long()]
         if self.acoustic_prior <= 0:
             return scores
         cues = acoustic_cues(x, self.feature_config)

@@ -147,6 +147,60 @@ def chain_viterbi(log_start, log_final, stay, nxt, src, dst, skip, log_obs, path
 
 
 @njit(cache=_CACHE)
+def loop_viterbi(log_start, log_final, stay, nxt, log_exit, log_enter, log_obs, path):
+    """Best path through a loop of left-to-right units (:class:`.chain.Loop`); returns its score.
+
+    Into ``s`` at a frame: its self-loop, the step from ``s - 1`` (``nxt[s - 1]``, -inf across
+    units) or the hub: the best ``delta[t - 1, q] + log_exit[q]`` over all q, computed once a
+    frame, plus ``log_enter[s]``. O(S) a frame instead of a dense matrix's O(S^2). Ties go to
+    the self-loop, then the step, then the hub (its lowest-index exit).
+    """
+    T, S = log_obs.shape
+    delta = np.empty((T, S))
+    back = np.empty((T, S), np.int64)
+    for s in range(S):
+        delta[0, s] = log_start[s] + log_obs[0, s]
+        back[0, s] = -1
+    for t in range(1, T):
+        hub = NEG_INF
+        hub_arg = -1
+        for s in range(S):
+            v = delta[t - 1, s] + log_exit[s]
+            if v > hub:
+                hub = v
+                hub_arg = s
+        for s in range(S):
+            best = delta[t - 1, s] + stay[s]
+            arg = s
+            if s > 0:
+                v = delta[t - 1, s - 1] + nxt[s - 1]
+                if v > best:
+                    best = v
+                    arg = s - 1
+            v = hub + log_enter[s]
+            if v > best:
+                best = v
+                arg = hub_arg
+            delta[t, s] = best + log_obs[t, s]
+            back[t, s] = arg
+    best = NEG_INF
+    arg = -1
+    for s in range(S):
+        v = delta[T - 1, s] + log_final[s]
+        if v > best:
+            best = v
+            arg = s
+    if arg < 0:
+        for t in range(T):
+            path[t] = -1
+        return best
+    path[T - 1] = arg
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return best
+
+
+@njit(cache=_CACHE)
 def segment_dp(csum, csq, min_len, max_len, dur_mean, dur_weight, bounds):
     """Split T frames into P consecutive runs minimising the within-run squared error.
 

@@ -37,6 +37,9 @@ __all__ = [
     "chain_segment_viterbi",
     "chain_to_dense",
     "homogeneous_segmentation",
+    "Loop",
+    "loop_viterbi",
+    "loop_to_dense",
 ]
 
 
@@ -284,6 +287,97 @@ def chain_to_dense(chain: Chain) -> Tuple[Tensor, Tensor]:
     for s, d, w in zip(chain.skip_src, chain.skip_dst, chain.log_skip):
         A[int(s), int(d)] = float(w)
     return torch.from_numpy(chain.log_start.copy()), A
+
+
+@dataclass(frozen=True)
+class Loop:
+    """A free loop of left-to-right units (a phone loop: each phone's states in a row): from
+    the last position of any unit, through a hub, into the first position of any unit.
+    ``S`` positions, numpy float64 log weights:
+
+    Attributes:
+        log_start: ``[S]`` where a path may start; log_final: ``[S]`` where it may end.
+        log_stay: ``[S]`` self-loops; log_next: ``[S]`` step ``s -> s + 1`` inside a unit
+            (-inf at a unit's last position).
+        log_exit: ``[S]`` leaving a unit into the hub (-inf except at units' last positions);
+        log_enter: ``[S]`` from the hub into a unit (-inf except at units' first positions).
+    """
+
+    log_start: np.ndarray
+    log_final: np.ndarray
+    log_stay: np.ndarray
+    log_next: np.ndarray
+    log_exit: np.ndarray
+    log_enter: np.ndarray
+
+    @property
+    def num_states(self) -> int:
+        return int(self.log_start.shape[0])
+
+    @staticmethod
+    def from_units(sizes, log_stay) -> "Loop":
+        """Units of ``sizes`` consecutive positions with self-loops ``log_stay [S]``; a position
+        moves on with the rest of its probability (to the next position, or out of its unit);
+        every unit is entered with the same probability, paths start in any unit and end at
+        any unit's last position."""
+        sizes = [int(n) for n in sizes]
+        if not sizes or min(sizes) < 1:
+            raise InvalidInputError(f"loop units need at least one position each, got sizes {sizes}")
+        stay = np.ascontiguousarray(np.asarray(log_stay, dtype=np.float64).reshape(-1))
+        S = sum(sizes)
+        if stay.shape != (S,):
+            raise InvalidInputError(f"log_stay must have {S} entries (the units' positions), got {stay.shape[0]}")
+        firsts = np.cumsum([0] + sizes[:-1])
+        lasts = firsts + np.asarray(sizes) - 1
+        leave = np.log1p(-np.exp(stay))
+        nxt = leave.copy()
+        nxt[lasts] = -np.inf
+        exit_ = np.full(S, -np.inf)
+        exit_[lasts] = leave[lasts]
+        enter = np.full(S, -np.inf)
+        enter[firsts] = -np.log(len(sizes))
+        final = np.full(S, -np.inf)
+        final[lasts] = 0.0
+        return Loop(enter.copy(), final, stay, nxt, exit_, enter)
+
+
+def _loop_stay(loop: Loop) -> np.ndarray:
+    """Self-loop weights with a one-position unit's way back into itself through the hub
+    added (two arcs s -> s make one transition): what the kernel needs to match the dense HMM."""
+    both = np.isfinite(loop.log_exit) & np.isfinite(loop.log_enter)
+    return np.where(both, np.logaddexp(loop.log_stay, loop.log_exit + loop.log_enter), loop.log_stay)
+
+
+def loop_viterbi(loop: Loop, log_obs) -> Tuple[np.ndarray, float]:
+    """Most likely position path through ``loop`` for ``log_obs [T, S]`` (tensor or numpy):
+    ``(path [T] int64, score)``; the same as :func:`hmm_engine.inference.hmm.viterbi` on
+    :func:`loop_to_dense` (tested), in O(T S).
+
+    Raises:
+        InvalidInputError: wrong shape, or no allowed path.
+    """
+    obs = log_obs.detach().to("cpu", torch.float64).numpy() if isinstance(log_obs, Tensor) else log_obs
+    obs = np.ascontiguousarray(np.asarray(obs, dtype=np.float64))
+    if obs.ndim != 2 or obs.shape[1] != loop.num_states or obs.shape[0] < 1:
+        raise InvalidInputError(f"log_obs must be [T, {loop.num_states}] with T >= 1, got {list(obs.shape)}")
+    path = np.empty(obs.shape[0], np.int64)
+    score = _k.loop_viterbi(loop.log_start, loop.log_final, _loop_stay(loop), loop.log_next, loop.log_exit,
+                            loop.log_enter, obs, path)
+    if not np.isfinite(score):
+        raise InvalidInputError(f"no path through the {loop.num_states}-position loop explains {obs.shape[0]} frames")
+    return path, float(score)
+
+
+def loop_to_dense(loop: Loop) -> Tuple[Tensor, Tensor, Tensor]:
+    """The same loop as dense ``(log_startprob [S], log_transmat [S, S], log_final [S])``
+    float64 tensors (every s -> q arc: self-loop, step, exit + enter; parallel arcs summed)."""
+    S = loop.num_states
+    A = np.full((S, S), -np.inf)
+    idx = np.arange(S)
+    A[idx, idx] = loop.log_stay
+    A[idx[:-1], idx[1:]] = np.logaddexp(A[idx[:-1], idx[1:]], loop.log_next[:-1])
+    A = np.logaddexp(A, loop.log_exit[:, None] + loop.log_enter[None, :])
+    return torch.from_numpy(loop.log_start.copy()), torch.from_numpy(A), torch.from_numpy(loop.log_final.copy())
 
 
 def homogeneous_segmentation(x, min_len, max_len, dur_mean=None, dur_weight=None) -> np.ndarray:
