@@ -633,3 +633,28 @@ def test_corpus_writes_the_alignment_analysis_worst_fit_first(sample_corpus_alig
     fits = [float(r["worst_phone_fit"]) for r in rows]
     assert fits == sorted(fits) and all(math.isfinite(f) for f in fits)
     assert all(r["worst_phone"] and r["worst_phone"] != "sil" for r in rows)
+
+
+def test_utterances_too_long_to_align_in_one_piece_are_refused(tmp_path, monkeypatch):
+    """Above MAX_CHAIN_CELLS (frames x chain states) an utterance gets a clear error before any
+    DP runs: align_utterance raises, corpus mode skips exactly the files over the limit."""
+    from hmm_engine.alignment import aligner
+
+    sizes = {}
+    for wav in sorted(SYNTH.glob("*.wav")):
+        phones = (SYNTH / f"{wav.stem}.phones.lab").read_text().split()
+        frames = compute_features(wav).num_frames
+        sizes[wav.stem] = frames * (len(prepare_transcript(phones=phones).phones)) * 3
+    limit = sorted(sizes.values())[len(sizes) // 2]
+    monkeypatch.setattr(aligner, "MAX_CHAIN_CELLS", limit)
+    lines: list[str] = []
+    report = align_corpus(SYNTH, tmp_path / "out", phones=True, transcript_suffix=".phones.lab", iterations=2,
+                          num_mixtures=1, show_progress=False, report=lines.append)
+    assert sorted(report.aligned) == sorted(n for n, c in sizes.items() if c <= limit)
+    assert sorted(line.removeprefix("report: ").split(":")[0] for line in lines) == \
+        sorted(n for n, c in sizes.items() if c > limit)
+    assert all("split the recording into utterances" in line for line in lines)
+    biggest = max(sizes, key=sizes.get)
+    with pytest.raises(InvalidInputError, match=r"M cells, about .* GB to align in one piece"):
+        align_utterance(SYNTH / f"{biggest}.wav", phones=(SYNTH / f"{biggest}.phones.lab").read_text(),
+                        states_per_phone=3)

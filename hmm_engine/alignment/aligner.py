@@ -138,6 +138,8 @@ __all__ = [
     "posterior_boundaries",
     "choose_pronunciations",
     "transcript_fit",
+    "check_chain_size",
+    "MAX_CHAIN_CELLS",
 ]
 
 
@@ -250,6 +252,26 @@ def compute_features(source, feature_config: FeatureConfig | None = None, frame_
 # --------------------------------------------------------------------------- EM pieces
 
 
+# The chain DPs keep a few [frames x chain positions] float64 / int64 arrays (Viterbi, forward-
+# backward, confidences): about 40 bytes a cell, measured (a 63 s utterance, 6330 frames x 2067
+# positions = 13M cells, took 0.5 GB more). A whole 10-minute recording in one piece would need
+# tens of GB; above this many cells an utterance is refused with a clear message instead.
+MAX_CHAIN_CELLS = 100_000_000
+BYTES_PER_CHAIN_CELL = 40
+
+
+def check_chain_size(num_frames: int, num_positions: int) -> None:
+    """Raise InvalidInputError when aligning ``num_frames`` against a chain of
+    ``num_positions`` would take more than :data:`MAX_CHAIN_CELLS` cells of DP memory."""
+    cells = num_frames * num_positions
+    if cells > MAX_CHAIN_CELLS:
+        raise InvalidInputError(
+            f"{num_frames} frames x {num_positions} HMM states is {cells / 1e6:.0f}M cells, about "
+            f"{cells * BYTES_PER_CHAIN_CELL / 1e9:.1f} GB to align in one piece (limit {MAX_CHAIN_CELLS / 1e6:.0f}M "
+            f"cells): split the recording into utterances of a minute or two"
+        )
+
+
 def _check_length(models: PhoneModels, transcript: PreparedTranscript, num_frames: int, frame_shift: float) -> None:
     need = models.min_frames(transcript.optional)
     if num_frames < need:
@@ -258,6 +280,7 @@ def _check_length(models: PhoneModels, transcript: PreparedTranscript, num_frame
             f"{models.states_per_phone} states) but the audio has only {num_frames} frames; at least {need} "
             f"frames ({need * frame_shift:.3f} s) are needed: use fewer states per phone or check the transcript"
         )
+    check_chain_size(num_frames, len(transcript.phones) * models.states_per_phone)
 
 
 def flat_start_stats(

@@ -60,6 +60,7 @@ from hmm_engine.alignment.aligner import (
     PreparedTranscript,
     align_features,
     annealing_schedule,
+    check_chain_size,
     choose_pronunciations,
     compute_features,
     prepare_transcript,
@@ -203,6 +204,7 @@ def _load_one(item: CorpusFile, phones: bool, feature_config: FeatureConfig, sil
     need = sum(1 for o in transcript.optional if not o) * states_per_phone
     if features.num_frames < need:
         raise InvalidInputError(f"{features.num_frames} frames are fewer than its {need} mandatory HMM states")
+    check_chain_size(features.num_frames, len(transcript.phones) * states_per_phone)
     return features, transcript
 
 
