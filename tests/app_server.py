@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "assets" / "sample_synth.wav"
 FALLBACK = ROOT / "tests" / "data" / "synth" / "festival_0001.wav"
 SAMPLE = BUNDLED if BUNDLED.exists() else FALLBACK
+
+
+def sample_phone_models(folder: Path) -> Path:
+    """``phone_models.pt`` trained (``train_labelled``, one Gaussian a state) on the sample's
+    own reference boundaries, in ``folder``: models that align the sample without training."""
+    from hmm_engine.alignment.corpus import train_labelled
+
+    labelled = folder / "labelled"
+    labelled.mkdir()
+    shutil.copy(SAMPLE, labelled / SAMPLE.name)
+    shutil.copy(SAMPLE.with_suffix(".TextGrid"), labelled / SAMPLE.with_suffix(".TextGrid").name)
+    return train_labelled(labelled, folder / "models", num_mixtures=1, show_progress=False,
+                          report=lambda line: None).models_path
 
 
 def free_port() -> int:

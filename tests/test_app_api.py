@@ -14,7 +14,7 @@ import soundfile as sf
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app_server import SAMPLE, running_app  # noqa: E402
+from app_server import SAMPLE, running_app, sample_phone_models  # noqa: E402
 
 MAX_UPLOAD = "2mb"
 
@@ -200,21 +200,13 @@ def test_align_with_reference(client):
 def test_align_with_uploaded_phone_models(client, tmp_path):
     """Models trained elsewhere (here: train-labelled on the sample's own reference) align the
     clip without training; the result equals the engine's, and bad model files get clear errors."""
-    import shutil
-
     import torch
 
     from hmm_engine.alignment.aligner import align_utterance, compute_features
-    from hmm_engine.alignment.corpus import train_labelled
     from hmm_engine.alignment.phone_models import PhoneModels
 
     ref, phones_lab = SAMPLE.with_suffix(".TextGrid"), SAMPLE.with_suffix(".phones.lab")
-    labelled = tmp_path / "labelled"
-    labelled.mkdir()
-    shutil.copy(SAMPLE, labelled / SAMPLE.name)
-    shutil.copy(ref, labelled / ref.name)
-    models_path = train_labelled(labelled, tmp_path / "models", num_mixtures=1, show_progress=False,
-                                 report=lambda line: None).models_path
+    models_path = sample_phone_models(tmp_path)
     timeline, fig, latency, summary, files = client.predict(
         handle_file(str(SAMPLE)), phones_lab.read_text(), transcript_kind="phones",
         reference_textgrid=handle_file(str(ref)), phone_models=handle_file(str(models_path)), api_name="/align")
@@ -247,9 +239,6 @@ def test_align_words_through_an_uploaded_pronunciation_dictionary(client, tmp_pa
     but listing "dh iy" first for THE and "t uw" first for TO): with models trained on the clip's
     labels, every "the" and "to" takes its spoken reduced form, so the aligned phones are the
     reference's. Phones with a dictionary, and a malformed dictionary, are clear errors."""
-    import shutil
-
-    from hmm_engine.alignment.corpus import train_labelled
     from hmm_engine.alignment.textgrids import read_textgrid
 
     ref = read_textgrid(SAMPLE.with_suffix(".TextGrid"))
@@ -261,12 +250,7 @@ def test_align_words_through_an_uploaded_pronunciation_dictionary(client, tmp_pa
     lines = [f"{w} {' '.join(p)}" for w, p in lexicon.items() if w not in ("THE", "TO")]
     dictionary = tmp_path / "lexicon.dict"
     dictionary.write_text("\n".join(lines + ["THE dh iy", "THE(2) dh ax", "TO t uw", "TO(2) t ax"]) + "\n")
-    labelled = tmp_path / "labelled"
-    labelled.mkdir()
-    shutil.copy(SAMPLE, labelled / SAMPLE.name)
-    shutil.copy(SAMPLE.with_suffix(".TextGrid"), labelled / SAMPLE.with_suffix(".TextGrid").name)
-    models_path = train_labelled(labelled, tmp_path / "models", num_mixtures=1, show_progress=False,
-                                 report=lambda line: None).models_path
+    models_path = sample_phone_models(tmp_path)
     words = SAMPLE.with_suffix(".lab").read_text()
     _, _, _, summary, _ = client.predict(handle_file(str(SAMPLE)), words, transcript_kind="text",
                                          phone_models=handle_file(str(models_path)),

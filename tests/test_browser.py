@@ -18,7 +18,7 @@ pytestmark = [
 ]
 playwright = pytest.importorskip("playwright.sync_api")
 
-from app_server import ROOT, running_app  # noqa: E402
+from app_server import ROOT, running_app, sample_phone_models  # noqa: E402
 
 SHOTS = ROOT / "docs" / "screenshots"
 ANALYZE_PLOTS = ["plot-timeline", "plot-transitions", "plot-loglik", "plot-durations", "plot-sweep", "plot-latency"]
@@ -118,18 +118,7 @@ def test_picking_a_phone_plays_its_audio(page):
 def test_uploaded_phone_models_align_without_training(page, tmp_path):
     # Models from train-labelled (on the sample's own reference), uploaded under More: the
     # alignment runs with them, so the latency figure gains a "models" stage.
-    import shutil
-
-    from app_server import SAMPLE
-
-    from hmm_engine.alignment.corpus import train_labelled
-
-    labelled = tmp_path / "labelled"
-    labelled.mkdir()
-    shutil.copy(SAMPLE, labelled / SAMPLE.name)
-    shutil.copy(SAMPLE.with_suffix(".TextGrid"), labelled / SAMPLE.with_suffix(".TextGrid").name)
-    models = train_labelled(labelled, tmp_path / "m", num_mixtures=1, show_progress=False,
-                            report=lambda line: None).models_path
+    models = sample_phone_models(tmp_path)
     page.get_by_role("tab", name="Align").click()
     page.locator("#align-more").get_by_text("More").first.click()  # closed accordions are not rendered
     page.locator("#align-models input[type=file]").set_input_files(str(models))

@@ -30,6 +30,28 @@ def _lae(a, b):
     return b + np.log1p(np.exp(a - b))
 
 
+@njit(cache=_CACHE, inline="always")
+def _backtrack(delta, back, log_final, path):
+    """Fill ``path [T]`` back from the best final position of a Viterbi table ``delta [T, S]``
+    (back-pointers ``back``); returns the path's score (-inf, and a path of -1, when none)."""
+    T, S = delta.shape
+    best = NEG_INF
+    arg = -1
+    for s in range(S):
+        v = delta[T - 1, s] + log_final[s]
+        if v > best:
+            best = v
+            arg = s
+    if arg < 0:
+        for t in range(T):
+            path[t] = -1
+        return best
+    path[T - 1] = arg
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return best
+
+
 @njit(cache=_CACHE)
 def chain_forward(log_start, log_final, stay, nxt, src, dst, skip, log_obs, log_alpha):
     """Fill ``log_alpha [T, S]``; return log p(x, end in a final state)."""
@@ -129,21 +151,7 @@ def chain_viterbi(log_start, log_final, stay, nxt, src, dst, skip, log_obs, path
                 back[t, dst[e]] = src[e]
         for s in range(S):
             delta[t, s] += log_obs[t, s]
-    best = NEG_INF
-    arg = -1
-    for s in range(S):
-        v = delta[T - 1, s] + log_final[s]
-        if v > best:
-            best = v
-            arg = s
-    if arg < 0:
-        for t in range(T):
-            path[t] = -1
-        return best
-    path[T - 1] = arg
-    for t in range(T - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return best
+    return _backtrack(delta, back, log_final, path)
 
 
 @njit(cache=_CACHE)
@@ -183,21 +191,7 @@ def loop_viterbi(log_start, log_final, stay, nxt, log_exit, log_enter, log_obs, 
                 arg = hub_arg
             delta[t, s] = best + log_obs[t, s]
             back[t, s] = arg
-    best = NEG_INF
-    arg = -1
-    for s in range(S):
-        v = delta[T - 1, s] + log_final[s]
-        if v > best:
-            best = v
-            arg = s
-    if arg < 0:
-        for t in range(T):
-            path[t] = -1
-        return best
-    path[T - 1] = arg
-    for t in range(T - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
-    return best
+    return _backtrack(delta, back, log_final, path)
 
 
 @njit(cache=_CACHE)
