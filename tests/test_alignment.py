@@ -635,6 +635,22 @@ def test_corpus_writes_the_alignment_analysis_worst_fit_first(sample_corpus_alig
     assert all(r["worst_phone"] and r["worst_phone"] != "sil" for r in rows)
 
 
+def test_alignment_analysis_with_context_states(tmp_path):
+    """Context-dependent boundary states are not in the phone loop, but the forced path may
+    use them: their frames are scored by their own Gaussians (finite fits everywhere)."""
+    import csv
+
+    report = align_corpus(SYNTH, tmp_path, phones=True, transcript_suffix=".phones.lab", iterations=3,
+                          num_mixtures=1, context_min_count=1, context_iterations=1, show_progress=False,
+                          report=lambda line: None)
+    models = PhoneModels.load(report.models_path)
+    assert models.num_states > len(models.phones) * models.states_per_phone  # context states exist
+    with open(report.analysis_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(report.aligned) == 6
+    assert all(math.isfinite(float(r[c])) for r in rows for c in ("worst_phone_fit", "transcript_fit_per_frame"))
+
+
 def test_utterances_too_long_to_align_in_one_piece_are_refused(tmp_path, monkeypatch):
     """Above MAX_CHAIN_CELLS (frames x chain states) an utterance gets a clear error before any
     DP runs: align_utterance raises, corpus mode skips exactly the files over the limit."""

@@ -830,13 +830,12 @@ def transcript_fit(models: PhoneModels, features: Features, result: AlignmentRes
     """
     loop, loop_ids = models.phone_loop()
     x = features.values.to(models.log_stay.device)
-    loop_obs = models.chain_log_obs(x, loop_ids, exact=False).detach().to("cpu", torch.float64).numpy()
-    path, score = loop_viterbi(loop, loop_obs)
-    frames = np.arange(loop_obs.shape[0])
-    # A tied state scores the same at every loop position that uses it: read the forced path there.
-    position = np.zeros(models.num_states, dtype=np.int64)
-    position[loop_ids[::-1]] = np.arange(loop_ids.shape[0])[::-1]
-    gap = loop_obs[frames, position[result.frame_states]] - loop_obs[frames, path]
+    # Every tied state scored once (context states too, which only the forced path may use).
+    scores = models.chain_log_obs(x, np.arange(models.num_states), exact=False)
+    scores = scores.detach().to("cpu", torch.float64).numpy()
+    path, score = loop_viterbi(loop, scores[:, loop_ids])
+    frames = np.arange(scores.shape[0])
+    gap = scores[frames, result.frame_states] - scores[frames, loop_ids[path]]
     worst, worst_fit = None, math.inf
     for seg in result.phones:
         a, b = round(seg.start / result.frame_shift), round(seg.end / result.frame_shift)

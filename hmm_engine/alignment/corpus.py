@@ -4,7 +4,8 @@ Corpus layout (Montreal Forced Aligner style): ``CORPUS_DIR/name.wav`` (or .flac
 directly there or in one subfolder per speaker) with a transcript ``name<suffix>`` beside it;
 the suffix is ``.lab`` by default (``transcript_suffix`` chooses another, e.g. ``.phones.lab``).
 The transcript holds words (turned into phones by espeak-ng, or looked up in a pronunciation
-dictionary: ``dictionary``) or, with ``phones=True``, space-separated phone symbols. Outputs mirror the layout: ``OUT_DIR/speaker/name.TextGrid``.
+dictionary: ``dictionary``) or, with ``phones=True``, space-separated phone symbols. Outputs
+mirror the layout: ``OUT_DIR/speaker/name.TextGrid``.
 
 Training (HTK/MFA-style monophone training):
 
@@ -526,8 +527,14 @@ def write_analysis(path: Path, rows: Sequence[dict]) -> None:
         writer = csv.DictWriter(handle, fieldnames=ANALYSIS_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for row in ordered:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and not math.isnan(v) else
-                                 "" if isinstance(v, float) else v) for k, v in row.items()})
+            writer.writerow({key: _cell(value) for key, value in row.items()})
+
+
+def _cell(value):
+    """A CSV cell: floats to 4 decimals, NaN as empty."""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.4f}"
+    return value
 
 
 def align_corpus(
