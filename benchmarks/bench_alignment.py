@@ -62,7 +62,7 @@ from hmm_engine.alignment.aligner import (  # noqa: E402
     transcript_fit,
 )
 from hmm_engine.alignment.corpus import MIN_FRAMES_PER_GAUSSIAN, MODEL_FILE, align_corpus, train_labelled  # noqa: E402
-from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons  # noqa: E402
+from hmm_engine.alignment.metrics import boundary_classes, compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa: E402
 from hmm_engine.durations import DURATION_TYPES  # noqa: E402
@@ -98,24 +98,13 @@ def score(corpus: Path, hyp_dir: Path, names: list[str]) -> dict[str, object]:
 def systematic_errors(corpus: Path, hyp_dir: Path, names: list[str], top: int = 4) -> None:
     """Per synthesizer, the boundary classes ("into X" / "out of X") with the most misses over
     20 ms, with their signed mean error (hypothesis - reference): a large signed mean points at
-    a consistent offset (a labelling convention or a model bias), not at noise. Only files
-    whose hypothesis has the reference's phone sequence are used."""
+    a consistent offset (a labelling convention or a model bias), not at noise
+    (:func:`hmm_engine.alignment.metrics.boundary_classes`, ``evaluate --by-class``)."""
     print("\n  largest systematic boundary errors (misses > 20 ms; signed mean = hyp - ref):")
-    for synth in sorted({n.split("_")[0] for n in names}):
-        classes: dict[str, list[float]] = {}
-        for name in (n for n in names if n.startswith(synth + "_")):
-            ref = read_textgrid(corpus / f"{name}.TextGrid", tier="phones")["phones"]
-            hyp = read_textgrid(hyp_dir / f"{name}.TextGrid", tier="phones")["phones"]
-            if [r.label for r in ref] != [h.label for h in hyp]:
-                continue
-            for i in range(1, len(ref)):
-                error = (hyp[i].start - ref[i].start) * 1000.0
-                classes.setdefault(f"into {ref[i].label}", []).append(error)
-                classes.setdefault(f"out of {ref[i - 1].label}", []).append(error)
-        ranked = sorted(classes.items(), key=lambda kv: -sum(abs(e) > 20 for e in kv[1]))[:top]
-        print(f"  {synth:<10}" + "; ".join(
-            f"{key}: {sum(abs(e) > 20 for e in errs)}/{len(errs)} missed, {sum(errs) / len(errs):+.0f} ms"
-            for key, errs in ranked))
+    for synth, pooled in score(corpus, hyp_dir, names).items():
+        if synth != "overall":
+            print(f"  {synth:<10}" + "; ".join(f"{c.name}: {c.misses}/{c.count} missed, {c.signed_mean_ms:+.0f} ms"
+                                               for c in boundary_classes(pooled)[:top]))
 
 
 def print_table(title: str, pooled: dict[str, object]) -> None:

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from hmm_engine.alignment.layout import EXPORT_SUFFIXES, files_by_name
-from hmm_engine.alignment.metrics import DEFAULT_THRESHOLDS_MS, AlignmentComparison, compare_tiers, pool_comparisons
+from hmm_engine.alignment.metrics import (
+    DEFAULT_THRESHOLDS_MS,
+    AlignmentComparison,
+    boundary_classes,
+    compare_tiers,
+    pool_comparisons,
+)
 from hmm_engine.alignment.textgrids import read_textgrid
 from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import HMMStudioError
@@ -52,6 +58,11 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     silence.add_argument("--merge-silence", action="store_true",
                          help="treat all silence labels and gaps as one 'sil' label")
     parser.add_argument("--frame-shift-ms", type=float, default=10.0, help="frame size for frame accuracy")
+    parser.add_argument("--by-class", type=int, default=0, metavar="N",
+                        help="also list the N boundary classes ('into X' / 'out of X') with the most misses over "
+                             "20 ms, with their signed mean error (a consistent offset is a convention or a bias)")
+    parser.add_argument("--class-csv", type=Path, default=None,
+                        help="write every boundary class (count, within 20 ms, signed and absolute mean ms) here")
     parser.set_defaults(run=run_evaluate)
 
 
@@ -101,18 +112,31 @@ def run_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     for key, value in summary.items():
         print(f"  {key:<{width}}  {_format(value)}", file=out)
 
+    classes = boundary_classes(total)
+    if args.by_class > 0:
+        print(f"\nBoundary classes with the most misses over 20 ms (signed mean = hypothesis - reference):", file=out)
+        for c in classes[:args.by_class]:
+            print(f"  {c.name:<16} {c.misses:>5} of {c.count:<5} missed  signed mean {c.signed_mean_ms:+7.1f} ms  "
+                  f"mean |error| {c.mean_abs_ms:6.1f} ms", file=out)
+    tables = []
     if args.csv is not None:
-        columns = ["file", *summary.keys()]
+        tables.append((args.csv, "per-file table", ["file", *summary.keys()],
+                       [[name, *result.summary().values()] for name, result in results + [("TOTAL", total)]]))
+    if args.class_csv is not None:
+        tables.append((args.class_csv, "boundary classes", ["class", "boundaries", "within_20ms", "signed_mean_ms",
+                                                            "mean_abs_ms"],
+                       [[c.name, c.count, c.within, f"{c.signed_mean_ms:.3f}", f"{c.mean_abs_ms:.3f}"]
+                        for c in classes]))
+    for path, what, header, rows in tables:
         try:
-            with open(args.csv, "w", newline="", encoding="utf-8") as handle:
+            with open(path, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(columns)
-                for name, result in results + [("TOTAL", total)]:
-                    writer.writerow([name, *result.summary().values()])
+                writer.writerow(header)
+                writer.writerows(rows)
         except OSError as exc:
-            print(f"report: could not write CSV '{args.csv}': {exc}", file=out)
+            print(f"report: could not write CSV '{path}': {exc}", file=out)
         else:
-            print(f"\nper-file table written to {args.csv}", file=out)
+            print(f"\n{what} written to {path}", file=out)
     return 0
 
 

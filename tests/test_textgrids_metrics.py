@@ -271,3 +271,40 @@ def test_evaluate_cli(tmp_path, capsys):
     assert main(["evaluate", str(ref_dir), str(hyp_dir), "--tier", "words"]) == 1
     assert "no file could be evaluated" in capsys.readouterr().out
     assert main(["evaluate", str(ref_dir), str(hyp_dir), "--ignore-silence"]) == 0
+
+
+def test_boundary_classes_by_hand(tmp_path, capsys):
+    """sil|a moved +10 ms, a|b +30 ms, b|sil -5 ms: each boundary counts under "into" its right
+    label and "out of" its left one; only a|b misses 20 ms. Pooling two files sums them, and
+    evaluate --by-class / --class-csv print and write the same numbers."""
+    from hmm_engine.alignment.metrics import boundary_classes
+
+    ref = [S("sil", 0.0, 0.1), S("a", 0.1, 0.2), S("b", 0.2, 0.35), S("sil", 0.35, 0.5)]
+    hyp = [S("sil", 0.0, 0.11), S("a", 0.11, 0.23), S("b", 0.23, 0.345), S("sil", 0.345, 0.5)]
+    result = compare_tiers(ref, hyp)
+    assert result.boundary_labels == (("sil", "a"), ("a", "b"), ("b", "sil"))
+    classes = {c.name: c for c in boundary_classes(result)}
+    assert [c.name for c in boundary_classes(result)][:2] == ["into b", "out of a"]
+    expected = {"into a": 10.0, "out of sil": 10.0, "into b": 30.0, "out of a": 30.0, "into sil": -5.0,
+                "out of b": -5.0}
+    assert {name: c.signed_mean_ms for name, c in classes.items()} == pytest.approx(expected)
+    assert {name: c.misses for name, c in classes.items()} == {n: int(abs(v) > 20) for n, v in expected.items()}
+    pooled = boundary_classes(pool_comparisons([result, compare_tiers(ref, ref)]))
+    into_b = next(c for c in pooled if c.name == "into b")
+    assert (into_b.count, into_b.within, into_b.signed_mean_ms, into_b.mean_abs_ms) == (2, 1, pytest.approx(15.0),
+                                                                                      pytest.approx(15.0))
+
+    ref_dir, hyp_dir = tmp_path / "ref", tmp_path / "hyp"
+    ref_dir.mkdir()
+    hyp_dir.mkdir()
+    write_textgrid(ref_dir / "u.TextGrid", {"phones": ref}, 0.5)
+    write_textgrid(hyp_dir / "u.TextGrid", {"phones": hyp}, 0.5)
+    capsys.readouterr()
+    assert main(["evaluate", str(ref_dir), str(hyp_dir), "--by-class", "2", "--class-csv",
+                 str(tmp_path / "classes.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "into b               1 of 1     missed  signed mean   +30.0 ms" in printed
+    assert "out of a" in printed and "into sil" not in printed
+    rows = list(csv.DictReader((tmp_path / "classes.csv").open()))
+    assert [r["class"] for r in rows][:2] == ["into b", "out of a"] and len(rows) == 6
+    assert float(next(r for r in rows if r["class"] == "into sil")["signed_mean_ms"]) == pytest.approx(-5.0)

@@ -54,6 +54,8 @@ class AlignmentComparison:
         substitutions, insertions, deletions: label alignment counts.
         num_ref_segments, num_hyp_segments: segments compared (after silence handling).
         num_files: how many comparisons were pooled (1 for one file).
+        boundary_labels: ``[B]`` the reference labels ``(left, right)`` on either side of each
+            scored boundary (``""`` for a gap or the tier's edge), for :func:`boundary_classes`.
     """
 
     boundary_errors: np.ndarray
@@ -67,6 +69,7 @@ class AlignmentComparison:
     num_hyp_segments: int
     num_files: int = 1
     thresholds_ms: tuple[float, ...] = field(default=DEFAULT_THRESHOLDS_MS)
+    boundary_labels: tuple[tuple[str, str], ...] = ()
 
     @property
     def abs_errors_ms(self) -> np.ndarray:
@@ -248,19 +251,23 @@ def compare_tiers(
     matched = {i: j for op, i, j in operations if op == "match"}
     counts = {op: sum(1 for o, _, _ in operations if o == op) for op in ("sub", "ins", "del")}
 
-    errors = []
+    errors, labels = [], []
     boundaries = _boundaries(ref, extent)
     for time, left, right in boundaries:
+        error = None
         if left is not None and right is not None:
             if left in matched and right in matched:
                 jl, jr = matched[left], matched[right]
                 if jr == jl + 1 and _touch(hyp[jl], hyp[jr]):
-                    errors.append(hyp[jr].start - time)
+                    error = hyp[jr].start - time
         elif right is not None:
             if right in matched:
-                errors.append(hyp[matched[right]].start - time)
+                error = hyp[matched[right]].start - time
         elif left in matched:
-            errors.append(hyp[matched[left]].end - time)
+            error = hyp[matched[left]].end - time
+        if error is not None:
+            errors.append(error)
+            labels.append((ref[left].label if left is not None else "", ref[right].label if right is not None else ""))
 
     # Frame accuracy over frames whose centre lies in the reference extent.
     fill = MERGED_SILENCE if silence == "merge" else ""
@@ -285,6 +292,7 @@ def compare_tiers(
         num_ref_segments=len(ref),
         num_hyp_segments=len(hyp),
         thresholds_ms=tuple(float(t) for t in thresholds_ms),
+        boundary_labels=tuple(labels),
     )
 
 
@@ -305,4 +313,41 @@ def pool_comparisons(comparisons: Sequence[AlignmentComparison]) -> AlignmentCom
         num_hyp_segments=sum(c.num_hyp_segments for c in comparisons),
         num_files=sum(c.num_files for c in comparisons),
         thresholds_ms=comparisons[0].thresholds_ms,
+        boundary_labels=tuple(label for c in comparisons for label in c.boundary_labels),
     )
+
+
+@dataclass(frozen=True)
+class BoundaryClass:
+    """The scored boundaries that go into (``"into X"``) or out of (``"out of X"``) reference
+    label X: how many, how many within the threshold, their signed mean error (hypothesis -
+    reference: a large one means a consistent offset, such as a labelling convention, not
+    noise) and their mean absolute error, in ms."""
+
+    name: str
+    count: int
+    within: int
+    signed_mean_ms: float
+    mean_abs_ms: float
+
+    @property
+    def misses(self) -> int:
+        return self.count - self.within
+
+
+def boundary_classes(comparison: AlignmentComparison, threshold_ms: float = 20.0) -> list[BoundaryClass]:
+    """Every scored boundary counted twice, under ``"into <right label>"`` and ``"out of <left
+    label>"`` (a gap or the tier's edge gives no class); the classes with the most misses over
+    ``threshold_ms`` first (then by name)."""
+    groups: dict[str, list[float]] = {}
+    for error, (left, right) in zip(comparison.boundary_errors * 1000.0, comparison.boundary_labels):
+        if right:
+            groups.setdefault(f"into {right}", []).append(float(error))
+        if left:
+            groups.setdefault(f"out of {left}", []).append(float(error))
+    classes = [
+        BoundaryClass(name, len(errors), sum(abs(e) <= threshold_ms + 1e-6 for e in errors),
+                      sum(errors) / len(errors), sum(abs(e) for e in errors) / len(errors))
+        for name, errors in groups.items()
+    ]
+    return sorted(classes, key=lambda c: (-c.misses, c.name))
