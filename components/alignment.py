@@ -154,7 +154,12 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     states per phone, EM iterations and durations come from the file. With ``dictionary`` (a
     CMUdict / MFA pronunciation dictionary) a text transcript's words are looked up there
     instead of going through espeak-ng."""
-    from hmm_engine.alignment.aligner import SINGLE_UTTERANCE_FEATURES, align_utterance, compute_features
+    from hmm_engine.alignment.aligner import (
+        SINGLE_UTTERANCE_FEATURES,
+        align_utterance,
+        compute_features,
+        transcript_fit,
+    )
     from hmm_engine.alignment.phone_models import PhoneModels
     from hmm_engine.alignment.transcripts import read_dictionary
     from hmm_engine.frontend.features import Features
@@ -182,7 +187,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     with P.MemoryMeter(dev) as mem:
         # transcript and reference first: cheap checks before any audio work
         kind = check_transcript(transcript, transcript_kind)
-        models, models_name = None, None
+        models, models_name, fit = None, None, None
         if phone_models:
             path = phone_models.get("path") if isinstance(phone_models, dict) else phone_models
             with timer.stage("models"):
@@ -211,10 +216,13 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         if models is not None:
             # The models' own front end (a corpus model uses deltas; the display features do not).
             progress(0.2, "Viterbi with the given phone models")
-            out = align_utterance(compute_features(loaded.audio, models.feature_config), **text, models=models,
-                                  device=dev, dictionary=lexicon)
+            model_features = compute_features(loaded.audio, models.feature_config)
+            out = align_utterance(model_features, **text, models=models, device=dev, dictionary=lexicon)
             spp, iters = models.states_per_phone, 0
             durations = models.duration_type or "hmm"
+            # Models trained elsewhere can judge the transcript (models trained on the clip cannot).
+            with timer.stage("transcript fit"):
+                fit = transcript_fit(models, model_features, out)
         else:
             features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
                                 loaded.audio.sample_rate)
@@ -222,7 +230,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
             out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
                                   device=dev, duration_type=None if durations == "hmm" else durations,
                                   dictionary=lexicon)
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0 - timer.timings.get("transcript fit", 0.0)
         timer.timings["training"] = out.timings.get("training", elapsed)
         timer.timings["decoding"] = max(0.0, elapsed - timer.timings["training"])
         hyp = _as_like(out.phones)
@@ -243,6 +251,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         rtf=compute / max(feats.duration, 1e-9),
     )
     result.history = list(out.history)
+    result.transcript_fit = fit
     with timer.stage("exports"):
         result.files = write_alignment_exports(result)
     result.timings = dict(timer.timings)

@@ -183,6 +183,7 @@ class AlignmentResult:
     rtf: float | None = None
     files: dict = field(default_factory=dict)
     history: list = field(default_factory=list)   # EM log-likelihood per frame, per iteration
+    transcript_fit: dict | None = None            # with given phone models: aligner.transcript_fit
 
     def summary(self) -> dict:
         def segs(lst):
@@ -202,6 +203,7 @@ class AlignmentResult:
             "metrics": self.metrics,
             "log_likelihood": self.log_likelihood,
             "history": self.history,
+            "transcript_fit": self.transcript_fit,
             "timings": self.timings,
             "total_seconds": float(sum(self.timings.values())),
             "peak_rss_mb": self.peak_rss_mb,

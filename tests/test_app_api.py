@@ -199,11 +199,14 @@ def test_align_with_reference(client):
 
 def test_align_with_uploaded_phone_models(client, tmp_path):
     """Models trained elsewhere (here: train-labelled on the sample's own reference) align the
-    clip without training; the result equals the engine's, and bad model files get clear errors."""
+    clip without training; the result equals the engine's; they judge the transcript (a phone
+    replaced is the worst-fitting one, where the original was said); bad model files get clear
+    errors."""
     import torch
 
     from hmm_engine.alignment.aligner import align_utterance, compute_features
     from hmm_engine.alignment.phone_models import PhoneModels
+    from hmm_engine.alignment.textgrids import read_textgrid
 
     ref, phones_lab = SAMPLE.with_suffix(".TextGrid"), SAMPLE.with_suffix(".phones.lab")
     models_path = sample_phone_models(tmp_path)
@@ -220,6 +223,18 @@ def test_align_with_uploaded_phone_models(client, tmp_path):
     np.testing.assert_allclose([s["start"] for s in summary["phones"]], [s.start for s in direct.phones], atol=1e-6)
     # Trained on this very clip's boundaries: every boundary within 20 ms (measured: 100%).
     assert summary["metrics"]["within_20ms_pct"] >= 95.0
+    assert summary["transcript_fit"]["worst_phone"] not in ("", "sil") and "transcript fit" in summary["timings"]
+
+    # A wrong phone in the transcript: the models point at it, where the replaced phone was said.
+    phones = phones_lab.read_text().split()
+    index = phones.index("ch")  # "birch"
+    wrong = phones[:index] + ["s"] + phones[index + 1:]
+    _, _, _, wrong_summary, _ = client.predict(handle_file(str(SAMPLE)), " ".join(wrong), transcript_kind="phones",
+                                               phone_models=handle_file(str(models_path)), api_name="/align")
+    fit = wrong_summary["transcript_fit"]
+    said = next(p for p in read_textgrid(ref)["phones"] if p.label == "ch")
+    assert fit["worst_phone"] == "s" and said.start - 0.1 <= fit["worst_phone_start_s"] <= said.end
+    assert fit["transcript_fit_per_frame"] < summary["transcript_fit"]["transcript_fit_per_frame"]
 
     not_models = tmp_path / "notes.pt"
     not_models.write_bytes(b"these are not phone models")
