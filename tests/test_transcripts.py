@@ -114,10 +114,8 @@ def test_read_dictionary_cmudict_and_mfa_formats(tmp_path):
 
 
 def test_read_dictionary_errors(tmp_path):
-    cases = {"missing.dict": None, "empty.dict": ";;; nothing\n\n", "nophones.dict": "A AH0\nB\n",
-             "latin1.dict": "CAFÉ K AE F EY\n".encode("latin-1")}
-    messages = {"missing.dict": "cannot read", "empty.dict": "holds no entry", "nophones.dict": "line 2: the word 'B'",
-                "latin1.dict": "cannot read"}
+    cases = {"missing.dict": None, "empty.dict": ";;; nothing\n\n", "nophones.dict": "A AH0\nB\n"}
+    messages = {"missing.dict": "cannot read", "empty.dict": "holds no entry", "nophones.dict": "line 2: the word 'B'"}
     for name, content in cases.items():
         if isinstance(content, str):
             (tmp_path / name).write_text(content, encoding="utf-8")
@@ -125,6 +123,9 @@ def test_read_dictionary_errors(tmp_path):
             (tmp_path / name).write_bytes(content)
         with pytest.raises(TranscriptError, match=messages[name]):
             transcripts.read_dictionary(tmp_path / name)
+    # Not UTF-8: read as Latin-1, as CMUdict 0.7b is.
+    (tmp_path / "latin1.dict").write_bytes("CAFÉ K AE F EY\n".encode("latin-1"))
+    assert transcripts.read_dictionary(tmp_path / "latin1.dict") == {"café": (("K", "AE", "F", "EY"),)}
 
 
 def test_dictionary_to_words_variants_hyphens_and_missing_words():

@@ -152,15 +152,21 @@ def read_dictionary(source: str | os.PathLike) -> dict[str, tuple[tuple[str, ...
     ``;;;`` or ``#`` are comments. Pronunciations keep the file's order (the first is the
     default), duplicates dropped.
 
+    The text is UTF-8, or Latin-1 when it is not valid UTF-8 (CMUdict 0.7b).
+
     Raises:
-        TranscriptError: the file cannot be read, is not UTF-8, holds no entry, or an entry has
-            no phones (the line number is given).
+        TranscriptError: the file cannot be read, holds no entry, or an entry has no phones
+            (the line number is given).
     """
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise TranscriptError(f"cannot read the pronunciation dictionary '{path.name}': {exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")  # CMUdict 0.7b and other older lexicons
     entries: dict[str, list[tuple[str, ...]]] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
