@@ -2,7 +2,7 @@
 """Ideas tried to bring flat-start corpus alignment closer to the references, each measured.
 
     python benchmarks/flat_start_alternatives.py [--corpus data/align_bench] [--num 150] [--seed 1]
-        [--only lda,refine,hybrid,cmvn,map]
+        [--only lda,refine,hybrid,cmvn,per-synth,per-voice,voice-map,map]
 
 On a *tuning* corpus (by default the 150-utterance one, seed 1; never the held-out seed 7):
 
@@ -19,7 +19,11 @@ On a *tuning* corpus (by default the 150-utterance one, seed 1; never the held-o
    Gaussian scores, and the corpus is re-aligned; two rounds of self-training.
 4. **cmvn**: mean and variance normalisation per voice (the corpus manifest's synthesizer +
    voice; what MFA does per speaker folder) instead of per utterance, then flat-start training.
-5. **map**: with N labelled utterances of the same voices (the labelled tuning corpus, seed 2),
+5. **per-synth**, **per-voice**: each synthesizer's (each voice's) utterances trained (flat
+   start) and aligned on their own;
+6. **voice-map**: the shared flat-start means MAP-adapted (tau 20, one pass, no labels) to
+   each voice's own utterances, what speaker adaptation does;
+7. **map**: with N labelled utterances of the same voices (the labelled tuning corpus, seed 2),
    the flat-start means are MAP-adapted towards the labelled intervals (tau 20, one pass) and
    compared with ``train_labelled`` on the same N utterances.
 
@@ -61,7 +65,7 @@ from hmm_engine.frontend.features import FeatureConfig, extract_features  # noqa
 
 CORPUS_SETTINGS = dict(num_mixtures=4, iterations=20)  # the CLI's defaults
 QUIET = dict(show_progress=False, report=lambda line: None)
-METHODS = ("lda", "refine", "hybrid", "cmvn", "map")
+METHODS = ("lda", "refine", "hybrid", "cmvn", "per-synth", "per-voice", "voice-map", "map")
 
 
 class Scorer:
@@ -227,8 +231,7 @@ def _train_classifier(X: torch.Tensor, y: torch.Tensor, num_states: int, hidden:
 
 def voice_cmvn(loaded, scorer: Scorer) -> None:
     t0 = time.perf_counter()
-    with open(scorer.corpus / "manifest.csv", newline="") as handle:
-        voice = {row["name"]: (row["synthesizer"], row["voice"]) for row in csv.DictReader(handle)}
+    voice = voices(scorer.corpus)
     raw_config = dataclasses.replace(loaded[0][1].config, cmvn=False)
     raw, _ = load_corpus([item for item, _, _ in loaded], True, raw_config)
     frames: dict[tuple[str, str], list[torch.Tensor]] = {}
@@ -246,28 +249,75 @@ def voice_cmvn(loaded, scorer: Scorer) -> None:
     scorer.row(f"cmvn: per voice ({len(stats)} voices) instead of per utterance", out, time.perf_counter() - t0)
 
 
+def map_means(models: PhoneModels, data, tau: float) -> PhoneModels:
+    """A copy of ``models`` whose Gaussian means are MAP-adapted, in one pass, to the E-step
+    statistics of ``data`` (``(features, transcript)`` pairs): ``(sum x + tau mu) / (n + tau)``."""
+    K, M, D = models.num_states, models.num_mixtures, models.obs_dim
+    n = torch.zeros(K, M, dtype=torch.float64)
+    sx = torch.zeros(K, M, D, dtype=torch.float64)
+    for features, transcript in data:
+        stats = utterance_stats(models, features.values, transcript)
+        n += stats["n"].double().reshape(K, M)
+        sx += stats["x"].double().reshape(K, M, D)
+    adapted = copy.deepcopy(models)
+    with torch.no_grad():
+        prior = models.emission.means.double().reshape(K, M, D)
+        adapted.emission.means = ((sx + tau * prior) / (n + tau)[..., None]).to(models.emission.means.dtype)
+    return adapted
+
+
+def voices(corpus: Path) -> dict[str, tuple[str, str]]:
+    """``{name: (synthesizer, voice)}`` from the generated corpus's manifest."""
+    with open(corpus / "manifest.csv", newline="") as handle:
+        return {row["name"]: (row["synthesizer"], row["voice"]) for row in csv.DictReader(handle)}
+
+
+def per_group(loaded, scorer: Scorer, by: str) -> None:
+    """Each synthesizer's (``by="synth"``) or each voice's (``by="voice"``) utterances trained
+    (flat start) and aligned on their own."""
+    t0 = time.perf_counter()
+    voice = voices(scorer.corpus)
+    groups: dict[object, list] = {}
+    for entry in loaded:
+        name = entry[0].name
+        groups.setdefault(name.split("_")[0] if by == "synth" else voice[name], []).append(entry)
+    for entries in groups.values():
+        models, _ = train_corpus([(f, t) for _, f, t in entries], init="global", anneal=0.1,
+                                 min_frames_per_gaussian=50.0, **CORPUS_SETTINGS)
+        scorer.write(f"per_{by}", entries, lambda f, t: align_features(f, t, models, False).phones)
+    title = "each synthesizer" if by == "synth" else f"each voice ({len(groups)})"
+    scorer.row(f"per-{by}: {title} trained on its own utterances", scorer.work / f"per_{by}",
+               time.perf_counter() - t0)
+
+
+def voice_map(models: PhoneModels, loaded, scorer: Scorer, tau: float = 20.0) -> None:
+    """Speaker adaptation without labels: the shared flat-start means MAP-adapted to each
+    voice's own utterances (their forced-alignment statistics, one pass)."""
+    t0 = time.perf_counter()
+    voice = voices(scorer.corpus)
+    by_voice: dict[tuple[str, str], list] = {}
+    for entry in loaded:
+        by_voice.setdefault(voice[entry[0].name], []).append(entry)
+    out = scorer.work / "voice_map"
+    for entries in by_voice.values():
+        adapted = map_means(models, [(f, t) for _, f, t in entries], tau)
+        scorer.write("voice_map", entries, lambda f, t: align_features(f, t, adapted, False).phones)
+    scorer.row(f"voice-map: means MAP-adapted per voice ({len(by_voice)}, tau {tau:g})", out,
+               time.perf_counter() - t0)
+
+
 def map_adaptation(models: PhoneModels, loaded, scorer: Scorer, labelled_corpus: Path, sizes: list[int],
                    tau: float = 20.0) -> None:
     files, _ = find_corpus_files(labelled_corpus, ".TextGrid")
     by_synth: dict[str, list] = {}
     for item in files:
         by_synth.setdefault(item.name.split("_")[0], []).append(item)
-    K, M, D = models.num_states, models.num_mixtures, models.obs_dim
     for size in sizes:
         chosen = [item for items in by_synth.values() for item in items[: size // len(by_synth)]]
         t0 = time.perf_counter()
         segments, _, _, _ = load_labelled_segments(chosen, models.feature_config)
-        adapted = copy.deepcopy(models)
-        n = torch.zeros(K, M, dtype=torch.float64)
-        sx = torch.zeros(K, M, D, dtype=torch.float64)
-        for features, transcript in segments:
-            if all(p in models.phone_index for p in transcript.phones):
-                stats = utterance_stats(models, features.values, transcript)
-                n += stats["n"].double().reshape(K, M)
-                sx += stats["x"].double().reshape(K, M, D)
-        with torch.no_grad():
-            prior = models.emission.means.double().reshape(K, M, D)
-            adapted.emission.means = ((sx + tau * prior) / (n + tau)[..., None]).to(models.emission.means.dtype)
+        adapted = map_means(models, [(f, t) for f, t in segments if all(p in models.phone_index for p in t.phones)],
+                            tau)
         out = scorer.write(f"map_{size}", loaded, lambda f, t: align_features(f, t, adapted, False).phones)
         scorer.row(f"map: flat-start means adapted to {size} labelled utterances", out, time.perf_counter() - t0)
 
@@ -322,6 +372,11 @@ def main(argv=None) -> int:
             hybrid(models, loaded, scorer)
         if "cmvn" in methods:
             voice_cmvn(loaded, scorer)
+        for by in ("synth", "voice"):
+            if f"per-{by}" in methods:
+                per_group(loaded, scorer, by)
+        if "voice-map" in methods:
+            voice_map(models, loaded, scorer)
         if "map" in methods:
             map_adaptation(models, loaded, scorer, args.labelled_corpus, [int(v) for v in args.map_sizes.split(",")])
     return 0
