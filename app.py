@@ -2,7 +2,8 @@
 
 Flags: ``--host``, ``--port``, ``--share`` (env ``HMM_STUDIO_HOST`` / ``HMM_STUDIO_PORT``).
 The bundled sample opens with its results already computed (``assets/precomputed/``,
-recomputed at start-up when missing or stale) and aligned (half a second at start-up). Logic lives in ``components/``.
+recomputed at start-up when missing or stale) and aligned (half a second at start-up).
+Logic lives in ``components/``.
 """
 
 from __future__ import annotations

@@ -158,14 +158,18 @@ def _alignment_outputs(result, audio) -> tuple:
 
 def sample_alignment():
     """The bundled sample aligned with its transcript and scored against its reference, so the
-    Align tab opens filled like the Analyze tab (about half a second at start-up); None when
-    the sample or its transcript is missing."""
+    Align tab opens filled like the Analyze tab (about half a second at start-up); None (and a
+    logged warning) when the sample or its transcript is missing or the alignment fails."""
     from components import alignment as A
 
     text, kind = _sample_transcript()
     if not P.SAMPLE_AUDIO.exists() or not text:
         return None
-    return A.align(str(P.SAMPLE_AUDIO), text, transcript_kind=kind, reference_textgrid=_sample_reference())
+    try:
+        return A.align(str(P.SAMPLE_AUDIO), text, transcript_kind=kind, reference_textgrid=_sample_reference())
+    except Exception:  # noqa: BLE001 - a preview must never keep the dashboard from starting
+        log.warning("the Align tab opens empty: aligning the bundled sample failed\n%s", traceback.format_exc())
+        return None
 
 
 def segment_choices(state: dict | None):
