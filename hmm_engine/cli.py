@@ -301,7 +301,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"{trained}; aligned {len(report.aligned)} file(s) here in {t['alignment']:.1f} s; "
               f"{len(report.skipped)} skipped", file=out)
         if report.analysis_path is not None:
-            _print_analysis(report.analysis_path, out)
+            _print_analysis(report, out)
         if report.words_with_variants:
             print(f"pronunciations: {report.pronunciations_changed} of {report.words_with_variants} words with "
                   f"several aligned best with another than the dictionary's first", file=out)
@@ -310,14 +310,14 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0 if report.aligned or rank != 0 else 1
 
 
-def _print_analysis(path: Path, out: TextIO, shown: int = 3) -> None:
+def _print_analysis(report, out: TextIO, shown: int = 3) -> None:
     """The files whose transcripts fit their audio worst (the analysis file's first rows)."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["worst_phone_fit"]][:shown]
+    rows = [r for r in report.analysis if math.isfinite(r["worst_phone_fit"])][:shown]
     if rows:
-        worst = ", ".join(f"{r['name']} ('{r['worst_phone']}' at {float(r['worst_phone_start_s']):.2f} s, "
-                          f"{float(r['worst_phone_fit']):.1f})" for r in rows)
-        print(f"check first (worst phone fit against a free phone loop): {worst}; all files in {path}", file=out)
+        worst = ", ".join(f"{r['name']} ('{r['worst_phone']}' at {r['worst_phone_start_s']:.2f} s, "
+                          f"{r['worst_phone_fit']:.1f})" for r in rows)
+        print(f"check first (worst phone fit against a free phone loop): {worst}; all files in "
+              f"{report.analysis_path}", file=out)
 
 
 def build_parser() -> argparse.ArgumentParser:

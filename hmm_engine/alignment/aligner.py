@@ -815,7 +815,8 @@ def align_features(
     )
 
 
-def transcript_fit(models: PhoneModels, features: Features, result: AlignmentResult) -> dict:
+def transcript_fit(models: PhoneModels, features: Features, result: AlignmentResult,
+                   phone_loop: tuple | None = None) -> dict:
     """How well an alignment's transcript fits the audio, against a free phone loop
     (:meth:`PhoneModels.phone_loop`: the same models, no transcript), both by Viterbi.
 
@@ -826,9 +827,10 @@ def transcript_fit(models: PhoneModels, features: Features, result: AlignmentRes
             of forced-path minus loop-path emission scores) - where a wrong, missing or extra
             phone usually shows.
     Files of one corpus cluster near each other and a wrong transcript falls below them;
-    measured by ``benchmarks/transcript_errors.py``.
+    measured by ``benchmarks/transcript_errors.py``. ``phone_loop``: ``models.phone_loop()``
+    when the caller scores many files with the same models (built once, not per file).
     """
-    loop, loop_ids = models.phone_loop()
+    loop, loop_ids = phone_loop if phone_loop is not None else models.phone_loop()
     x = features.values.to(models.log_stay.device)
     # Every tied state scored once (context states too, which only the forced path may use).
     scores = models.chain_log_obs(x, np.arange(models.num_states), exact=False)

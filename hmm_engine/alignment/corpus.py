@@ -100,7 +100,7 @@ PRONUNCIATION_ITERATIONS = 3
 
 __all__ = ["CorpusFile", "CorpusReport", "find_corpus_files", "load_corpus", "train_corpus", "align_corpus",
            "align_files", "write_alignment", "check_formats", "load_labelled_segments", "train_labelled",
-           "analysis_row", "write_analysis", "MODEL_FILE", "ANALYSIS_FILE", "ANALYSIS_COLUMNS",
+           "analysis_row", "worst_first", "write_analysis", "MODEL_FILE", "ANALYSIS_FILE", "ANALYSIS_COLUMNS",
            "MIN_FRAMES_PER_GAUSSIAN", "PRONUNCIATION_ITERATIONS"]
 
 
@@ -126,6 +126,7 @@ class CorpusReport:
         timings: wall seconds for ``loading``, ``training``, ``alignment``.
         models_path: where the models were written (rank 0), else None.
         analysis_path: where :data:`ANALYSIS_FILE` was written (rank 0), else None.
+        analysis: its rows (:func:`analysis_row`, :func:`worst_first` order; rank 0).
         words_with_variants, pronunciations_changed: words (all ranks) for which the
             pronunciation dictionary lists several pronunciations, and how many of them
             were aligned with another than the first listed.
@@ -139,6 +140,7 @@ class CorpusReport:
     timings: dict[str, float] = field(default_factory=dict)
     models_path: Path | None = None
     analysis_path: Path | None = None
+    analysis: list[dict] = field(default_factory=list)
     words_with_variants: int = 0
     pronunciations_changed: int = 0
 
@@ -494,6 +496,7 @@ def align_files(
 
     out = Path(out_dir)
     aligned, problems, rows = [], [], []
+    loop = models.phone_loop() if analysis else None
     for item, features, transcript in tqdm(loaded, desc="aligning", unit="file", disable=not show_progress,
                                            file=sys.stderr):
         try:
@@ -504,7 +507,7 @@ def align_files(
             continue
         aligned.append(item.name)
         if analysis:
-            rows.append(analysis_row(item.name, result, transcript_fit(models, features, result)))
+            rows.append(analysis_row(item.name, result, transcript_fit(models, features, result, loop)))
     return aligned, problems, rows
 
 
@@ -519,14 +522,18 @@ def analysis_row(name: str, result, fit: dict) -> dict:
             "log_likelihood_per_frame": result.log_likelihood / max(result.num_frames, 1)}
 
 
-def write_analysis(path: Path, rows: Sequence[dict]) -> None:
-    """Write :data:`ANALYSIS_FILE`: one row per aligned file, the worst-fitting phone first."""
+def worst_first(rows: Sequence[dict]) -> list[dict]:
+    """Analysis rows ordered as :data:`ANALYSIS_FILE` is: the worst-fitting phone first."""
     fit = "worst_phone_fit"
-    ordered = sorted(rows, key=lambda r: (math.isnan(r[fit]), r[fit], r["name"]))
+    return sorted(rows, key=lambda r: (math.isnan(r[fit]), r[fit], r["name"]))
+
+
+def write_analysis(path: Path, rows: Sequence[dict]) -> None:
+    """Write :data:`ANALYSIS_FILE`: one row per aligned file, in :func:`worst_first` order."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=ANALYSIS_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for row in ordered:
+        for row in worst_first(rows):
             writer.writerow({key: _cell(value) for key, value in row.items()})
 
 
@@ -690,6 +697,7 @@ def align_corpus(
         rows = [row for part in _gather(rows) for row in part]
         if analysis and rank == 0:
             result.analysis_path = out / ANALYSIS_FILE
+            result.analysis = worst_first(rows)
             write_analysis(result.analysis_path, rows)
         t3 = time.perf_counter()
     result.aligned = aligned
