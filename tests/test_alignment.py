@@ -504,6 +504,8 @@ def test_align_cli_runs_and_reports(tmp_path):
         build_parser().parse_args(["align", str(corpus), str(tmp_path / "x"), "--format", "praat"])
     with pytest.raises(InvalidParameterError, match="output formats"):
         align_corpus(corpus, tmp_path / "bad", phones=True, formats=["praat"])
+    with pytest.raises(InvalidParameterError, match="pronunciation_rounds must be a whole number >= 0"):
+        align_corpus(corpus, tmp_path / "bad", pronunciation_rounds=-1)
     # Explicit durations from the command line: the saved models carry them.
     args = build_parser().parse_args(["align", str(corpus), str(tmp_path / "d"), "--phones", "--iterations", "2",
                                       "--mixtures", "1", "--durations", "gamma", "--duration-iterations", "1",

@@ -634,10 +634,13 @@ def align_corpus(
         :class:`CorpusReport`.
     Raises:
         InvalidInputError: missing corpus folder, no audio file, or no usable file at all.
-        InvalidParameterError: an unknown format; a dictionary with ``phones=True``.
+        InvalidParameterError: an unknown format; a dictionary with ``phones=True``; negative
+            ``pronunciation_rounds``.
         TranscriptError: an unreadable or malformed dictionary.
     """
     formats = check_formats(formats)
+    if not (isinstance(pronunciation_rounds, int) and pronunciation_rounds >= 0):
+        raise InvalidParameterError(f"pronunciation_rounds must be a whole number >= 0, got {pronunciation_rounds!r}")
     if dictionary is not None and phones:
         raise InvalidParameterError("a pronunciation dictionary is for word transcripts: phones=True gives phones")
     if dictionary is not None and not isinstance(dictionary, Mapping):
