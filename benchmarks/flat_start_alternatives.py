@@ -58,7 +58,7 @@ from hmm_engine.alignment.corpus import (  # noqa: E402
     align_corpus, find_corpus_files, load_corpus, load_labelled_segments, train_corpus, train_labelled,
 )
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
-from hmm_engine.alignment.segments import Segment  # noqa: E402
+from hmm_engine.segments import Segment  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa: E402
 from hmm_engine.frontend.audio import load_audio  # noqa: E402
 from hmm_engine.frontend.features import FeatureConfig, extract_features  # noqa: E402

@@ -149,7 +149,7 @@ def score(corpus_dir: str, out_dir: str, names: list[str]) -> None:
     (label sequences matched by edit distance, silences merged)."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
-    from hmm_engine.alignment.segments import Segment
+    from hmm_engine.segments import Segment
 
     def segments(tier, label_map=lambda x: x):
         return [Segment(label_map(l), s, e) for l, s, e in tier]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from components import pipeline as P
-from hmm_engine.alignment.segments import Segment
+from hmm_engine.segments import Segment
 from components.results import AlignmentResult, AnalysisSettings
 from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import TextGridError, TranscriptError
@@ -126,7 +126,7 @@ def boundary_points(reference, hypothesis) -> list[tuple[float, float, str]]:
 
 def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
     from hmm_engine.alignment.metrics import compare_tiers
-    from hmm_engine.alignment.segments import Segment
+    from hmm_engine.segments import Segment
 
     ref = [Segment(s.label, s.start, s.end) for s in reference]
     hyp = [Segment(s.label, s.start, s.end) for s in hypothesis]
@@ -262,7 +262,7 @@ def write_alignment_exports(r: AlignmentResult) -> dict:
     import json
 
     from hmm_engine.alignment.exports import segments_to_csv, segments_to_json
-    from hmm_engine.alignment.segments import Segment
+    from hmm_engine.segments import Segment
     from hmm_engine.alignment.textgrids import write_textgrid
 
     d = P._output_dir("align")

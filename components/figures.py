@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hmm_engine.alignment.segments import Segment
+from hmm_engine.segments import Segment
 
 __all__ = [
     "as_segments",

@@ -631,7 +631,7 @@ def _output_dir(tag: str) -> Path:
 def write_exports(result: AnalysisResult, model: Any = None) -> dict:
     """TextGrid of the state segmentation, per-frame CSV/JSON (path + posteriors), model file."""
     from hmm_engine.alignment.exports import frames_to_csv, frames_to_json
-    from hmm_engine.alignment.segments import segments_from_frame_labels
+    from hmm_engine.segments import segments_from_frame_labels
     from hmm_engine.alignment.textgrids import write_textgrid
 
     d = _output_dir(result.training_key[:10] or "analysis")

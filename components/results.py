@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from components.figures import path_to_segments
-from hmm_engine.alignment.segments import Segment
+from hmm_engine.segments import Segment
 
 SCHEMA_VERSION = 3
 

@@ -13,7 +13,8 @@ Importing this package does not import Gradio.
 
 from .durations import GammaDuration, GaussianDuration, NonparametricDuration, PoissonDuration, make_duration
 from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
-from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM, pad_sequences
+from .inputs import pad_sequences
+from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM
 from .models.semimarkov import SemiMarkovHMM
 from .serialization import load, register_model, save
 from .topology import transition_mask

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import InvalidParameterError
-from .inference.hmm import single_thread
+from .threads import single_thread
 
 __all__ = [
     "DurationDistribution",

@@ -15,7 +15,7 @@ from hmm_engine.alignment.aligner import compute_features
 from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled
 from hmm_engine.alignment.metrics import SILENCE_LABELS, compare_tiers, pool_comparisons
 from hmm_engine.alignment.phone_models import PhoneModels
-from hmm_engine.alignment.segments import frame_labels_from_segments
+from hmm_engine.segments import frame_labels_from_segments
 from hmm_engine.alignment.textgrids import read_textgrid
 from hmm_engine.cli import build_parser
 from hmm_engine.errors import InvalidInputError
@@ -88,7 +88,7 @@ def test_models_from_labels_follow_the_labels_convention(tmp_path):
     """Labels moved 30 ms later at every speech-to-speech boundary teach models that put the
     boundaries there: trained on shifted labels, alignment errors against the true references
     are centred on +30 ms."""
-    from hmm_engine.alignment.segments import Segment
+    from hmm_engine.segments import Segment
     from hmm_engine.alignment.textgrids import write_textgrid
 
     corpus = tmp_path / "shifted"

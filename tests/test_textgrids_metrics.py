@@ -19,7 +19,7 @@ from hmm_engine.alignment.exports import (
     segments_to_textgrid,
 )
 from hmm_engine.alignment.metrics import align_labels, compare_tiers, pool_comparisons
-from hmm_engine.alignment.segments import (
+from hmm_engine.segments import (
     Segment,
     frame_labels_from_segments,
     merge_adjacent,

@@ -87,7 +87,7 @@ import torch
 from torch import Tensor
 
 from hmm_engine.alignment.phone_models import PhoneModels
-from hmm_engine.alignment.segments import Segment
+from hmm_engine.segments import Segment
 from hmm_engine.alignment.transcripts import (
     Dictionary,
     Word,

@@ -74,13 +74,13 @@ from hmm_engine.alignment.exports import segments_to_csv, segments_to_json
 from hmm_engine.alignment.layout import EXPORT_SUFFIXES, files_by_name
 from hmm_engine.alignment.metrics import SILENCE_LABELS
 from hmm_engine.alignment.phone_models import PhoneModels
-from hmm_engine.alignment.segments import segment_frames
+from hmm_engine.segments import segment_frames
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid
 from hmm_engine.alignment.transcripts import Dictionary, read_dictionary
 from hmm_engine.errors import HMMStudioError, InvalidInputError, InvalidParameterError
 from hmm_engine.frontend.audio import AUDIO_SUFFIXES
 from hmm_engine.frontend.features import FeatureConfig, Features
-from hmm_engine.inference.hmm import single_thread
+from hmm_engine.threads import single_thread
 from hmm_engine.training.em import all_reduce_stats
 
 MODEL_FILE = "phone_models.pt"

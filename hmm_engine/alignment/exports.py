@@ -24,7 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from hmm_engine.alignment.segments import Segment, validate_tier
+from hmm_engine.segments import Segment, validate_tier
 from hmm_engine.alignment.textgrids import textgrid_to_string
 from hmm_engine.errors import InvalidInputError
 

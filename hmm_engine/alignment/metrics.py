@@ -33,7 +33,7 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
-from hmm_engine.alignment.segments import TIME_TOLERANCE, Segment, frame_labels_from_segments, validate_tier
+from hmm_engine.segments import TIME_TOLERANCE, Segment, frame_labels_from_segments, validate_tier
 from hmm_engine.errors import InvalidInputError
 
 SILENCE_LABELS: frozenset[str] = frozenset({"sil", "sp", "pau", "_", ""})

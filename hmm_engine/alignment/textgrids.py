@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 from praatio import textgrid as praat_textgrid
 from praatio.utilities import errors as praat_errors
 
-from hmm_engine.alignment.segments import TIME_TOLERANCE, Segment, validate_tier
+from hmm_engine.segments import TIME_TOLERANCE, Segment, validate_tier
 from hmm_engine.errors import InvalidInputError, TextGridError
 
 _INTERVAL_TIER = "IntervalTier"

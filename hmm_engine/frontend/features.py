@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from hmm_engine.alignment.segments import Segment, num_frames_for, segments_from_frame_labels
+from hmm_engine.segments import Segment, num_frames_for, segments_from_frame_labels
 from hmm_engine.errors import AudioError, InvalidInputError
 from hmm_engine.frontend.audio import Audio
 

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..threads import single_thread
 
 Backend = Literal["auto", "torch", "kernel"]
 
@@ -46,7 +47,6 @@ __all__ = [
     "transition_counts",
     "viterbi",
     "sample_states",
-    "single_thread",
     "set_num_threads",
 ]
 
@@ -54,24 +54,6 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def single_thread():
-    """Run a block with one intra-op torch thread on the CPU.
-
-    A time loop of small ops on 2 cores measured 10x faster with one thread, and with
-    other work on the machine torch's spinning OpenMP pool turned a 1 ms Viterbi call
-    into 110 ms; the setting is restored after. (Batches still use both cores: the
-    compiled kernels split them over their own threads.)
-    """
-    previous = torch.get_num_threads()
-    if previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def check_inputs(

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
-from hmm_engine.inference.hmm import single_thread
+from hmm_engine.threads import single_thread
 
 __all__ = [
     "Segment",

@@ -25,7 +25,7 @@ from ..durations import DurationDistribution, duration_from_config, make_duratio
 from ..emissions import CategoricalEmission, GaussianEmission, MixtureGaussianEmission
 from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hsmm
-from ..inference.hmm import single_thread
+from ..threads import single_thread
 from ..inference.hsmm import Segment
 from ..serialization import register_model
 from ..topology import Topology, start_mask, transition_mask

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
+from ..inputs import pad_sequences
 
 Stats = Dict[str, Tensor]
 
@@ -115,8 +116,6 @@ def _initialize(model, batches, generator) -> None:
         model.initialize_from_stats(all_reduce_stats(stats), generator)
         return
     if len(batches) > 1:
-        from ..models.base import pad_sequences
-
         seqs = [x[i, : l[i]] for x, l in batches for i in range(x.shape[0])]
         xb, lb = pad_sequences(seqs)
         xb, lb = xb.to(batches[0][0].device), lb.to(batches[0][0].device)
