@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hmm_engine.segments import Segment
+from hmm_engine.segments import Segment, label_runs, segments_from_frame_labels
 
 __all__ = [
     "as_segments",
@@ -125,20 +125,17 @@ def as_segments(segments: Iterable[Any] | None) -> list[Segment]:
 
 
 def path_to_segments(path: Sequence[int] | np.ndarray, frame_shift: float,
-                     labels: Sequence[str] | None = None) -> list[Segment]:
-    """Runs of equal state in a Viterbi path -> segments ``[i*shift, j*shift)``."""
+                     labels: Sequence[str] | None = None,
+                     duration: float | None = None) -> list[Segment]:
+    """Runs of equal state in a Viterbi path -> segments ``[i*shift, min(j*shift, duration))``
+    (:func:`hmm_engine.segments.segments_from_frame_labels`; state ``k`` is named ``s{k}``
+    unless ``labels`` names it). ``[]`` for an empty path."""
     p = np.asarray(path).reshape(-1)
     if p.size == 0:
         return []
-    change = np.flatnonzero(np.diff(p)) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [p.size]])
-    out = []
-    for a, b in zip(starts, ends):
-        k = int(p[a])
-        label = labels[k] if labels is not None else f"s{k}"
-        out.append(Segment(label, float(a * frame_shift), float(b * frame_shift)))
-    return out
+    if labels is None:
+        labels = [f"s{k}" for k in range(int(p.max()) + 1)]
+    return segments_from_frame_labels(p, frame_shift, duration, names=labels)
 
 
 def frame_centres(num_frames: int, frame_shift: float) -> np.ndarray:
@@ -384,14 +381,9 @@ def durations_from_path(path: np.ndarray, num_states: int) -> list[np.ndarray]:
     """Per state, the lengths (in frames) of its runs in the path."""
     p = np.asarray(path).reshape(-1)
     out: list[list[int]] = [[] for _ in range(num_states)]
-    if p.size:
-        change = np.flatnonzero(np.diff(p)) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [p.size]])
-        for a, b in zip(starts, ends):
-            k = int(p[a])
-            if 0 <= k < num_states:
-                out[k].append(int(b - a))
+    for k, a, b in label_runs(p):
+        if 0 <= k < num_states:
+            out[k].append(b - a)
     return [np.asarray(v, dtype=np.int64) for v in out]
 
 

@@ -31,7 +31,6 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from components.figures import path_to_segments
 from components.results import SCHEMA_VERSION, AnalysisResult, AnalysisSettings
 from hmm_engine.errors import AudioError, HMMStudioError, InvalidInputError
 
@@ -631,13 +630,12 @@ def _output_dir(tag: str) -> Path:
 def write_exports(result: AnalysisResult, model: Any = None) -> dict:
     """TextGrid of the state segmentation, per-frame CSV/JSON (path + posteriors), model file."""
     from hmm_engine.alignment.exports import frames_to_csv, frames_to_json
-    from hmm_engine.segments import segments_from_frame_labels
     from hmm_engine.alignment.textgrids import write_textgrid
 
     d = _output_dir(result.training_key[:10] or "analysis")
     names = [f"s{k}" for k in range(result.num_states)]
     files = {}
-    segs = segments_from_frame_labels([names[k] for k in result.path], result.frame_shift, result.duration)
+    segs = result.segments()  # the same segments summary.json lists
     files["textgrid"] = str(d / "states.TextGrid")
     write_textgrid(files["textgrid"], {"states": segs}, result.duration)
     post = np.round(result.posteriors.astype(np.float64), 6)  # 6 decimals: half the file size
@@ -669,5 +667,5 @@ def segment_audio(samples: np.ndarray, sample_rate: int, start: float, end: floa
 __all__ = [
     "AnalysisSettings", "AnalysisResult", "DashboardError", "analyze", "load", "features", "train", "decode",
     "run_sweep", "build_model", "resolve_device", "validate_settings", "parse_grid", "segment_audio",
-    "write_exports", "path_to_segments", "MODEL_CACHE", "FEATURE_CACHE", "SWEEP_CACHE", "engine_hash",
+    "write_exports", "MODEL_CACHE", "FEATURE_CACHE", "SWEEP_CACHE", "engine_hash",
 ]

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from components.figures import path_to_segments
-from hmm_engine.segments import Segment
+from hmm_engine.segments import Segment, segments_from_frame_labels
 
 SCHEMA_VERSION = 3
 
@@ -97,7 +96,9 @@ class AnalysisResult:
         return int(self.transmat.shape[0])
 
     def segments(self) -> list[Segment]:
-        return path_to_segments(self.path, self.frame_shift)
+        # Same convention as states.TextGrid: the last segment ends at the audio's duration.
+        names = [f"s{k}" for k in range(self.num_states)]
+        return segments_from_frame_labels(self.path, self.frame_shift, self.duration, names=names)
 
     def summary(self, max_segments: int = 2000) -> dict:
         segs = self.segments()

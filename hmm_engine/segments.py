@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Hashable, Sequence
 
+import numpy as np
+
 from hmm_engine.errors import InvalidInputError
 
 # Two times closer than this (seconds) are treated as the same instant: TextGrid files
@@ -100,28 +102,64 @@ def num_frames_for(duration: float, frame_shift: float) -> int:
     return max(1, math.ceil(duration / frame_shift - 1e-9))
 
 
+def label_runs(labels: Sequence[Hashable] | np.ndarray) -> list[tuple[Hashable, int, int]]:
+    """Cut a label path into runs of equal consecutive labels: THE helper for it.
+
+    Args:
+        labels: ``[T]`` per-frame labels: a list of hashables (strings, ints), or a 1-D numpy
+            array / torch tensor of state ids (a Viterbi path).
+
+    Returns:
+        ``[(label, first, stop), ...]`` in time order, ``stop`` exclusive, so run ``k`` covers
+        frames ``[first, stop)``; labels from an array come back as Python scalars. ``[]`` for
+        an empty path.
+    """
+    if hasattr(labels, "detach"):  # a torch tensor, without importing torch here
+        labels = labels.detach().cpu().numpy()
+    if isinstance(labels, np.ndarray):
+        path = labels.reshape(-1)
+        if path.size == 0:
+            return []
+        change = np.flatnonzero(path[1:] != path[:-1]) + 1
+        starts = np.concatenate([[0], change]).tolist()
+        stops = np.concatenate([change, [path.size]]).tolist()
+        values = path[starts].tolist()
+        return list(zip(values, starts, stops))
+    labels = list(labels)
+    runs: list[tuple[Hashable, int, int]] = []
+    start = 0
+    for index in range(1, len(labels) + 1):
+        if index == len(labels) or labels[index] != labels[start]:
+            runs.append((labels[start], start, index))
+            start = index
+    return runs
+
+
 def segments_from_frame_labels(
-    labels: Sequence[Hashable],
+    labels: Sequence[Hashable] | np.ndarray,
     frame_shift: float,
     duration: float | None = None,
     scores: Sequence[float] | None = None,
+    names: Sequence[str] | None = None,
 ) -> list[Segment]:
-    """Merge runs of equal per-frame labels into segments.
+    """Merge runs of equal per-frame labels into segments (the one "label path -> segments").
 
     Args:
-        labels: ``[T]`` label of each frame (strings, or ints such as state ids, which are
-            turned into strings with ``str``).
+        labels: ``[T]`` label of each frame (strings, or ints such as state ids; a numpy
+            array or torch tensor of state ids is fine).
         frame_shift: seconds per frame.
         duration: audio duration in seconds; must satisfy ``(T-1)*shift < duration <= T*shift``
             (the frame convention). The last segment ends at ``duration``. ``None`` means
             ``T * shift``.
         scores: optional ``[T]`` per-frame scores; a segment's score is the mean over its frames.
+        names: optional segment label per state id (``names[k]`` for label ``k``); without it
+            a label is turned into a string with ``str``.
 
     Returns:
         The tier: run ``[a, b)`` becomes ``Segment(label, a*shift, min(b*shift, duration))``.
     """
-    labels = list(labels)
-    num_frames = len(labels)
+    runs = label_runs(labels)
+    num_frames = runs[-1][2] if runs else 0
     if num_frames == 0:
         raise InvalidInputError("segments_from_frame_labels: no frames given")
     if not (frame_shift > 0 and math.isfinite(frame_shift)):
@@ -135,23 +173,18 @@ def segments_from_frame_labels(
         )
     if scores is not None and len(scores) != num_frames:
         raise InvalidInputError(f"got {len(scores)} scores for {num_frames} frames")
+    if names is not None:
+        bad = [label for label, _, _ in runs if not (isinstance(label, int) and 0 <= label < len(names))]
+        if bad:
+            raise InvalidInputError(f"label {bad[0]!r} has no name among {len(names)} names")
 
     segments: list[Segment] = []
-    run_start = 0
-    for index in range(1, num_frames + 1):
-        if index == num_frames or labels[index] != labels[run_start]:
-            score = None
-            if scores is not None:
-                score = float(sum(float(s) for s in scores[run_start:index]) / (index - run_start))
-            segments.append(
-                Segment(
-                    str(labels[run_start]),
-                    run_start * frame_shift,
-                    min(index * frame_shift, duration),
-                    score,
-                )
-            )
-            run_start = index
+    for label, first, stop in runs:
+        score = None
+        if scores is not None:
+            score = float(sum(float(s) for s in scores[first:stop]) / (stop - first))
+        name = names[label] if names is not None else str(label)
+        segments.append(Segment(name, first * frame_shift, min(stop * frame_shift, duration), score))
     return segments
 
 

@@ -27,6 +27,7 @@ from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hsmm
 from ..threads import single_thread
 from ..inference.hsmm import Segment
+from ..segments import label_runs
 from ..serialization import register_model
 from ..topology import Topology, start_mask, transition_mask
 from .base import TrainableMixin, prepare_inputs, real_frames
@@ -366,8 +367,9 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         counts = torch.zeros(self.num_states, self.max_duration, dtype=torch.float64)
         labels, lengths = labels.cpu(), lengths.cpu()
         for b in range(labels.shape[0]):
-            states, runs = torch.unique_consecutive(labels[b, : int(lengths[b])], return_counts=True)
-            runs = runs.clamp(self.min_duration, self.max_duration) - 1
+            cut = label_runs(labels[b, : int(lengths[b])])
+            states = torch.tensor([k for k, _, _ in cut], dtype=torch.long)
+            runs = torch.tensor([stop - first for _, first, stop in cut]).clamp(self.min_duration, self.max_duration) - 1
             counts.index_put_((states, runs), torch.ones(runs.shape[0], dtype=torch.float64), accumulate=True)
         return counts.to(self.device)
 
