@@ -321,7 +321,8 @@ def _print_analysis(report, out: TextIO, shown: int = 3) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hmm_engine", description="HMM Studio command-line tools")
+    # "hmm-engine" once installed (console script), "python -m hmm_engine" from a checkout: the same CLI.
+    parser = argparse.ArgumentParser(prog="hmm-engine", description="HMM Studio command-line tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_evaluate_parser(subparsers)
     add_align_parser(subparsers)
