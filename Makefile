@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test setup system-deps bench clean
+.PHONY: run test test-fast lint setup system-deps bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,11 +22,20 @@ setup: system-deps $(STAMP)
 run: setup
 	$(BIN)/python app.py --host $(HOST) --port $(PORT)
 
-test: setup
+# What CI runs (.ci/run): lint, the import contract (pyproject.toml), then every test.
+test: setup lint
 	$(BIN)/python -m pytest -q
+
+# The inner loop: no servers, browsers, second processes or corpus generation (see pytest.ini).
+test-fast: setup lint
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 bench: setup
 	$(BIN)/python benchmarks/bench_engine.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache .grimp_cache .import_linter_cache

@@ -152,7 +152,7 @@ def score(corpus_dir: str, out_dir: str, names: list[str]) -> None:
     from hmm_engine.segments import Segment
 
     def segments(tier, label_map=lambda x: x):
-        return [Segment(label_map(l), s, e) for l, s, e in tier]
+        return [Segment(label_map(name), s, e) for name, s, e in tier]
 
     pooled: dict[tuple[str, str], list] = {}
     for name in names:

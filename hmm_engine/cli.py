@@ -114,7 +114,7 @@ def run_evaluate(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     classes = boundary_classes(total)
     if args.by_class > 0:
-        print(f"\nBoundary classes with the most misses over 20 ms (signed mean = hypothesis - reference):", file=out)
+        print("\nBoundary classes with the most misses over 20 ms (signed mean = hypothesis - reference):", file=out)
         for c in classes[:args.by_class]:
             print(f"  {c.name:<16} {c.misses:>5} of {c.count:<5} missed  signed mean {c.signed_mean_ms:+7.1f} ms  "
                   f"mean |error| {c.mean_abs_ms:6.1f} ms", file=out)

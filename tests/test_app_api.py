@@ -16,6 +16,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 
 from app_server import SAMPLE, running_app, sample_phone_models  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts the app in a second process
+
 MAX_UPLOAD = "2mb"
 
 

@@ -140,6 +140,7 @@ def test_normalise_rejects_phones_beyond_the_audio():
         normalise(raw, is_espeak_silence)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("synth", ["espeak", "flite", "festival"])
 def test_fresh_generation(tmp_path, synth):
     if shutil.which(PROGRAMS[synth]) is None:

@@ -17,6 +17,8 @@ from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.textgrids import read_textgrid
 
+pytestmark = pytest.mark.slow  # two processes
+
 SYNTH = Path(__file__).parent / "data" / "synth"
 SETTINGS = dict(phones=True, transcript_suffix=".phones.lab", iterations=3, num_mixtures=2, mixup_iterations=1,
                 states_per_phone=2, show_progress=False)

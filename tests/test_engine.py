@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 
@@ -14,6 +13,8 @@ from hypothesis import strategies as st
 
 import hmm_engine as he
 from hmm_engine.inference import hmm as inf
+
+from brute import enumerate_paths
 
 hmmlearn_hmm = pytest.importorskip("hmmlearn.hmm")
 
@@ -122,24 +123,11 @@ def test_categorical_matches_hmmlearn():
 
 
 def _enumerate(log_start, log_A, log_obs):
-    """Every state path of one sequence: (log-likelihood, posteriors, best path, best score)."""
-    T, K = log_obs.shape
-    paths = list(itertools.product(range(K), repeat=T))
-    scores = torch.stack([
-        log_start[p[0]] + log_obs[0, p[0]] + sum((log_A[p[t - 1], p[t]] + log_obs[t, p[t]] for t in range(1, T)), torch.tensor(0.0, dtype=log_obs.dtype))
-        for p in paths
-    ])
-    ll = torch.logsumexp(scores, 0)
-    post = torch.zeros(T, K, dtype=log_obs.dtype)
-    pair = torch.zeros(K, K, dtype=log_obs.dtype)
-    for p, s in zip(paths, scores):
-        w = torch.exp(s - ll)
-        for t in range(T):
-            post[t, p[t]] += w
-        for t in range(1, T):
-            pair[p[t - 1], p[t]] += w
-    best = int(torch.argmax(scores))
-    return ll, post, paths[best], scores[best], pair
+    """Every state path of one sequence (tests/brute.py), as float64 tensors:
+    (log-likelihood, posteriors, best path, best score, expected transition counts)."""
+    e = enumerate_paths(log_start, log_A, log_obs)
+    return (torch.tensor(e.log_likelihood, dtype=torch.float64), torch.from_numpy(e.posteriors), e.best_path,
+            torch.tensor(e.best_score, dtype=torch.float64), torch.from_numpy(e.pair_counts))
 
 
 @st.composite

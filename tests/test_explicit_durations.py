@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from brute import segmentations
 from hmm_engine.alignment.aligner import align_utterance, prepare_transcript, viterbi_segments
 from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus
 from hmm_engine.alignment.phone_models import PhoneModels
@@ -48,11 +49,12 @@ def _segment_chain(rng, S, skips, optional_start):
 
 
 def _enumerate(chain, log_obs, log_dur, geo):
-    """Every (position path, score) the semi-Markov chain allows, by brute force."""
+    """Every (position path, score) the semi-Markov chain allows: the segmentations of
+    tests/brute.py along the chain's arcs, scored here."""
     T, S = log_obs.shape
-    arcs = {s: [(s + 1, chain.log_next[s])] if s + 1 < S and np.isfinite(chain.log_next[s]) else [] for s in range(S)}
+    arcs = {s: {s + 1: chain.log_next[s]} if s + 1 < S and np.isfinite(chain.log_next[s]) else {} for s in range(S)}
     for s, d, w in zip(chain.skip_src, chain.skip_dst, chain.log_skip):
-        arcs[int(s)].append((int(d), float(w)))
+        arcs[int(s)][int(d)] = float(w)
 
     def dur(s, d):
         if not np.isnan(geo[s]):
@@ -60,23 +62,13 @@ def _enumerate(chain, log_obs, log_dur, geo):
         return log_dur[s, d - 1] if d <= log_dur.shape[1] else -np.inf
 
     out = []
-
-    def walk(s, t, score, path):
-        for d in range(1, T - t + 1):
-            sc = score + dur(s, d) + log_obs[t:t + d, s].sum()
-            if not np.isfinite(sc):
-                continue
-            p = path + [s] * d
-            if t + d == T:
-                if np.isfinite(chain.log_final[s]):
-                    out.append((p, sc + chain.log_final[s]))
-                continue
-            for nxt, w in arcs[s]:
-                walk(nxt, t + d, sc + w, p)
-
-    for s in range(S):
-        if np.isfinite(chain.log_start[s]):
-            walk(s, 0, chain.log_start[s], [])
+    first = [s for s in range(S) if np.isfinite(chain.log_start[s])]
+    for runs in segmentations(T, S, first=first, successors={s: list(arcs[s]) for s in range(S)}):
+        score = chain.log_start[runs[0][0]] + chain.log_final[runs[-1][0]]
+        score += sum(dur(s, e - a) + log_obs[a:e, s].sum() for s, a, e in runs)
+        score += sum(arcs[s][nxt] for (s, _, _), (nxt, _, _) in zip(runs[:-1], runs[1:]))
+        if np.isfinite(score):
+            out.append(([s for s, a, e in runs for _ in range(a, e)], score))
     return out
 
 

@@ -3,7 +3,6 @@ durations, the SemiMarkovHMM model, EM and save/load."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -31,6 +30,8 @@ from hmm_engine.inference.hsmm import (
 )
 from hmm_engine.models.semimarkov import SemiMarkovHMM
 
+from brute import segmentations
+
 NEG = -math.inf
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -38,23 +39,10 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 # ----------------------------------------------------------------------------- brute force
 
 
-def _compositions(n):
-    if n == 0:
-        yield []
-        return
-    for d in range(1, n + 1):
-        for rest in _compositions(n - d):
-            yield [d] + rest
-
-
 def _segmentations(T, K):
-    for durations in _compositions(T):
-        for states in itertools.product(range(K), repeat=len(durations)):
-            segs, s = [], 0
-            for k, d in zip(states, durations):
-                segs.append(Segment(k, s, s + d))
-                s += d
-            yield segs
+    """Every segmentation of T frames over K states (tests/brute.py), as Segment lists."""
+    for runs in segmentations(T, K):
+        yield [Segment(*run) for run in runs]
 
 
 def brute_force(log_obs, ls, lt, ld, censored):

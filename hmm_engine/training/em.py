@@ -116,7 +116,7 @@ def _initialize(model, batches, generator) -> None:
         model.initialize_from_stats(all_reduce_stats(stats), generator)
         return
     if len(batches) > 1:
-        seqs = [x[i, : l[i]] for x, l in batches for i in range(x.shape[0])]
+        seqs = [x[i, : n[i]] for x, n in batches for i in range(x.shape[0])]
         xb, lb = pad_sequences(seqs)
         xb, lb = xb.to(batches[0][0].device), lb.to(batches[0][0].device)
     model.initialize(xb, lb, generator)
