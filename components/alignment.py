@@ -91,39 +91,6 @@ def _as_like(segs) -> list[Segment]:
 # ------------------------------------------------------------------------------ scoring
 
 
-def boundary_points(reference, hypothesis) -> list[tuple[float, float, str]]:
-    """``(ref_time, hyp_time, "a|b")`` for each scored boundary, following the rules of
-    :func:`hmm_engine.alignment.metrics.compare_tiers` in ``"merge"`` mode (touching segment
-    pairs both matched, in order, to touching hypothesis segments)."""
-    from hmm_engine.alignment.metrics import MERGED_SILENCE, SILENCE_LABELS, align_labels
-
-    def merge(segs):
-        res: list[Segment] = []
-        for s in segs:
-            if res and s.start - res[-1].end > 1e-6:
-                res.append(Segment(MERGED_SILENCE, res[-1].end, s.start))
-            if s.label in SILENCE_LABELS:
-                s = Segment(MERGED_SILENCE, s.start, s.end, s.score)
-            if res and res[-1].label == MERGED_SILENCE and s.label == MERGED_SILENCE:
-                res[-1] = Segment(MERGED_SILENCE, res[-1].start, s.end)
-            else:
-                res.append(s)
-        return res
-
-    ref, hyp = merge(_as_like(reference)), merge(_as_like(hypothesis))
-    ops = align_labels([s.label for s in ref], [s.label for s in hyp])
-    matched = {i: j for op, i, j in ops if op == "match"}
-    points = []
-    for k in range(1, len(ref)):
-        if abs(ref[k].start - ref[k - 1].end) > 1e-6:
-            continue
-        if k - 1 in matched and k in matched:
-            jl, jr = matched[k - 1], matched[k]
-            if jr == jl + 1 and abs(hyp[jr].start - hyp[jl].end) <= 1e-6:
-                points.append((ref[k].start, hyp[jr].start, f"{ref[k - 1].label}|{ref[k].label}"))
-    return points
-
-
 def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
     from hmm_engine.alignment.metrics import compare_tiers
     from hmm_engine.segments import Segment
@@ -133,11 +100,8 @@ def score(reference, hypothesis, frame_shift: float) -> tuple[dict, list]:
     cmp = compare_tiers(ref, hyp, silence=SILENCE_MODE, frame_shift=frame_shift)
     metrics = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in cmp.summary().items()}
     metrics["silence_mode"] = SILENCE_MODE
-    points = boundary_points(reference, hypothesis)
-    errs = np.asarray([h - r for r, h, _ in points])
-    if len(points) != cmp.num_scored_boundaries or not np.allclose(np.sort(errs), np.sort(cmp.boundary_errors)):
-        # Should not happen; keep the engine's numbers and show no per-boundary points.
-        points = []
+    # (ref_time, hyp_time, "a|b"): exactly the boundaries compare_tiers scored.
+    points = [(p.reference, p.hypothesis, p.label) for p in cmp.boundary_pairs]
     return metrics, points
 
 

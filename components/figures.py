@@ -1,8 +1,8 @@
 """Plotly figure builders for HMM Studio.
 
 Every builder takes plain numpy arrays (or simple segment objects) and returns a
-``plotly.graph_objects.Figure``; none of them imports the engine, so they can be
-tested on hand-made inputs.
+``plotly.graph_objects.Figure``; none of them needs a model (only the engine's segment
+helpers and its boundary pairing), so they can be tested on hand-made inputs.
 
 Time conventions (shared by every figure so that they line up):
 
@@ -28,6 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from hmm_engine.alignment.metrics import compare_tiers
 from hmm_engine.segments import Segment, label_runs, segments_from_frame_labels
 
 __all__ = [
@@ -532,26 +533,15 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
     return fig
 
 
-def boundary_pairs(hyp: Iterable[Any], ref: Iterable[Any]) -> list[tuple[float, float, str]]:
-    """Pair reference and hypothesis boundaries in order: ``(ref_time, hyp_time, label)``.
-
-    Boundaries are the segment starts after the first plus the final end. When the
-    tiers have the same number of segments they are paired one to one; otherwise each
-    reference boundary is paired with the nearest hypothesis boundary.
-    """
+def boundary_pairs(hyp: Iterable[Any], ref: Iterable[Any], silence: str = "merge") -> list[tuple[float, float, str]]:
+    """``(ref_time, hyp_time, "left|right")`` for each boundary that
+    :func:`hmm_engine.alignment.metrics.compare_tiers` scores (the one boundary pairing), so
+    the figure shows exactly the boundaries the metrics count."""
     h, r = as_segments(hyp), as_segments(ref)
     if not h or not r:
         return []
-
-    def bounds(segs):
-        b = [(segs[0].start, segs[0].label)] + [(s.end, s.label) for s in segs]
-        return b
-
-    hb, rb = bounds(h), bounds(r)
-    if len(hb) == len(rb):
-        return [(rt, ht, rl) for (rt, rl), (ht, _) in zip(rb, hb)]
-    ht = np.asarray([t for t, _ in hb])
-    return [(rt, float(ht[np.argmin(np.abs(ht - rt))]), rl) for rt, rl in rb]
+    comparison = compare_tiers(r, h, silence=silence)
+    return [(p.reference, p.hypothesis, p.label) for p in comparison.boundary_pairs]
 
 
 def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,

@@ -150,11 +150,13 @@ def test_alignment_boundary_errors_and_accuracy():
     hyp = [("a", 0.0, 0.115), ("b", 0.115, 0.27), ("c", 0.27, 0.50)]
     fig = F.alignment_figure(hyp, ref, duration=0.5)
     err = _trace(fig, "boundary error")
-    np.testing.assert_allclose(err.x, [0.0, 0.10, 0.30, 0.50])
-    np.testing.assert_allclose(err.y, [0.0, 15.0, -30.0, 0.0], atol=1e-9)
+    # The boundaries compare_tiers scores: the inner ones (the tier's outer edges are not).
+    np.testing.assert_allclose(err.x, [0.10, 0.30])
+    np.testing.assert_allclose(err.y, [15.0, -30.0], atol=1e-9)
+    assert list(err.text) == ["a|b", "b|c"]
     acc = _trace(fig, "accuracy")
-    # |err| <= 10, 20, 25, 50 ms: 2/4, 3/4, 3/4, 4/4
-    np.testing.assert_allclose(acc.y, [50.0, 75.0, 75.0, 100.0])
+    # |err| <= 10, 20, 25, 50 ms: 0/2, 1/2, 1/2, 2/2
+    np.testing.assert_allclose(acc.y, [0.0, 50.0, 50.0, 100.0])
     assert fig.layout.xaxis2.matches == "x"  # boundary errors share the tiers' time axis
     tier_rects = [s for s in fig.layout.shapes if s.type == "rect"]
     assert len(tier_rects) == 6

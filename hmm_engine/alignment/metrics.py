@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, NamedTuple, Sequence
 
 import numpy as np
 
@@ -40,6 +40,25 @@ SILENCE_LABELS: frozenset[str] = frozenset({"sil", "sp", "pau", "_", ""})
 MERGED_SILENCE = "sil"
 DEFAULT_THRESHOLDS_MS: tuple[float, ...] = (10.0, 20.0, 25.0, 50.0)
 SilenceMode = Literal["keep", "merge", "ignore"]
+
+
+class BoundaryPair(NamedTuple):
+    """One scored boundary: the reference time, the hypothesis time it was matched to (both in
+    seconds) and the reference labels on its left and right (``""`` for a gap or the tier's edge)."""
+
+    reference: float
+    hypothesis: float
+    left: str
+    right: str
+
+    @property
+    def error(self) -> float:
+        """Signed error in seconds, hypothesis - reference."""
+        return self.hypothesis - self.reference
+
+    @property
+    def label(self) -> str:
+        return f"{self.left}|{self.right}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,9 @@ class AlignmentComparison:
         num_files: how many comparisons were pooled (1 for one file).
         boundary_labels: ``[B]`` the reference labels ``(left, right)`` on either side of each
             scored boundary (``""`` for a gap or the tier's edge), for :func:`boundary_classes`.
+        boundary_pairs: ``[B]`` the scored boundaries themselves (:class:`BoundaryPair`: reference
+            time, matched hypothesis time, labels), in the order of ``boundary_errors``: what
+            figures and the dashboard draw, so they show exactly what was scored.
     """
 
     boundary_errors: np.ndarray
@@ -70,6 +92,7 @@ class AlignmentComparison:
     num_files: int = 1
     thresholds_ms: tuple[float, ...] = field(default=DEFAULT_THRESHOLDS_MS)
     boundary_labels: tuple[tuple[str, str], ...] = ()
+    boundary_pairs: tuple[BoundaryPair, ...] = ()
 
     @property
     def abs_errors_ms(self) -> np.ndarray:
@@ -251,23 +274,23 @@ def compare_tiers(
     matched = {i: j for op, i, j in operations if op == "match"}
     counts = {op: sum(1 for o, _, _ in operations if o == op) for op in ("sub", "ins", "del")}
 
-    errors, labels = [], []
+    scored: list[BoundaryPair] = []
     boundaries = _boundaries(ref, extent)
     for time, left, right in boundaries:
-        error = None
+        matched_time = None
         if left is not None and right is not None:
             if left in matched and right in matched:
                 jl, jr = matched[left], matched[right]
                 if jr == jl + 1 and _touch(hyp[jl], hyp[jr]):
-                    error = hyp[jr].start - time
+                    matched_time = hyp[jr].start
         elif right is not None:
             if right in matched:
-                error = hyp[matched[right]].start - time
+                matched_time = hyp[matched[right]].start
         elif left in matched:
-            error = hyp[matched[left]].end - time
-        if error is not None:
-            errors.append(error)
-            labels.append((ref[left].label if left is not None else "", ref[right].label if right is not None else ""))
+            matched_time = hyp[matched[left]].end
+        if matched_time is not None:
+            scored.append(BoundaryPair(time, matched_time, ref[left].label if left is not None else "",
+                                      ref[right].label if right is not None else ""))
 
     # Frame accuracy over frames whose centre lies in the reference extent.
     fill = MERGED_SILENCE if silence == "merge" else ""
@@ -282,7 +305,7 @@ def compare_tiers(
     frames_correct = sum(1 for r, h in pairs if r == h)
 
     return AlignmentComparison(
-        boundary_errors=np.asarray(errors, dtype=np.float64),
+        boundary_errors=np.asarray([pair.error for pair in scored], dtype=np.float64),
         num_ref_boundaries=len(boundaries),
         frames_correct=frames_correct,
         frames_total=len(pairs),
@@ -292,7 +315,8 @@ def compare_tiers(
         num_ref_segments=len(ref),
         num_hyp_segments=len(hyp),
         thresholds_ms=tuple(float(t) for t in thresholds_ms),
-        boundary_labels=tuple(labels),
+        boundary_labels=tuple((pair.left, pair.right) for pair in scored),
+        boundary_pairs=tuple(scored),
     )
 
 
@@ -314,6 +338,7 @@ def pool_comparisons(comparisons: Sequence[AlignmentComparison]) -> AlignmentCom
         num_files=sum(c.num_files for c in comparisons),
         thresholds_ms=comparisons[0].thresholds_ms,
         boundary_labels=tuple(label for c in comparisons for label in c.boundary_labels),
+        boundary_pairs=tuple(pair for c in comparisons for pair in c.boundary_pairs),
     )
 
 
