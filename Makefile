@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
-HOST ?= 127.0.0.1
-PORT ?= 7860
+# Empty: app.py picks the address (HMM_STUDIO_HOST/PORT, GRADIO_SERVER_NAME/PORT, else 127.0.0.1:7860).
+HOST ?=
+PORT ?=
 
 .PHONY: run test test-fast lint setup system-deps bench clean
 
@@ -20,7 +21,7 @@ system-deps:
 setup: system-deps $(STAMP)
 
 run: setup
-	$(BIN)/python app.py --host $(HOST) --port $(PORT)
+	$(BIN)/python app.py $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 # What CI runs (.ci/run): lint, the import contract (pyproject.toml), then every test.
 test: setup lint

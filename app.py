@@ -1,6 +1,9 @@
 """HMM Studio dashboard: ``python app.py`` serves it on http://127.0.0.1:7860.
 
-Flags: ``--host``, ``--port``, ``--share`` (env ``HMM_STUDIO_HOST`` / ``HMM_STUDIO_PORT``).
+Flags: ``--host``, ``--port``, ``--share``. Without flags the address comes from
+``HMM_STUDIO_HOST`` / ``HMM_STUDIO_PORT``, then Gradio's own ``GRADIO_SERVER_NAME`` /
+``GRADIO_SERVER_PORT`` (what Hugging Face Spaces and container set-ups export), then
+127.0.0.1:7860 (see docs/deploy.md).
 The bundled sample opens with its results already computed (``assets/precomputed/``,
 recomputed at start-up when missing or stale) and aligned (half a second at start-up).
 Logic lives in ``components/``.
@@ -24,13 +27,39 @@ QUEUE_SIZE = int(os.environ.get("HMM_STUDIO_QUEUE_SIZE", "64"))
 MAX_FILE_SIZE = os.environ.get("HMM_STUDIO_MAX_FILE_SIZE", "25mb")
 
 
+# Where the address comes from when no flag gives it, first match wins: ours, then Gradio's.
+HOST_VARIABLES = ("HMM_STUDIO_HOST", "GRADIO_SERVER_NAME")
+PORT_VARIABLES = ("HMM_STUDIO_PORT", "GRADIO_SERVER_PORT")
+
+
+def _from_environment(names: tuple[str, ...], default: str) -> tuple[str, str | None]:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value, name
+    return default, None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="HMM Studio dashboard")
-    p.add_argument("--host", default=os.environ.get("HMM_STUDIO_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("HMM_STUDIO_PORT", "7860")))
+    p = argparse.ArgumentParser(
+        description="HMM Studio dashboard",
+        epilog=f"Without --host/--port: {' or '.join(HOST_VARIABLES)} / {' or '.join(PORT_VARIABLES)}, "
+               "else 127.0.0.1:7860.")
+    host, _ = _from_environment(HOST_VARIABLES, "127.0.0.1")
+    port, port_variable = _from_environment(PORT_VARIABLES, "7860")
+    p.add_argument("--host", default=host, help=f"address to bind (default here: {host})")
+    p.add_argument("--port", type=int, default=None, help=f"port (default here: {port})")
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     p.add_argument("--no-precomputed", action="store_true", help="open without the sample's results")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.port is None:
+        try:
+            args.port = int(port)
+        except ValueError:
+            p.error(f"{port_variable}={port!r} is not a port number: set it to an integer such as 7860")
+    if not 0 < args.port < 65536:
+        p.error(f"port {args.port} is outside 1..65535")
+    return args
 
 
 def create_demo(with_sample: bool = True) -> gr.Blocks:

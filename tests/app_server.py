@@ -40,14 +40,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(log_dir: Path, **env_overrides: str):
+def running_app(log_dir: Path, *extra_args: str, address_from_env: bool = False, **env_overrides: str):
     """Yield the URL of a freshly started app; stop it afterwards. Fails the test with the
-    app's log if it exits or does not answer within 120 s."""
+    app's log if it exits or does not answer within 120 s. ``address_from_env``: give the
+    address as a hosting platform does (GRADIO_SERVER_NAME/PORT), not as flags."""
     port = free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HMM_STUDIO_SAMPLE=str(SAMPLE), **env_overrides)
+    for name in ("HMM_STUDIO_HOST", "HMM_STUDIO_PORT", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT"):
+        env.pop(name, None)
+    if address_from_env:
+        address: list[str] = []
+        env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    else:
+        address = ["--host", "127.0.0.1", "--port", str(port)]
     log = log_dir / "app.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "app.py", *address, *extra_args],
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -170,6 +170,7 @@ def test_tied_states_are_shared_between_occurrences():
         assert float(stats["n"][sid]) == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_tied_parameters_after_training_give_identical_scores():
     result = align_utterance(SYNTH / "flite_0001.wav", phones=(SYNTH / "flite_0001.phones.lab").read_text(),
                              iterations=3)

@@ -214,6 +214,7 @@ def test_ragged_batch_equals_one_by_one():
         torch.testing.assert_close(score[i], s1[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_hundred_thousand_frames_stay_finite(device):
     model = he.GaussianHMM(4, 3, dtype=torch.float32).to(device)

@@ -224,6 +224,7 @@ def test_ragged_batch_equals_one_by_one():
         torch.testing.assert_close(fb.expected_starts, stats[2])
 
 
+@pytest.mark.slow
 def test_long_sequence_float32_matches_float64():
     """T = 20,000: the float32 run stays finite and agrees with float64 (scaled recursions)."""
     g = torch.Generator().manual_seed(7)

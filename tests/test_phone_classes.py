@@ -69,6 +69,7 @@ def test_class_prior_survives_save_load(tmp_path):
     assert loaded.class_prior == 2.5 and loaded.phone_class == {"aa": "vowel", "sil": "silence", "t": "stop"}
 
 
+@pytest.mark.slow
 def test_class_knowledge_improves_single_utterance_alignment_on_sample():
     """Single-utterance mode on the six committed utterances (117 boundaries), phones given,
     % of boundaries within 20 ms as measured: no class knowledge 59.0; class pull on the
