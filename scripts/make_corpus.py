@@ -2,6 +2,7 @@
 """Generate a synthetic English corpus with exact reference phone boundaries.
 
     python scripts/make_corpus.py OUT_DIR --num 120 --seed 0 [--synths espeak,flite,festival]
+        [--conditions clean|recording]
 
 Utterances are Harvard sentences (scripts/corpus/sentences.py) spoken by three
 synthesizers with varied voices, speaking rates and pitches.  The reference
@@ -48,6 +49,14 @@ Per utterance OUT_DIR gets name.wav (16 kHz mono PCM16), name.lab (words,
 MFA layout), name.phones.lab (reference phones), name.TextGrid (tier
 "phones", plus "words" when derivable); plus OUT_DIR/manifest.csv.  Names
 group by synthesizer: espeak_0001, flite_0001, festival_0001, ...
+
+``--conditions recording`` gives every utterance recording conditions with the reference
+still exact (scripts/corpus/conditions.py): comma pauses spoken by the synthesizer and
+lengthened by 0.1-0.5 s, 0.3-2 s
+of room noise at both ends (reference shifted by the leading pad), breath- and click-like
+bursts inside reference silences, pink noise + mains hum at 10-30 dB SNR. Its draws come
+from a separate generator per utterance, so the clean corpus of the same seed (default
+``--conditions clean``) is unchanged; the manifest gains the drawn values.
 """
 from __future__ import annotations
 
@@ -64,6 +73,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corpus.output import normalise, write_utterance  # noqa: E402
 from corpus.sentences import HARVARD_SENTENCES  # noqa: E402
+from corpus import conditions as recording  # noqa: E402
 from corpus import synths  # noqa: E402
 
 SYNTH_PROGRAMS = {"espeak": "espeak-ng", "flite": "flite", "festival": "festival"}
@@ -73,9 +83,11 @@ ESPEAK_VARIANTS = ["", "+m1", "+m3", "+f2", "+f3", "+f4"]
 FLITE_VOICES = {"slt": 170.0, "awb": 110.0, "rms": 105.0}
 MANIFEST_FIELDS = ["name", "synthesizer", "voice", "rate", "rate_unit", "pitch", "pitch_unit",
                    "duration", "num_phones", "has_words", "dropped_zero_length", "text"]
+CONDITION_FIELDS = ["lead_s", "trail_s", "snr_db", "hum_hz", "hum_below_db", "comma_after", "pauses_added_s", "bursts"]
 
 
-def plan_jobs(num: int, seed: int, synth_names: list[str], max_words: int | None) -> list[dict]:
+def plan_jobs(num: int, seed: int, synth_names: list[str], max_words: int | None,
+              conditions: str = "clean") -> list[dict]:
     sentences = [s for s in HARVARD_SENTENCES
                  if max_words is None or len(synths.lab_words(s)) <= max_words]
     if not sentences:
@@ -102,6 +114,10 @@ def plan_jobs(num: int, seed: int, synth_names: list[str], max_words: int | None
             job.update(voice=synths.FESTIVAL_VOICE, rate=round(float(rng.uniform(0.8, 1.25)), 2),
                        rate_unit="hts speed factor",
                        pitch=round(float(rng.uniform(-3.0, 3.0)), 1), pitch_unit="half tones")
+        if conditions == "recording":
+            # Own generator: the clean draws above stay what they are for this seed.
+            drawn = recording.plan(np.random.default_rng([seed, i, 1]), job["text"])
+            job.update(conditions=drawn, text=recording.with_commas(job["text"], drawn["comma_after"]))
         jobs.append(job)
     return jobs
 
@@ -117,8 +133,13 @@ def run_job(job: dict, out_dir: str) -> dict:
     else:
         result = synths.synth_festival(text, job["rate"], job["pitch"])
         ref = normalise(result, synths.is_festival_silence)
+    extra = {}
+    if "conditions" in job:
+        ref, inserted = recording.apply(ref, job["conditions"])
+        extra = {**job["conditions"], **inserted,
+                 "comma_after": " ".join(str(i) for i in job["conditions"]["comma_after"])}
     write_utterance(out_dir, job["name"], synths.lab_words(text), ref)
-    return {**job, "duration": f"{ref.duration:.4f}", "num_phones": len(ref.phones),
+    return {**job, **extra, "duration": f"{ref.duration:.4f}", "num_phones": len(ref.phones),
             "has_words": int(ref.words is not None), "dropped_zero_length": ref.dropped_zero_length}
 
 
@@ -136,6 +157,8 @@ def main(argv=None) -> None:
     parser.add_argument("--max-words", type=int, default=None,
                         help="only use sentences with at most this many words")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--conditions", choices=("clean", "recording"), default="clean",
+                        help="recording: room noise at both ends, bursts in pauses, comma pauses, 10-30 dB SNR")
     args = parser.parse_args(argv)
 
     synth_names = [s.strip() for s in args.synths.split(",") if s.strip()]
@@ -145,7 +168,7 @@ def main(argv=None) -> None:
         if shutil.which(SYNTH_PROGRAMS[s]) is None:
             parser.error(f"{SYNTH_PROGRAMS[s]} is not installed (needed for --synths {s})")
     os.makedirs(args.out_dir, exist_ok=True)
-    jobs = plan_jobs(args.num, args.seed, synth_names, args.max_words)
+    jobs = plan_jobs(args.num, args.seed, synth_names, args.max_words, args.conditions)
 
     t0 = time.perf_counter()
     with Pool(args.jobs) as pool:
@@ -153,10 +176,11 @@ def main(argv=None) -> None:
     elapsed = time.perf_counter() - t0
 
     with open(os.path.join(args.out_dir, "manifest.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS)
+        fields = MANIFEST_FIELDS + (CONDITION_FIELDS if args.conditions == "recording" else [])
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row[k] for k in MANIFEST_FIELDS})
+            writer.writerow({k: row[k] for k in fields})
     audio_s = sum(float(r["duration"]) for r in rows)
     no_words = sum(1 for r in rows if not r["has_words"])
     print(f"wrote {len(rows)} utterances ({audio_s:.1f} s of audio) to {args.out_dir} "
