@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Alignment of real recordings, against pocketsphinx 5.1.1 with one lexicon.
 
-    python benchmarks/real_speech.py [--only tab,single,corpus,peer] [--clips N] [--names REGEX]
+    python benchmarks/real_speech.py [--only tab,tab-default,single,corpus] [--clips N] [--names REGEX]
         [--data data/real_speech] [--out data/real_speech_out] [--csv FILE] [--install]
 
 Clips: ``scripts/real_speech_data.py`` (run on first use; freely licensed real read speech
@@ -14,6 +14,9 @@ phone tiers are in one ARPAbet phone set:
   ``components.ui.align_fn`` (text transcript, states per phone / EM iterations from
   ``aligner_defaults()``, MFCC display front end, gamma durations, seed 0) and the lexicon
   as the tab's "pronunciation dictionary" file;
+* ``tab-default``: the same with no dictionary, exactly what a new user gets (the tab's own
+  pronunciations, espeak-ng's phone set unless the tab's default changes): its phones cannot
+  be matched with the peer's, so only the label-free columns and word boundaries are scored;
 * ``single``: ``hmm_engine.alignment.aligner.align_utterance`` with its defaults, one clip
   at a time (models trained on that clip alone);
 * ``corpus``: ``python -m hmm_engine align CLIPS OUT --dictionary lexicon.dict`` (corpus mode
@@ -36,6 +39,7 @@ Columns (per system, pooled over the clips the peer aligned):
   same way.)
 * ``edges>100ms``: first speech phone start and last speech phone end against the peer's;
   errors over 100 ms, out of 2 per clip.
+* ``words<=20ms``: the same ``% all`` figure for the peer's word boundaries (any phone set).
 * ``ARCTIC<=20ms``: on clips with distributed phone labels (ARCTIC a0009: CMU's automatic
   EHMM labels, mapped to ARPAbet like the peer script's flite mapping), % of label
   boundaries within 20 ms (``% all`` convention), for every system including the peer.
@@ -68,7 +72,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from hmm_engine.alignment.metrics import SILENCE_LABELS, compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.segments import Segment  # noqa: E402
 
-SYSTEMS = ("tab", "single", "corpus", "peer")
+SYSTEMS = ("tab", "tab-default", "single", "corpus", "peer")
 WINDOW_S, HOP_S = 0.025, 0.010
 NOISE_PERCENTILE = 10.0
 NEAR_FLOOR_DB = 10.0
@@ -190,9 +194,16 @@ def load_clips(data: Path, install: bool, limit: int | None, pattern: str | None
 
 
 # ----------------------------------------------------------------------------- systems
-def run_tab(clips: list[Clip], lexicon: Path) -> dict[str, list[Segment]]:
+def _plain(segments) -> list[Segment] | None:
+    return None if segments is None else [Segment(s.label, s.start, s.end) for s in segments]
+
+
+Tiers = dict[str, tuple[list[Segment], list[Segment] | None]]  # clip -> (phones, words)
+
+
+def run_tab(clips: list[Clip], lexicon: Path | None) -> Tiers:
     """The Align tab: components.alignment.align with align_fn's defaults, lexicon as the
-    dictionary file a user would upload."""
+    dictionary file a user would upload (None: the tab's own default pronunciations)."""
     import inspect
 
     from components import alignment as A
@@ -204,22 +215,24 @@ def run_tab(clips: list[Clip], lexicon: Path) -> dict[str, list[Segment]]:
     out = {}
     for c in clips:
         result = A.align(str(c.wav), c.words, reference_textgrid=None, reference_tier="", phone_models=None,
-                         dictionary=str(lexicon), **defaults)
-        out[c.name] = [Segment(s.label, s.start, s.end) for s in result.phones]
+                         dictionary=None if lexicon is None else str(lexicon), **defaults)
+        out[c.name] = (_plain(result.phones), _plain(result.words or None))
     return out
 
 
-def run_single(clips: list[Clip], lexicon: Path) -> dict[str, list[Segment]]:
+def run_single(clips: list[Clip], lexicon: Path) -> Tiers:
     from hmm_engine.alignment.aligner import align_utterance
     from hmm_engine.alignment.transcripts import read_dictionary
 
     dictionary = read_dictionary(lexicon)
-    return {c.name: [Segment(s.label, s.start, s.end) for s in
-                     align_utterance(str(c.wav), words=c.words, dictionary=dictionary).phones]
-            for c in clips}
+    out = {}
+    for c in clips:
+        result = align_utterance(str(c.wav), words=c.words, dictionary=dictionary)
+        out[c.name] = (_plain(result.phones), _plain(result.words))
+    return out
 
 
-def run_corpus(clips: list[Clip], lexicon: Path, work: Path) -> dict[str, list[Segment]]:
+def run_corpus(clips: list[Clip], lexicon: Path, work: Path) -> Tiers:
     """``python -m hmm_engine align`` on a folder of links to the selected clips."""
     import shutil
 
@@ -242,11 +255,12 @@ def run_corpus(clips: list[Clip], lexicon: Path, work: Path) -> dict[str, list[S
     for c in clips:
         tg = out / f"{c.name}.TextGrid"
         if tg.is_file():
-            result[c.name] = read_textgrid(tg, tier="phones")["phones"]
+            tiers = read_textgrid(tg)
+            result[c.name] = (tiers["phones"], tiers.get("words"))
     return result
 
 
-def run_peer(clips: list[Clip], lexicon: Path) -> dict[str, list[Segment]]:
+def run_peer(clips: list[Clip], lexicon: Path) -> Tiers:
     from peer_pocketsphinx import PocketsphinxAligner
 
     from hmm_engine.alignment.transcripts import read_dictionary
@@ -264,13 +278,14 @@ def run_peer(clips: list[Clip], lexicon: Path) -> dict[str, list[Segment]]:
     for c in clips:
         audio, rate = sf.read(str(c.wav), dtype="int16")
         try:
-            phones, _ = aligner.align(audio, c.words.split())
+            phones, words = aligner.align(audio, c.words.split())
         except RuntimeError as err:
             print(f"  peer failed on {c.name}: {err}", file=sys.stderr)
             aligner.reset()
             add_lexicon()
             continue
-        out[c.name] = [Segment(label, start, end) for label, start, end in phones]
+        out[c.name] = ([Segment(label, start, end) for label, start, end in phones],
+                       [Segment(label, start, end) for label, start, end in words])
     return out
 
 
@@ -280,6 +295,8 @@ class Score:
     system: str
     clips: int = 0
     peer_cmp: list = field(default_factory=list)
+    word_cmp: list = field(default_factory=list)
+    phones_comparable: bool = True
     near_silence: int = 0
     speech_phones: int = 0
     edge_misses: int = 0
@@ -289,11 +306,12 @@ class Score:
     rows: list = field(default_factory=list)
 
 
-def score_system(system: str, tiers: dict[str, list[Segment]], peer: dict[str, list[Segment]],
-                 clips: list[Clip], energies: dict[str, tuple], seconds: float) -> Score:
-    sc = Score(system, seconds=seconds)
+def score_system(system: str, tiers: Tiers, peer_tiers: Tiers, clips: list[Clip], energies: dict[str, tuple],
+                 seconds: float, phones_comparable: bool = True) -> Score:
+    sc = Score(system, seconds=seconds, phones_comparable=phones_comparable)
+    peer = {k: v[0] for k, v in peer_tiers.items()}
     for c in clips:
-        hyp = tiers.get(c.name)
+        hyp, hyp_words = tiers.get(c.name, (None, None))
         if hyp is None:
             sc.rows.append({"system": system, "clip": c.name, "status": "not aligned"})
             continue
@@ -307,16 +325,22 @@ def score_system(system: str, tiers: dict[str, list[Segment]], peer: dict[str, l
             sc.clips += 1
             sc.near_silence += len(near)
             sc.speech_phones += row["speech_phones"]
-            cmp = compare_tiers(peer[c.name], hyp, silence="merge")
-            sc.peer_cmp.append(cmp)
+            if phones_comparable:
+                cmp = compare_tiers(peer[c.name], hyp, silence="merge")
+                sc.peer_cmp.append(cmp)
+                row.update(peer_boundaries=cmp.num_ref_boundaries, peer_scored=cmp.num_scored_boundaries,
+                           peer_within20_all_pct=round(within_all(cmp), 1))
+            peer_words = peer_tiers[c.name][1]
+            if hyp_words and peer_words:
+                wcmp = compare_tiers(peer_words, hyp_words, silence="merge")
+                sc.word_cmp.append(wcmp)
+                row["peer_word_within20_all_pct"] = round(within_all(wcmp), 1)
             errs = edge_errors(hyp, peer[c.name])
             sc.edges += 2
             sc.edge_misses += sum(abs(e) > EDGE_TOLERANCE_S for e in errs)
-            row.update(peer_boundaries=cmp.num_ref_boundaries, peer_scored=cmp.num_scored_boundaries,
-                       peer_within20_all_pct=round(within_all(cmp), 1),
-                       start_edge_err_ms=round(errs[0] * 1000, 1) if math.isfinite(errs[0]) else "missing",
+            row.update(start_edge_err_ms=round(errs[0] * 1000, 1) if math.isfinite(errs[0]) else "missing",
                        end_edge_err_ms=round(errs[1] * 1000, 1) if math.isfinite(errs[1]) else "missing")
-        if c.labels:
+        if c.labels and phones_comparable:
             cmp = compare_tiers(c.labels, hyp, silence="merge")
             sc.label_cmp.append(cmp)
             row.update(labels_boundaries=cmp.num_ref_boundaries, labels_within20_all_pct=round(within_all(cmp), 1))
@@ -332,18 +356,20 @@ def print_table(scores: list[Score], peer_clips: int, total_clips: int) -> None:
     print(f"\n{peer_clips} of {total_clips} clips aligned by the peer are scored against it; "
           f"thresholds: {WITHIN_MS:g} ms, near-silence >= {NEAR_SILENCE_MIN_S * 1000:g} ms within "
           f"{NEAR_FLOOR_DB:g} dB of the {NOISE_PERCENTILE:g}th-percentile floor, edges > {EDGE_TOLERANCE_S * 1000:g} ms")
-    head = (f"  {'system':<8}{'clips':>6}{'peer bounds':>12}{'<=20ms all':>11}{'scored':>8}{'near-sil':>9}"
-            f"{'/speech':>8}{'edges>100ms':>12}{'ARCTIC<=20ms':>13}{'wall s':>8}")
+    head = (f"  {'system':<12}{'clips':>6}{'peer bounds':>12}{'<=20ms all':>11}{'scored':>8}{'near-sil':>9}"
+            f"{'/speech':>8}{'edges>100ms':>12}{'words<=20ms':>12}{'ARCTIC<=20ms':>13}{'wall s':>8}")
     print(head)
     for sc in scores:
         pooled = pool_comparisons(sc.peer_cmp) if sc.peer_cmp else None
         labels = pool_comparisons(sc.label_cmp) if sc.label_cmp else None
         peer_all = within_all(pooled) if pooled and sc.system != "peer" else math.nan
         peer_scored = pooled.percent_within(WITHIN_MS) if pooled and sc.system != "peer" else math.nan
+        words = pool_comparisons(sc.word_cmp) if sc.word_cmp and sc.system != "peer" else None
         edges = f"{sc.edge_misses}/{sc.edges}" if sc.system != "peer" else "-"
-        print(f"  {sc.system:<8}{sc.clips:>6}{pooled.num_ref_boundaries if pooled else 0:>12}"
+        print(f"  {sc.system:<12}{sc.clips:>6}{pooled.num_ref_boundaries if pooled else 0:>12}"
               f"{fmt(peer_all):>10}%{fmt(peer_scored):>7}%{sc.near_silence:>9}{sc.speech_phones:>8}"
-              f"{edges:>12}{fmt(within_all(labels) if labels else math.nan):>12}%{sc.seconds:>8.1f}")
+              f"{edges:>12}{fmt(within_all(words) if words else math.nan):>11}%"
+              f"{fmt(within_all(labels) if labels else math.nan):>12}%{sc.seconds:>8.1f}")
 
 
 def main(argv=None) -> int:
@@ -377,7 +403,7 @@ def main(argv=None) -> int:
         samples, rate = sf.read(str(c.wav), dtype="int16")
         energies[c.name] = frame_energy_db(samples, rate)
 
-    runners = {"tab": lambda: run_tab(clips, lexicon), "single": lambda: run_single(clips, lexicon),
+    runners = {"tab": lambda: run_tab(clips, lexicon), "tab-default": lambda: run_tab(clips, None), "single": lambda: run_single(clips, lexicon),
                "corpus": lambda: run_corpus(clips, lexicon, args.out), "peer": lambda: run_peer(clips, lexicon)}
     order = ["peer"] + [s for s in SYSTEMS if s in systems and s != "peer"]
     tiers, seconds = {}, {}
@@ -391,23 +417,27 @@ def main(argv=None) -> int:
         folder = args.out / system
         folder.mkdir(parents=True, exist_ok=True)
         for c in clips:
-            if c.name in tiers[system] and tiers[system][c.name]:
-                write_textgrid(folder / f"{c.name}.TextGrid", {"phones": tiers[system][c.name]},
-                               max(c.seconds, tiers[system][c.name][-1].end))
+            phones, words = tiers[system].get(c.name, (None, None))
+            if phones:
+                written = {"phones": phones, **({"words": words} if words else {})}
+                write_textgrid(folder / f"{c.name}.TextGrid", written, max(c.seconds, phones[-1].end))
     peer = tiers["peer"]
-    scores = [score_system(s, tiers[s], peer, clips, energies, seconds[s]) for s in order[1:] + ["peer"]]
+    scores = [score_system(s, tiers[s], peer, clips, energies, seconds[s], phones_comparable=s != "tab-default")
+              for s in order[1:] + ["peer"]]
     print_table(scores, len(peer), len(clips))
     if args.csv:
         rows = [r for sc in scores for r in sc.rows]
         for sc in scores:
             pooled = pool_comparisons(sc.peer_cmp) if sc.peer_cmp else None
             labels = pool_comparisons(sc.label_cmp) if sc.label_cmp else None
+            words = pool_comparisons(sc.word_cmp) if sc.word_cmp else None
             rows.append({"system": sc.system, "clip": "ALL", "status": f"{sc.clips} clips",
                          "peer_boundaries": pooled.num_ref_boundaries if pooled else "",
                          "peer_scored": pooled.num_scored_boundaries if pooled else "",
                          "peer_within20_all_pct": round(within_all(pooled), 1) if pooled else "",
                          "near_silence_phones": sc.near_silence, "speech_phones": sc.speech_phones,
                          "edge_misses": sc.edge_misses, "edges": sc.edges,
+                         "peer_word_within20_all_pct": round(within_all(words), 1) if words else "",
                          "labels_within20_all_pct": round(within_all(labels), 1) if labels else "",
                          "wall_s": round(sc.seconds, 1)})
         fields = []
