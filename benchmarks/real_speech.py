@@ -210,9 +210,12 @@ def run_tab(clips: list[Clip], lexicon: Path | None) -> Tiers:
     from components import alignment as A
     from components import ui
 
-    params = inspect.signature(ui.align_fn).parameters
-    defaults = {k: params[k].default for k in ("transcript_kind", "states_per_phone", "feature_kind", "max_iter",
-                                                 "device", "seed", "durations")}
+    # Every default the tab's handler declares and the alignment function accepts (read at run
+    # time, so a new or changed tab default is what this row runs), except the inputs given here.
+    given = {"audio", "transcript", "reference_textgrid", "reference_tier", "phone_models", "dictionary", "progress"}
+    accepted = inspect.signature(A.align).parameters
+    defaults = {k: p.default for k, p in inspect.signature(ui.align_fn).parameters.items()
+                if k not in given and k in accepted and p.default is not inspect.Parameter.empty}
     out = {}
     for c in clips:
         result = A.align(str(c.wav), c.words, reference_textgrid=None, reference_tier="", phone_models=None,
