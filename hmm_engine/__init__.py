@@ -1,12 +1,17 @@
 """hmm_engine: batched, log-space, device-agnostic hidden Markov models in PyTorch.
 
-Layers, each using only the ones before it:
+Layers, each using only the ones below it (enforced by the import contract in pyproject.toml):
 
-1. :mod:`hmm_engine.inference` — pure dynamic programs on log-likelihood inputs;
-2. :mod:`hmm_engine.emissions`, :mod:`hmm_engine.durations`, :mod:`hmm_engine.topology` — modules;
-3. :mod:`hmm_engine.models` — ``nn.Module`` models with hmmlearn's parameter names;
-4. :mod:`hmm_engine.training` — EM, gradient training, model selection;
-5. :mod:`hmm_engine.frontend` (audio, features) and :mod:`hmm_engine.alignment` (forced alignment).
+- :mod:`hmm_engine.cli` — ``hmm-engine`` / ``python -m hmm_engine``;
+- :mod:`hmm_engine.alignment` — forced alignment;
+- :mod:`hmm_engine.frontend` — audio and features;
+- :mod:`hmm_engine.models` — ``nn.Module`` models with hmmlearn's parameter names;
+- :mod:`hmm_engine.training` (EM, gradient training, model selection, on any model through a
+  protocol) and :mod:`hmm_engine.serialization` (save/load, a registry the models fill in);
+- :mod:`hmm_engine.emissions`, :mod:`hmm_engine.durations`, :mod:`hmm_engine.topology` — modules;
+- :mod:`hmm_engine.inference` — pure dynamic programs on log-likelihood inputs;
+- :mod:`hmm_engine.inputs`, :mod:`hmm_engine.segments`, :mod:`hmm_engine.threads`, then
+  :mod:`hmm_engine.errors` — low utilities.
 
 Importing this package does not import Gradio.
 """
