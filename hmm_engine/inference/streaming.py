@@ -244,7 +244,8 @@ class StreamDecoder:
         else:
             best, arg = (self.delta.unsqueeze(-1) + self.log_trans).max(dim=0)
             d = best + o
-            self.backptr.append(arg.cpu().numpy())
+            if self.t > self.committed:  # else the previous frame is committed: one survivor
+                self.backptr.append(arg.cpu().numpy())
         top = float(d.max())
         self.delta = d - top
         self.delta_offset += top
