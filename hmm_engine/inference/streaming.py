@@ -52,6 +52,24 @@ __all__ = ["StreamStep", "StreamDecoder", "hsmm_expanded_chain", "MAX_EXPANDED_S
 MAX_EXPANDED_STATES = 4096
 
 
+# Below this a max-shifted sum of exponentials may have lost underflowed terms: recompute exactly.
+_TINY = 1e-280
+
+
+def _log_matvec(v: Tensor, log_m: Tensor, m: Tensor) -> Tensor:
+    """``out[..., i] = logsumexp_j(log_m[i, j] + v[..., j])``, as one matrix product on
+    ``exp(v - max v)`` (K exps instead of K^2); rows where underflow could have lost the
+    mass that matters are recomputed exactly in log space (as the offline CPU kernels do)."""
+    top = v.amax(-1, keepdim=True).clamp_min(-1e300)  # an all -inf row stays 0 and is recomputed
+    out = (v - top).exp() @ m.T
+    bad = out < _TINY
+    out = out.log() + top
+    if bool(bad.any()):
+        exact = torch.logsumexp(log_m + v.unsqueeze(-2), dim=-1)
+        out = torch.where(bad, exact, out)
+    return out
+
+
 class StreamStep(NamedTuple):
     """What one :meth:`StreamDecoder.push` (or ``flush``) returns.
 
@@ -115,6 +133,9 @@ class StreamDecoder:
         f64 = dict(dtype=torch.float64, device=self.device)
         self.log_start = log_startprob.detach().to(**f64)
         self.log_trans = log_transmat.detach().to(**f64)
+        self.log_trans_t = self.log_trans.T.contiguous()
+        self.trans = self.log_trans.exp()
+        self.trans_t = self.trans.T.contiguous()
         self.log_final = None if log_final is None else log_final.detach().to(**f64).reshape(Kx)
         self.emission = emission
         self.num_expanded = Kx
@@ -223,7 +244,7 @@ class StreamDecoder:
         if self.alpha is None:
             a = self.log_start + o
         else:
-            a = torch.logsumexp(self.alpha.unsqueeze(-1) + self.log_trans, dim=0) + o
+            a = _log_matvec(self.alpha, self.log_trans_t, self.trans_t) + o
         c = float(torch.logsumexp(a, dim=0))
         if not math.isfinite(c):
             raise InvalidInputError(
@@ -312,18 +333,16 @@ class StreamDecoder:
         m = upto - start + 1
         alphas = torch.stack(self.pending_alpha[:m])  # frames start .. upto
         # Batched backward pass: row j (frame s_j = start + j) looks ahead to horizon h_j.
-        frames = torch.arange(start, upto + 1, device=self.device)
-        horizon = torch.full_like(frames, last) if final else frames + self.lag
+        # Row j (frame start + j) looks ahead to its horizon (frame + lag, or the last frame).
+        # At time tau the rows still stepping back are those with frame < tau <= horizon, a
+        # contiguous range since frames and horizons both increase with j.
         log_beta = torch.zeros(m, self.num_expanded, dtype=torch.float64, device=self.device)
-        top = int(horizon.max())
-        for tau in range(top, start, -1):
-            active = ((horizon >= tau) & (frames < tau)).unsqueeze(-1)
-            if not bool(active.any()):
-                continue
+        for tau in range(last if final else upto + self.lag, start, -1):
+            lo = 0 if final else max(0, tau - self.lag - start)
+            hi = min(m, tau - start)
             o = self.pending_obs[tau - start]
-            step = torch.logsumexp(self.log_trans.unsqueeze(0) + (o + log_beta).unsqueeze(1), dim=2)
-            step = step - step.amax(-1, keepdim=True)
-            log_beta = torch.where(active, step, log_beta)
+            step = _log_matvec(o + log_beta[lo:hi], self.log_trans, self.trans)
+            log_beta[lo:hi] = step - step.amax(-1, keepdim=True).clamp_min(-1e300)
         post = torch.softmax(alphas + log_beta, dim=-1)
         self.smoothed_upto = upto + 1
         self.pending_alpha = self.pending_alpha[m:]
