@@ -30,6 +30,7 @@ from components import pipeline as P
 from components.figures import state_colour
 from components.results import AnalysisSettings
 from hmm_engine.errors import HMMStudioError
+from hmm_engine.threads import single_thread
 
 STREAM_EVERY = 0.5  # seconds of audio per chunk sent by the browser
 TIME_LIMIT = int(os.environ.get("HMM_STUDIO_LIVE_SECONDS", "120"))  # seconds a stream may run
@@ -258,7 +259,7 @@ def live_step(chunk, session: Optional[LiveSession], analysis: Optional[dict], s
         rate, samples = chunk
         if session is None or session.features.source_rate != int(rate):
             session = new_session(int(rate), analysis, source, lag_choice)
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():  # small ops: one thread (see hmm_engine.threads)
             process_chunk(session, int(rate), np.asarray(samples))
     except HMMStudioError as exc:
         raise gr.Error(str(exc), title="Live input problem") from None
@@ -268,7 +269,7 @@ def live_step(chunk, session: Optional[LiveSession], analysis: Optional[dict], s
 def live_stop(session: Optional[LiveSession]):
     """Recording stopped: commit the rest of the path; the next recording starts a new stream."""
     if session is not None:
-        with torch.no_grad():
+        with torch.no_grad(), single_thread():
             process_chunk(session, session.features.source_rate, np.zeros(0, dtype=np.int16), final=True)
     return live_figure(session), live_summary(session), None
 
