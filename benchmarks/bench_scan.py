@@ -9,6 +9,8 @@ the compiled CPU kernel (``backend="kernel"``, what ``auto`` picks on the CPU), 
 (:mod:`hmm_engine.inference.scan`). Each cell is the minimum wall time over repetitions (ms);
 ``crossover`` is the shortest T of the grid at which the scan beats the sequential torch
 recursion. The scan does O(T K^3) work in O(log T) depth, the recursions O(T K^2) in T steps.
+One torch thread by default, as app.py runs (``--threads 2`` lets the scan's batched products
+use both cores; the sequential recursions run single-threaded either way).
 Prints tables; asserts nothing.
 """
 
@@ -52,11 +54,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (app.py: 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = torch.float64 if device.type == "cpu" else torch.float32
-    Ks = [2, 8, 32] if not args.quick else [2, 16]
-    Ts = [100, 1000, 10000] if not args.quick else [100, 1000]
+    Ks = [2, 8, 16, 32] if not args.quick else [2, 16]
+    Ts = [10, 30, 100, 1000, 10000] if not args.quick else [10, 100, 1000]
     reps = 2 if args.quick else 3
     print(f"device={device} dtype={dtype} torch threads={torch.get_num_threads()} B=1, min of {reps} runs, ms")
     for name, seq, scan in (("forward", inf.forward, scan_forward), ("viterbi", inf.viterbi, scan_viterbi)):
