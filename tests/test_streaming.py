@@ -400,3 +400,15 @@ def test_semi_markov_fixed_lag_keeps_its_lag(data):
         return
     assert math.isfinite(float(offline.score[0]))
     assert last.score <= float(offline.score[0]) + 1e-8
+
+
+def test_exact_mode_memory_is_bounded_with_a_clear_error():
+    """Two states that never leave themselves and emit alike keep both paths alive: the exact
+    mode stops at its bound and says to use a lag; the lag mode decodes the same stream."""
+    ls, lt = torch.log(torch.tensor([0.5, 0.5])), torch.log(torch.eye(2))
+    obs = torch.zeros(50, 2)
+    dec = StreamDecoder(ls, lt, max_pending=20)
+    with pytest.raises(InvalidInputError, match="lag"):
+        dec.push(obs)
+    lagged = StreamDecoder(ls, lt, lag=5, max_pending=20)
+    assert len(lagged.push(obs).states) >= 45  # the forced decision at frame 5 pruned the other path

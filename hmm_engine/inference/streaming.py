@@ -107,6 +107,9 @@ class StreamDecoder:
             default 0 everywhere, the HMM convention).
         groups: ``[K']`` int64, the reported state of each expanded state (default identity).
         num_states: K, the number of reported states (default ``max(groups) + 1``).
+        max_pending: most frames the exact mode may hold uncommitted (``K'`` back-pointers
+            each) before it stops with an error that suggests a lag; the fixed-lag mode never
+            holds more than ``lag`` frames.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class StreamDecoder:
         log_final: Optional[Tensor] = None,
         groups: Optional[Tensor] = None,
         num_states: Optional[int] = None,
+        max_pending: int = 100_000,
     ):
         Kx = int(log_startprob.shape[-1])
         if log_startprob.shape != (Kx,) or log_transmat.shape != (Kx, Kx):
@@ -128,6 +132,7 @@ class StreamDecoder:
         if lag is not None and (isinstance(lag, bool) or int(lag) != lag or lag < 0):
             raise InvalidParameterError(f"lag must be None or a whole number >= 0, got {lag!r}")
         self.lag = None if lag is None else int(lag)
+        self.max_pending = int(max_pending)
         self.device = log_startprob.device
         self.out_dtype = log_startprob.dtype if log_startprob.is_floating_point() else torch.float32
         f64 = dict(dtype=torch.float64, device=self.device)
@@ -200,6 +205,11 @@ class StreamDecoder:
             coalesced = self._coalesce()
             if coalesced is not None:
                 new_states.append(coalesced)
+            if self.t - self.committed > self.max_pending:
+                raise InvalidInputError(
+                    f"{self.t - self.committed} frames are still undecided (the surviving paths have not "
+                    f"merged since frame {self.committed}): stream with a lag, e.g. model.stream(lag=50)"
+                )
             smoothed, smoothed_start = self._smooth_ready(final=False)
             filt = self._report(torch.stack(filtered))
         return StreamStep(
