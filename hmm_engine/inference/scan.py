@@ -95,13 +95,13 @@ def _log_product(a: Tensor, b: Tensor) -> Tensor:
 
 def _max_product(a: Tensor, b: Tensor) -> Tensor:
     """``out[.., i, j] = max_k a[.., i, k] + b[.., k, j]``, in blocks of bounded memory."""
-    lead, (I, K), J = a.shape[:-2], a.shape[-2:], b.shape[-1]
-    a2, b2 = a.reshape(-1, I, K), b.reshape(-1, K, J)
-    step = max(1, _BLOCK // (I * K * J))
-    out = a2.new_empty(a2.shape[0], I, J)
+    lead, (rows, K), cols = a.shape[:-2], a.shape[-2:], b.shape[-1]
+    a2, b2 = a.reshape(-1, rows, K), b.reshape(-1, K, cols)
+    step = max(1, _BLOCK // (rows * K * cols))
+    out = a2.new_empty(a2.shape[0], rows, cols)
     for lo in range(0, a2.shape[0], step):
         out[lo:lo + step] = (a2[lo:lo + step, :, :, None] + b2[lo:lo + step, None, :, :]).amax(-2)
-    return out.reshape(*lead, I, J)
+    return out.reshape(*lead, rows, cols)
 
 
 def _combine(product):
