@@ -105,7 +105,8 @@ def session_model(analysis: Optional[dict]):
     settings = (analysis or {}).get("settings")
     if trained is None or not settings:
         return _sample_model()
-    s = AnalysisSettings(**settings)
+    known = {f.name for f in dataclasses.fields(AnalysisSettings)}
+    s = AnalysisSettings(**{k: v for k, v in settings.items() if k in known})
     name = f"this session's Analyze model ({s.model_type}, K={s.num_states}, {s.feature_kind})"
     return trained.model, s, name
 

@@ -97,3 +97,17 @@ def test_live_fit_on_the_first_seconds():
         _, summary, session = L.live_step((48000, c), session, None, "fit", "lag 20 frames (200 ms)")
     assert "fitted" in summary["model"] and summary["states_committed"] > 0
     assert summary["frames_decoded"] - summary["states_committed"] <= 20
+
+
+def test_live_uses_the_sessions_analyze_model():
+    """After an Analyze run the Live tab decodes with that run's cached model and features."""
+    from components.results import AnalysisSettings
+
+    settings = AnalysisSettings(num_states=3, max_iter=2, sweep_states="", feature_kind="logmel", num_mels=20)
+    result = P.analyze(str(SAMPLE), settings, write_files=False)
+    analysis = {"training_key": result.training_key, "settings": result.settings}
+    chunks, _ = _mic_chunks()
+    _, summary, session = L.live_step((48000, chunks[0]), None, analysis, "analysis", "exact")
+    assert "this session's Analyze model" in summary["model"] and "K=3" in summary["model"]
+    assert session.features.config.kind == "logmel" and session.features.config.num_mels == 20
+    assert session.decoder.num_states == 3
