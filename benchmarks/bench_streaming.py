@@ -15,6 +15,11 @@ Run: ``python benchmarks/bench_streaming.py`` (``--quick``: fewer pushes).
 
 The process runs with one torch thread as app.py does (``--threads 2`` to compare).
 
+3. How long the exact decoder keeps frames undecided on real recordings (bundled LibriVox and
+   CMU ARCTIC clips, and the synthetic sample) with models the Analyze tab trains on each clip:
+   frames pending after each 0.1-s chunk (median, max). This is the exact mode's latency beyond
+   the front end's look-ahead, and its memory (K back-pointers a pending frame).
+
 Prints tables; asserts nothing. Timings on this shared 2-core machine are noisy: compare
 rows of one run.
 """
@@ -86,6 +91,33 @@ def live_rtf(repeats):
     return audio, len(chunks), best
 
 
+def pending_on_recordings():
+    import soundfile as sf
+    import torchaudio.functional as AF
+
+    from components import live as L
+    from components import pipeline as P
+    from components.results import AnalysisSettings
+
+    rows = []
+    for name in ("librivox_sense_0870.wav", "arctic_slt_a0009.wav", "sample_synth.wav"):
+        clip = P.ROOT / "assets" / name
+        x, sr = sf.read(clip, dtype="float32")
+        x = x.mean(1) if x.ndim > 1 else x
+        pcm = np.clip(np.round(AF.resample(torch.from_numpy(x), sr, 48000).numpy() * 32767), -32768, 32767)
+        pcm = pcm.astype(np.int16)
+        for model_type, K in (("gaussian", 8), ("gaussian", 32), ("semi-markov", 8)):
+            settings = AnalysisSettings(num_states=K, model_type=model_type, sweep_states="", max_iter=20)
+            result = P.analyze(str(clip), settings, write_files=False)
+            analysis = {"training_key": result.training_key, "settings": result.settings}
+            session, pending = None, []
+            for i in range(0, len(pcm), 4800):
+                _, summary, session = L.live_step((48000, pcm[i:i + 4800]), session, analysis, "analysis", "exact")
+                pending.append(summary["frames_pending"])
+            rows.append((name, model_type, K, len(pcm) / 48000, np.median(pending), max(pending)))
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
@@ -112,6 +144,11 @@ def main():
     print(f"{'stage':>40} {'total s':>8} {'median ms/chunk':>16} {'real-time factor':>17}")
     print(f"{'resample + features + decode':>40} {engine:>8.3f} {med_engine:>16.2f} {engine / audio:>17.4f}")
     print(f"{'whole handler (+ figure and summary)':>40} {handler:>8.3f} {med_handler:>16.2f} {handler / audio:>17.4f}")
+    print("\nexact decoding of recordings (0.1-s chunks at 48 kHz, a model trained on each clip by the Analyze "
+          "pipeline, 20 EM iterations): frames pending after each chunk")
+    print(f"{'clip':>26} {'model':>12} {'K':>3} {'seconds':>8} {'median':>7} {'max':>5}")
+    for name, model_type, K, seconds, med, mx in pending_on_recordings():
+        print(f"{name:>26} {model_type:>12} {K:>3} {seconds:>8.1f} {med:>7.0f} {mx:>5d}")
 
 
 if __name__ == "__main__":
