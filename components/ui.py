@@ -81,7 +81,8 @@ def _analysis_outputs(result: AnalysisResult) -> tuple:
 
 
 def _segment_state(result: AnalysisResult, audio: Any) -> dict:
-    return {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.segments()]}
+    return {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.segments()],
+            "training_key": result.training_key, "settings": result.settings}  # the Live tab's model
 
 
 def analyze_fn(
@@ -347,6 +348,9 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
             segment_choices, a_state, a_pick, api_visibility="private", queue=False)
         a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_name="align_segment")
         demo.load(segment_choices, a_state, a_pick, api_visibility="private", queue=False)
+        from components.live import build_live_tab
+
+        build_live_tab(seg_state)
     return demo
 
 

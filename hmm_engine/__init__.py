@@ -18,6 +18,7 @@ Importing this package does not import Gradio.
 
 from .durations import GammaDuration, GaussianDuration, NonparametricDuration, PoissonDuration, make_duration
 from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
+from .inference.streaming import StreamDecoder, StreamStep
 from .inputs import pad_sequences
 from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM
 from .models.semimarkov import SemiMarkovHMM
@@ -39,6 +40,8 @@ __all__ = [
     "NonparametricDuration",
     "make_duration",
     "pad_sequences",
+    "StreamDecoder",
+    "StreamStep",
     "transition_mask",
     "fit_em",
     "fit_gradient",

@@ -10,6 +10,8 @@ from .hmm import (
     viterbi,
 )
 from .hsmm import hsmm_forward_backward, hsmm_log_likelihood, hsmm_sample, hsmm_viterbi
+from .scan import scan_forward, scan_viterbi
+from .streaming import StreamDecoder, StreamStep
 
 __all__ = [
     "backward",
@@ -23,4 +25,8 @@ __all__ = [
     "hsmm_log_likelihood",
     "hsmm_sample",
     "hsmm_viterbi",
+    "scan_forward",
+    "scan_viterbi",
+    "StreamDecoder",
+    "StreamStep",
 ]

@@ -233,6 +233,13 @@ class HMM(TrainableMixin, nn.Module):
         x, lengths, _ = self.prepare(x, lengths)
         return inference.log_likelihood(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
 
+    def stream(self, lag: Optional[int] = None):
+        """Online decoding of one stream: ``dec.push(x)`` per ``[t, D]`` chunk gives filtered
+        posteriors and newly committed Viterbi states; see :mod:`hmm_engine.inference.streaming`."""
+        from .stream import stream_model
+
+        return stream_model(self, lag)
+
     @cpu_single_thread
     def sample(self, num_sequences: int = 1, length: int = 100, seed: Optional[int] = None) -> Tuple[Tensor, Tensor]:
         """Draw ``(observations [N, L, ...], states [N, L])``."""

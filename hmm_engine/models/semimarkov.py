@@ -334,6 +334,13 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         with torch.no_grad(), self._threads():
             return hsmm.hsmm_log_likelihood(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
 
+    def stream(self, lag: Optional[int] = None):
+        """Online decoding over (state, frames so far): see :mod:`hmm_engine.inference.streaming`
+        and :func:`~hmm_engine.inference.streaming.hsmm_expanded_chain`."""
+        from .stream import stream_model
+
+        return stream_model(self, lag)
+
     def sample(
         self, num_sequences: int = 1, length: int = 100, seed: Optional[int] = None
     ) -> Tuple[Tensor, Tensor]:
