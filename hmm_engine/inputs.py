@@ -68,6 +68,9 @@ def prepare_inputs(
         want = "[T, D] or [B, T, D]" if event_dims == 1 else "[T] or [B, T]"
         raise InvalidInputError(f"observations must be {want}, got shape {tuple(x.shape)}")
     B, T = x.shape[:2]
+    if event_dims > 0 and not x.is_floating_point():
+        raise InvalidInputError(f"observations are {str(x.dtype).replace('torch.', '')}; this model's emissions need "
+                                "floating-point features (pass x.float())")
     if x.is_floating_point() and event_dims > 0:
         if dtype is not None:
             x = x.to(dtype)

@@ -602,6 +602,9 @@ def _em_iteration(models: PhoneModels, data, reduce, acoustic_scale: float, expl
 
 def _report_iteration(total: dict[str, Tensor], progress, iteration: int) -> float:
     """Log-likelihood per frame of an E-step (checked finite), passed to ``progress``."""
+    from hmm_engine.cancellation import check_cancelled
+
+    check_cancelled()  # a cancelled request stops between EM iterations
     per_frame = float(total["log_likelihood"] / total["num_frames"])
     if not math.isfinite(per_frame):
         raise InvalidInputError("EM log-likelihood is not finite")

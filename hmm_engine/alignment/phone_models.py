@@ -599,20 +599,23 @@ class PhoneModels(nn.Module):
         Raises:
             ModelFileError: missing, corrupt or foreign file.
         """
-        try:
-            payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
-        except FileNotFoundError:
-            raise ModelFileError(f"no phone-model file at '{os.fspath(path)}'") from None
-        except Exception as exc:  # torch raises many types for corrupt files
-            raise ModelFileError(f"'{os.fspath(path)}' is not a readable phone-model file: {exc}") from None
+        from hmm_engine.serialization import check_config_size, read_archive, require_fields
+
+        what = f"phone-model file '{os.path.basename(os.fspath(path))}'"
+        payload = read_archive(path, "phone-model file")  # bounded before torch.load allocates
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise ModelFileError(f"'{os.fspath(path)}' is not an HMM Studio phone-model file")
         if payload.get("version") != VERSION:
             raise ModelFileError(f"'{os.fspath(path)}' has version {payload.get('version')}, expected {VERSION}")
-        config = dict(payload["config"])
-        config["feature_config"] = FeatureConfig(**config["feature_config"])
-        models = cls(**config)
-        models.load_state_dict(payload["state_dict"])
+        require_fields(payload, {"config": dict, "state_dict": dict}, what)
+        check_config_size(payload["config"], payload["state_dict"], what)  # before the models are built
+        try:
+            config = dict(payload["config"])
+            config["feature_config"] = FeatureConfig(**config["feature_config"])
+            models = cls(**config)
+            models.load_state_dict(payload["state_dict"])
+        except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+            raise ModelFileError(f"{what} does not describe phone models ({type(exc).__name__}: {exc})") from None
         return models.to(map_location)
 
 

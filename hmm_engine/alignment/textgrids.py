@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 from praatio import textgrid as praat_textgrid
 from praatio.utilities import errors as praat_errors
 
+from hmm_engine import limits
 from hmm_engine.segments import TIME_TOLERANCE, Segment, validate_tier
 from hmm_engine.errors import InvalidInputError, TextGridError
 
@@ -40,11 +41,13 @@ def read_textgrid(
     name = os.fspath(path)
     if not Path(name).is_file():
         raise TextGridError(f"'{name}': TextGrid file not found")
+    limits.check_textgrid_file(name)  # size, interval count, JSON nesting: before praatio parses
     try:
         grid = praat_textgrid.openTextgrid(name, includeEmptyIntervals=keep_empty, reportingMode="silence")
     except praat_errors.DuplicateTierName as exc:
         raise TextGridError(f"'{name}': {exc}") from None
-    except (praat_errors.PraatioException, ValueError, IndexError, KeyError, TypeError, UnicodeError, OSError) as exc:
+    except (praat_errors.PraatioException, ValueError, IndexError, KeyError, TypeError, UnicodeError, OSError,
+            RecursionError) as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise TextGridError(f"'{name}': not a valid TextGrid ({detail})") from None
 

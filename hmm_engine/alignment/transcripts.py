@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from hmm_engine import limits
 from hmm_engine.errors import TranscriptError
 
 ESPEAK = "espeak-ng"
@@ -64,9 +65,12 @@ def parse_phones(text: str) -> list[str]:
     """Split a space-separated phone string (any symbol set): ``"h @ l oU" -> ["h", "@", "l", "oU"]``."""
     if not isinstance(text, str):
         raise TranscriptError(f"phone transcript must be a string, got {type(text).__name__}")
+    limits.check_text_size(text, "phone transcript")
     phones = text.split()
     if not phones:
         raise TranscriptError("phone transcript is empty: give phones separated by spaces, e.g. 'h @ l oU'")
+    limits.check_token_count(len(phones), "phone transcript", "phones")
+    limits.check_labels(phones)
     return phones
 
 
@@ -121,11 +125,13 @@ def text_to_phones(text: str, voice: str = "en-us", keep_stress: bool = False) -
     """
     if not isinstance(text, str):
         raise TranscriptError(f"transcript must be a string, got {type(text).__name__}")
+    limits.check_text_size(text)  # bounds before espeak-ng runs once per word
     if shutil.which(ESPEAK) is None:
         raise TranscriptError(f"{ESPEAK} is not installed (apt-get install espeak-ng); give phones instead")
     tokens = tokenize_words(text)
     if not tokens:
         raise TranscriptError(f"transcript {text!r} contains no words")
+    limits.check_token_count(len(tokens))
     words = []
     for token in tokens:
         phones = _espeak_word(token, voice, keep_stress)
@@ -159,6 +165,7 @@ def read_dictionary(source: str | os.PathLike) -> dict[str, tuple[tuple[str, ...
             (the line number is given).
     """
     path = Path(source)
+    limits.check_dictionary_file(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -181,9 +188,14 @@ def read_dictionary(source: str | os.PathLike) -> dict[str, tuple[tuple[str, ...
         if not phones:
             raise TranscriptError(f"pronunciation dictionary '{path.name}', line {number}: "
                                   f"the word {fields[0]!r} has no phones")
+        try:
+            limits.check_labels(phones)
+        except TranscriptError as exc:
+            raise TranscriptError(f"pronunciation dictionary '{path.name}', line {number}: {exc}") from None
         variants = entries.setdefault(word, [])
         if phones not in variants:
             variants.append(phones)
+            limits.check_dictionary_counts(path.name, number, word, len(variants))
     if not entries:
         raise TranscriptError(f"the pronunciation dictionary '{path.name}' holds no entry")
     return {word: tuple(variants) for word, variants in entries.items()}
@@ -199,9 +211,11 @@ def dictionary_to_words(text: str, dictionary: Dictionary) -> list[Word]:
     """
     if not isinstance(text, str):
         raise TranscriptError(f"transcript must be a string, got {type(text).__name__}")
+    limits.check_text_size(text)
     tokens = tokenize_words(text)
     if not tokens:
         raise TranscriptError(f"transcript {text!r} contains no words")
+    limits.check_token_count(len(tokens))
     words, missing = [], []
     for token in tokens:
         key = token.casefold()
@@ -265,6 +279,7 @@ def build_phone_sequence(
         for phone in items:
             if not phone or phone.split() != [phone]:
                 raise TranscriptError(f"invalid phone {phone!r}: phones must be non-empty and contain no spaces")
+            limits.check_label(phone)
         phones.extend(items)
     else:
         kinds = sorted({type(item).__name__ for item in items})

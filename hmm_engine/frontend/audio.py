@@ -2,7 +2,10 @@
 
 Everything goes through ``soundfile`` (wav, flac, ogg/vorbis, mp3, ... whatever the bundled
 libsndfile reads); ``torchaudio.load`` is not used because it needs torchcodec.
-Channels are averaged to mono, then resampled with ``torchaudio.functional.resample``.
+Channels are averaged to mono, then resampled with ``torchaudio.functional.resample`` when its
+filter bank is small (rates sharing a large factor: 44100, 48000, 22050, 8000 Hz...), else with
+``soxr``: torchaudio's bank has (target/g) x (source/g) taps for g = gcd(rates), 4 GB at 16001 Hz,
+while soxr's memory does not depend on the ratio (:func:`resample`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from hmm_engine import limits
 from hmm_engine.errors import AudioError
 
 # Peak amplitude (full scale = 1.0) below which audio is considered silent: about -80 dBFS,
@@ -76,7 +80,27 @@ def _check_rate(rate: Any, what: str) -> int:
         raise AudioError(f"{what}: sample rate must be a positive integer, got {rate!r}")
     if not math.isfinite(float(rate)) or float(rate) <= 0 or float(rate) != int(rate):
         raise AudioError(f"{what}: sample rate must be a positive integer, got {rate!r}")
+    limits.check_sample_rate(int(rate), what)
     return int(rate)
+
+
+def resample(samples: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """``[N]`` float32 at ``orig_sr`` -> ``[ceil(N target_sr / orig_sr)]`` float32 at ``target_sr``.
+
+    torchaudio's windowed sinc where its filter bank stays under
+    :data:`hmm_engine.limits.MAX_RESAMPLE_KERNEL` taps (unchanged results for the usual rates),
+    otherwise soxr (its "HQ" polyphase filter), whose memory is independent of the ratio.
+    """
+    if orig_sr == target_sr:
+        return samples
+    if limits.resample_kernel_taps(orig_sr, target_sr) <= limits.MAX_RESAMPLE_KERNEL:
+        return AF.resample(samples, orig_sr, target_sr).to(torch.float32)
+    import soxr
+
+    out = soxr.resample(samples.detach().cpu().numpy().astype(np.float32), orig_sr, target_sr, quality="HQ")
+    expected = math.ceil(samples.shape[0] * target_sr / orig_sr)
+    out = np.pad(out, (0, max(0, expected - out.shape[0])))[:expected]  # torchaudio's length convention
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
 
 
 def _array_to_float(array: np.ndarray, what: str) -> np.ndarray:
@@ -197,7 +221,7 @@ def load_audio(
             f"{what}: is silent (peak amplitude {peak:.2e} is below {SILENCE_PEAK:g} of full scale)"
         )
     if rate != target_sr:
-        mono = AF.resample(mono, rate, target_sr).to(torch.float32)
+        mono = resample(mono, rate, target_sr)
     return Audio(mono.contiguous(), target_sr, int(source_rate), int(channels))
 
 

@@ -14,6 +14,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..cancellation import check_cancelled
 from ..errors import InvalidInputError
 from ..inputs import pad_sequences
 
@@ -72,12 +73,32 @@ def fit_em(
         seed: seeds the initialisation (k-means); EM itself is deterministic.
         init: initialise from the data first (False continues from the current parameters).
         callback: called as ``callback(iteration, log_likelihood)`` after each E-step.
+
+    Raises:
+        InvalidInputError: ``max_iter`` < 1, ``tol`` negative or not a number.
+        hmm_engine.cancellation.Cancelled: the current cancellation token was set (checked
+            before each iteration).
     """
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"tol must be a number, got {tol!r}") from None
+    if not (math.isfinite(tol) and tol >= 0):
+        raise InvalidInputError(f"tol must be a finite number >= 0 (0: run all max_iter iterations), got {tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) and not float(max_iter).is_integer():
+        raise InvalidInputError(f"max_iter must be a whole number, got {max_iter!r}")
+    max_iter = int(max_iter)
+    check_cancelled()
     if batches is None:
         xb, lb, _ = model.prepare(x, lengths)
         batches = [(xb, lb)]
     else:
         batches = list(batches)
+    obs_dim = getattr(getattr(model, "emission", None), "obs_dim", None)
+    if obs_dim is not None and getattr(model.emission, "event_dims", 1) == 1:
+        for xb, _ in batches:
+            if xb.shape[-1] != obs_dim:
+                raise InvalidInputError(f"observations have dimension {xb.shape[-1]}, the model expects {obs_dim}")
     if max_iter < 1:
         raise InvalidInputError("max_iter must be >= 1")
     generator = torch.Generator().manual_seed(int(seed))
@@ -86,6 +107,7 @@ def fit_em(
     history: List[float] = []
     previous = None
     for iteration in range(max_iter):
+        check_cancelled()
         stats = None
         for xb, lb in batches:
             stats = add_stats(stats, model.accumulate(xb, lb))

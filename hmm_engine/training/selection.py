@@ -8,6 +8,8 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 
+from ..cancellation import check_cancelled
+
 
 def _total_log_likelihood(model, x, lengths) -> float:
     with torch.no_grad():
@@ -55,6 +57,7 @@ def sweep(
     grid = [(k, m) for k in num_states for m in num_mixtures]
     rows: List[Dict] = []
     for done, (k, m) in enumerate(grid):
+        check_cancelled()  # between models; EM checks between iterations
         row: Dict = {"num_states": k, "num_mixtures": m}
         start = time.perf_counter()
         try:
