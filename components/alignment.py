@@ -8,6 +8,7 @@ dashboard's caches, timings, memory, scoring against a reference TextGrid with
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 from components import pipeline as P
 from hmm_engine.segments import Segment
 from components.results import AlignmentResult, AnalysisSettings
+from hmm_engine import limits
 from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import TextGridError, TranscriptError
 
@@ -43,13 +45,62 @@ def aligner_defaults() -> dict:
 
 
 def check_transcript(transcript: Any, kind: str) -> str:
-    """Cheap checks before any audio work; the aligner does the rest."""
+    """Cheap checks before any audio work (length bounds, control characters); the aligner
+    does the rest."""
     if transcript is None or not str(transcript).strip():
         raise TranscriptError("the transcript is empty: type the words (or phones) spoken in the clip")
     kind = (kind or "text").strip().lower()
     if kind not in ("text", "phones"):
         raise P.DashboardError(f"transcript kind must be 'text' or 'phones', got {kind!r}")
+    text = str(transcript)
+    limits.check_text_size(text)
+    if kind == "phones":
+        tokens = text.split()
+        limits.check_token_count(len(tokens), "phone transcript", "phones")
+        limits.check_labels(tokens)
+    else:
+        from hmm_engine.alignment.transcripts import tokenize_words
+
+        limits.check_token_count(len(tokenize_words(text)))
     return kind
+
+
+def check_fits_audio(transcript: str, kind: str, seconds: float) -> None:
+    """A transcript longer than the clip can hold is refused before espeak-ng or EM run."""
+    if kind == "phones":
+        limits.check_fits_audio(len(str(transcript).split()), seconds, "phones")
+    else:
+        from hmm_engine.alignment.transcripts import tokenize_words
+
+        limits.check_fits_audio(len(tokenize_words(str(transcript))), seconds, "words")
+
+
+# Punctuation never appears in the phone symbols of ARPAbet, espeak-ng or IPA; and none of
+# their symbols is longer than four characters (ARPAbet "AXR0").
+_NOT_A_PHONE = re.compile(r"[,.;!?\"()\[\]{}]|^.{5,}$")
+
+
+def unknown_phones(tokens: list[str], inventory: set[str] | None = None) -> tuple[list[str], str]:
+    """Tokens of a "phones" transcript that are not phones of the selected set: the given
+    models' (or reference's) inventory, else the symbol set (ARPAbet, espeak-ng, IPA) that
+    recognises most of them. Returns the unknown tokens (each once) and the set's name."""
+    from hmm_engine.alignment.phone_classes import detect_symbol_set, phone_class
+
+    if inventory:
+        return list(dict.fromkeys(t for t in tokens if t not in inventory)), "the given inventory"
+    symbol_set = detect_symbol_set(tokens)
+    bad = [t for t in tokens if _NOT_A_PHONE.search(t) or phone_class(t, symbol_set=symbol_set) is None]
+    return list(dict.fromkeys(bad)), f"{symbol_set} phones"
+
+
+def phone_warning(transcript: str, inventory: set[str] | None, where: str) -> str | None:
+    tokens = str(transcript).split()
+    bad, name = unknown_phones(tokens, inventory)
+    if not bad:
+        return None
+    shown = ", ".join(repr(t) for t in bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+    hint = " Is it text? Set 'Transcript is' to text." if any(_NOT_A_PHONE.search(t) for t in bad) else ""
+    return f"{len(bad)} of the transcript's 'phones' are not {name} ({where}): {shown}.{hint}"
 
 
 def read_reference(path: Any, tier: str = "") -> tuple[list, str]:
@@ -173,6 +224,20 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         progress(0.0, "loading audio")
         with timer.stage("load"):
             loaded = P.load(audio)
+        seconds = loaded.audio.duration
+        # What the clip can hold, before espeak-ng and EM run.
+        check_fits_audio(transcript, kind, seconds)
+        if reference:
+            limits.check_reference_covers(reference, seconds, name=f"reference TextGrid (tier {ref_name!r})")
+        warnings = []
+        if kind == "phones":
+            inventory = set(models.phones) if models is not None else (
+                {sg.label for sg in reference} if reference else None)
+            where = ("the phone models'" if models is not None else "the reference's labels" if reference
+                     else "symbol sets")
+            note = phone_warning(transcript, inventory, where)
+            if note:
+                warnings.append(note)
         with timer.stage("features"):
             feats, _ = P.features(loaded, s)
         text = {"phones": str(transcript)} if kind == "phones" else {"words": str(transcript)}
@@ -216,6 +281,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     )
     result.history = list(out.history)
     result.transcript_fit = fit
+    result.warnings = warnings
     with timer.stage("exports"):
         result.files = write_alignment_exports(result)
     result.timings = dict(timer.timings)

@@ -85,6 +85,8 @@ FEATURE_CACHE = LRU(16)
 MODEL_CACHE = LRU(16)
 SWEEP_CACHE = LRU(16)
 TRAIN_LOCKS = KeyedLocks()
+# Audio hashes whose results anyone may see (the precomputed sample): shared across sessions.
+PUBLIC_AUDIO: set[str] = set()
 
 
 def _sha1(*parts: Any) -> str:
@@ -102,8 +104,10 @@ def sweep_key(audio_sha1: str, base_settings: dict, states: list, mixes: list) -
     return _sha1("sweep", audio_sha1, base_settings, list(states), list(mixes), SCHEMA_VERSION)
 
 
-def training_key(s, audio_sha1: str, device) -> str:
-    return _sha1("train", audio_sha1, s.training_dict(), str(device.type), SCHEMA_VERSION)
+def training_key(s, audio_sha1: str, device, scope: str = "") -> str:
+    """``scope`` (a session) keeps one user's cache hits from revealing another's work."""
+    args = ("train", audio_sha1, s.training_dict(), str(device.type), SCHEMA_VERSION)
+    return _sha1(*args) if not scope else _sha1(*args, "scope", scope)
 
 
 _ENGINE_HASH: str | None = None

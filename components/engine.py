@@ -20,7 +20,7 @@ import hmm_engine
 from components.caches import FEATURE_CACHE, MODEL_CACHE, SWEEP_CACHE, TRAIN_LOCKS, _sha1, sweep_key
 from components.results import AnalysisSettings
 from components.validation import ANALYSIS_SR, MAX_AUDIO_SECONDS, MIN_AUDIO_SECONDS, parse_grid
-from hmm_engine import GaussianHMM, MixtureGaussianHMM
+from hmm_engine import GaussianHMM, MixtureGaussianHMM, limits
 from hmm_engine.errors import AudioError, InvalidInputError
 from hmm_engine.models.semimarkov import SemiMarkovHMM
 
@@ -67,12 +67,13 @@ class FeatureBundle:
     freqs: np.ndarray
 
 
-def features(loaded: LoadedAudio, settings: AnalysisSettings) -> tuple[FeatureBundle, bool]:
-    """Features and display spectrogram, cached by audio and feature settings."""
+def features(loaded: LoadedAudio, settings: AnalysisSettings, scope: str = "") -> tuple[FeatureBundle, bool]:
+    """Features and display spectrogram, cached by audio and feature settings (within ``scope``:
+    one session's cache hits never reveal another session's work)."""
     from hmm_engine.frontend.features import display_spectrogram, extract_features
 
     cfg = feature_config(settings)
-    key = _sha1(loaded.sha1, repr(cfg))
+    key = _sha1(scope, loaded.sha1, repr(cfg))
     hit = FEATURE_CACHE.get(key)
     if hit is not None:
         return hit, True
@@ -147,6 +148,39 @@ def _check_sizes(s: AnalysisSettings, num_frames: int, num_states: int | None = 
             "Raise the maximum duration or the number of states, or use the ergodic topology")
 
 
+def _model_units(s: AnalysisSettings, num_frames: int, obs_dim: int, num_states: int, num_mixtures: int) -> float:
+    """Estimated work of one fit plus its decoding and criteria (about two more passes)."""
+    mixtures = num_mixtures if s.model_type == "gmm" else 1
+    duration = s.max_duration if s.model_type == "semi-markov" else 1
+    return limits.analysis_units(num_frames, num_states, s.max_iter + 2, obs_dim, s.covariance_type, mixtures, duration)
+
+
+def check_cost(s: AnalysisSettings, num_frames: int, obs_dim: int) -> float:
+    """Refuse (before training) a request whose estimated work is above
+    :data:`hmm_engine.limits.MAX_COMPUTE_UNITS`, naming the settings that drive it."""
+    main = _model_units(s, num_frames, obs_dim, s.num_states, s.num_mixtures)
+    states = parse_grid(s.sweep_states)
+    mixes = (parse_grid(s.sweep_mixtures, lo=1, hi=16) or [s.num_mixtures]) if s.model_type == "gmm" else [1]
+    sweep = sum(_model_units(s, num_frames, obs_dim, k, m) for k in states for m in mixes if k <= num_frames)
+    total = main + sweep
+    if total > limits.MAX_COMPUTE_UNITS:
+        drivers = [f"EM iterations ({s.max_iter})", f"states ({s.num_states})"]
+        if s.model_type == "gmm":
+            drivers.append(f"mixtures ({s.num_mixtures})")
+        if s.covariance_type in ("full", "tied"):
+            drivers.append(f"covariance ({s.covariance_type} -> diag)")
+        if s.model_type == "semi-markov":
+            drivers.append(f"max state duration ({s.max_duration})")
+        if sweep > main:
+            models = len([k for k in states if k <= num_frames]) * len(mixes)
+            hint = (f"the sweep first ({models} models: fewer or smaller sweep state / mixture counts), then "
+                    + ", ".join(drivers))
+        else:
+            hint = ", ".join(drivers) + " or use a shorter clip"
+        limits.check_compute(total, hint)
+    return total
+
+
 def train(s: AnalysisSettings, x: torch.Tensor, device: torch.device, key: str,
           progress: Progress = _noop_progress) -> tuple[TrainedModel, bool]:
     """Train (or fetch from cache) the model for these settings on features ``x [T, D]``."""
@@ -205,7 +239,8 @@ def _duration_pmf(model) -> np.ndarray | None:
 
 def run_sweep(s: AnalysisSettings, x: torch.Tensor, device: torch.device, audio_key: str,
               progress: Progress = _noop_progress) -> tuple[list[dict], bool]:
-    """BIC/AIC for each state (and mixture) count in the settings' grids (cached)."""
+    """BIC/AIC for each state (and mixture) count in the settings' grids (cached). A size that
+    cannot be fitted is a row with its ``error`` instead of criteria."""
     states = parse_grid(s.sweep_states)
     mixes = parse_grid(s.sweep_mixtures, lo=1, hi=16) if s.model_type == "gmm" else []
     if not states:
@@ -220,13 +255,21 @@ def run_sweep(s: AnalysisSettings, x: torch.Tensor, device: torch.device, audio_
         return hit, True
     from hmm_engine.training.selection import sweep as engine_sweep
 
+    # Sizes that cannot cover this clip are listed with their reason, not dropped.
+    skipped, fit = [], []
+    for k in states:
+        try:
+            _check_sizes(s, x.shape[0], num_states=k)
+            fit.append(k)
+        except InvalidInputError as exc:
+            skipped += [{"num_states": k, "num_mixtures": m, "error": str(exc)} for m in mixes]
     xd = x.to(device)
     rows = engine_sweep(
         lambda num_states, num_mixtures: build_model(s, x.shape[1], num_states, num_mixtures).to(device),
-        xd, num_states=[k for k in states if k <= x.shape[0]], num_mixtures=mixes,
-        max_iter=s.max_iter, tol=s.tol, seed=s.seed,
+        xd, num_states=fit, num_mixtures=mixes, max_iter=s.max_iter, tol=s.tol, seed=s.seed,
         progress=lambda done, total: progress(done / max(total, 1), f"BIC/AIC sweep: {done}/{total} models"),
-    )
-    rows = [{k: (float(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows if "bic" in r]
+    ) if fit else []
+    rows = [{k: (float(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows] + skipped
+    rows.sort(key=lambda r: (r["num_mixtures"], r["num_states"]))
     SWEEP_CACHE.put(key, rows)
     return rows, False

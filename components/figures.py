@@ -507,6 +507,20 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
     if not rows:
         fig.add_annotation(text="no sweep run", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
         return fig
+    # Sizes that could not be fitted are said in words on the chart, with their reason.
+    skipped = [r for r in rows if "bic" not in r]
+    rows = [r for r in rows if "bic" in r]
+    if skipped:
+        lines = [f"K={int(r['num_states'])}" + (f", M={int(r.get('num_mixtures', 1) or 1)}" if int(r.get("num_mixtures", 1) or 1) > 1 else "")
+                 + f": {str(r.get('error', 'not fitted'))[:90]}" for r in skipped[:6]]
+        if len(skipped) > 6:
+            lines.append(f"... and {len(skipped) - 6} more (see the summary)")
+        head = "not fitted:" if rows else "no sweep size could be fitted:"
+        fig.add_annotation(text="<br>".join([head] + lines), xref="paper", yref="paper", x=0.01, y=0.99,
+                           xanchor="left", yanchor="top", showarrow=False, align="left", font=dict(size=10),
+                           bgcolor="rgba(255,240,240,0.9)", bordercolor="#c33", borderwidth=1)
+        if not rows:
+            return fig
     mixes = sorted({int(r.get("num_mixtures", 1) or 1) for r in rows})
     for i, m in enumerate(mixes):
         sel = sorted((r for r in rows if int(r.get("num_mixtures", 1) or 1) == m), key=lambda r: r["num_states"])

@@ -22,6 +22,7 @@ from components.caches import (  # noqa: F401 - re-exported
     FEATURE_CACHE,
     LRU,
     MODEL_CACHE,
+    PUBLIC_AUDIO,
     SWEEP_CACHE,
     KeyedLocks,
     _sha1,
@@ -35,6 +36,7 @@ from components.engine import (  # noqa: F401 - re-exported
     Progress,
     TrainedModel,
     _check_sizes,
+    check_cost,
     _duration_pmf,
     _noop_progress,
     _np,
@@ -68,8 +70,13 @@ from components.validation import (  # noqa: F401 - re-exported
 
 
 def analyze(source: Any, settings: AnalysisSettings | None = None, progress: Progress = _noop_progress,
-            write_files: bool = True) -> AnalysisResult:
-    """Run the whole analysis of one clip. Raises :class:`HMMStudioError` on bad input."""
+            write_files: bool = True, scope: str = "") -> AnalysisResult:
+    """Run the whole analysis of one clip. Raises :class:`HMMStudioError` on bad input (an
+    estimated cost above :data:`hmm_engine.limits.MAX_COMPUTE_UNITS` included, before training),
+    :class:`hmm_engine.cancellation.Cancelled` when the request's token is set.
+
+    ``scope`` (the dashboard passes the session) keys the caches: a cache hit, and the
+    ``cached`` list of the summary, only ever reflect that scope's own earlier work."""
     s = validate_settings(settings or AnalysisSettings())
     device = resolve_device(s.device)
     timer = StageTimer(device)
@@ -78,14 +85,17 @@ def analyze(source: Any, settings: AnalysisSettings | None = None, progress: Pro
         progress(0.0, "loading audio")
         with timer.stage("load"):
             loaded = load(source)
+        if loaded.sha1 in PUBLIC_AUDIO:
+            scope = ""  # the bundled sample: its results are public (shown at start-up)
         progress(0.05, "features")
         with timer.stage("features"):
-            feats, hit = features(loaded, s)
+            feats, hit = features(loaded, s, scope)
         if hit:
             cached.append("features")
         x = feats.values
         _check_sizes(s, x.shape[0], frame_shift=feats.frame_shift)
-        key = training_key(s, loaded.sha1, device)
+        check_cost(s, int(x.shape[0]), int(x.shape[1]))
+        key = training_key(s, loaded.sha1, device, scope)
         with timer.stage("training"):
             trained, hit = train(s, x, device, key,
                                  progress=lambda f, m: progress(0.1 + 0.7 * f, m))
@@ -96,7 +106,7 @@ def analyze(source: Any, settings: AnalysisSettings | None = None, progress: Pro
             path, vscore = decode(trained, x, s.decoder)
         if parse_grid(s.sweep_states):
             with timer.stage("sweep"):
-                sweep, hit = run_sweep(s, x, device, loaded.sha1,
+                sweep, hit = run_sweep(s, x, device, _sha1(scope, loaded.sha1) if scope else loaded.sha1,
                                        progress=lambda f, m: progress(0.88 + 0.1 * f, m))
             if hit:
                 cached.append("sweep")

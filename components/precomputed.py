@@ -133,6 +133,7 @@ def _prime_caches(result: AnalysisResult, model, audio: Path, settings: Analysis
         base.pop("num_states")
         base.pop("num_mixtures")
         P.SWEEP_CACHE.put(P.sweep_key(result.audio_hash, base, states, mixes), result.sweep)
+    P.PUBLIC_AUDIO.add(result.audio_hash)
     result.cached = ["precomputed"]
 
 

@@ -11,10 +11,15 @@ Every argument but the audio (and the transcript) has a default.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import re
+import threading
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -23,6 +28,7 @@ from components.alignment import aligner_defaults
 from components.precomputed import sample_settings
 from components.render import render_alignment, render_analysis
 from components.results import AnalysisResult, AnalysisSettings
+from hmm_engine.cancellation import Cancelled, CancelToken, cancellable
 from hmm_engine.errors import HMMStudioError
 from hmm_engine.frontend.audio import AUDIO_SUFFIXES
 
@@ -34,6 +40,7 @@ ALIGN_DEFAULTS = aligner_defaults()
 
 CSS = """
 .hmm-note {font-size: 0.9em; color: #555;}
+.hmm-error {border: 1px solid #c33; border-radius: 6px; padding: 4px 8px; background: #fff4f4;}
 footer {display: none !important;}
 """
 
@@ -46,13 +53,102 @@ and where the time went. The bundled sample is already analysed; change a settin
 """
 
 
+# A quoted absolute path (an upload's /tmp/gradio/<hash>/name.wav): users see only the name.
+_SERVER_PATH = re.compile(r"(['\"])/(?:[^'\"/]+/)+([^'\"/]+)\1")
+
+
+def public_message(text: str) -> str:
+    """``text`` without server paths: ``'/tmp/gradio/ab12/clip.wav'`` -> ``'clip.wav'``."""
+    return _SERVER_PATH.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}", str(text))
+
+
 def _user_error(exc: BaseException) -> gr.Error:
+    """A message for the user that stays up until closed (duration=None), without server paths."""
     if isinstance(exc, gr.Error):
         return exc
+    if isinstance(exc, Cancelled):
+        return gr.Error("cancelled: the work stopped", title="Cancelled", duration=None, print_exception=False)
     if isinstance(exc, HMMStudioError):
-        return gr.Error(str(exc), title="Input problem")
+        return gr.Error(public_message(str(exc)), title="Input problem", duration=None, print_exception=False)
     log.error("unexpected error: %s", "".join(traceback.format_exception(exc)))
-    return gr.Error(f"Internal error ({type(exc).__name__}): {exc}", title="Something went wrong")
+    return gr.Error(public_message(f"Internal error ({type(exc).__name__}): {exc}"), title="Something went wrong",
+                    duration=None)
+
+
+# ------------------------------------------------------------------ cancellable work
+
+# Compute runs in these threads; Gradio's concurrency limit bounds how many are busy, and a
+# cancelled request holds its slot until its thread has really stopped (see run_cancellable).
+_WORKERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="hmm-studio-work")
+_BLOCKS: list = []               # the running Blocks, to see whether a request's client is still there
+_LAST_ERROR: dict = {}           # (session, tab) -> message, shown next to the button that failed
+_LAST_ERROR_LOCK = threading.Lock()
+CLIENT_POLL_S = 0.5
+
+
+def _client_gone(request: gr.Request | None) -> bool:
+    """True when Gradio has marked this session's running job dead (its client disconnected)."""
+    session = getattr(request, "session_hash", None)
+    if not session or not _BLOCKS:
+        return False
+    try:
+        queue = _BLOCKS[0]._queue
+        jobs = [job for job_set in queue.active_jobs if job_set for job in job_set]
+        return any(job.session_hash == session and not job.alive for job in jobs)
+    except Exception:  # noqa: BLE001 - a Gradio internals change only disables this check
+        return False
+
+
+async def run_cancellable(work: Callable[[], Any], request: gr.Request | None = None) -> Any:
+    """Run ``work()`` in a worker thread under a :class:`CancelToken`. When the request is
+    cancelled (the Cancel button, ``job.cancel()`` of gradio_client) or its client goes away,
+    the token is set and EM / the sweep / the aligner stop at their next check; the request
+    keeps its concurrency slot until the thread has stopped, so cancelled work never piles up
+    outside the limit."""
+    token = CancelToken()
+    context = contextvars.copy_context()
+
+    def run():
+        with cancellable(token):
+            return work()
+
+    future = asyncio.get_running_loop().run_in_executor(_WORKERS, context.run, run)
+    try:
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=CLIENT_POLL_S)
+            if done:
+                return future.result()
+            if not token.cancelled and _client_gone(request):
+                token.cancel("abandoned by its client")
+    except asyncio.CancelledError:
+        token.cancel("cancelled")
+        while not future.done():
+            try:
+                await asyncio.wait({future})
+            except asyncio.CancelledError:
+                continue
+        raise
+
+
+def _remember_error(request: gr.Request | None, tab: str, error: gr.Error) -> None:
+    session = getattr(request, "session_hash", None)
+    if session:
+        with _LAST_ERROR_LOCK:
+            _LAST_ERROR[(session, tab)] = (getattr(error, "title", None) or "Error", str(error.message))
+            while len(_LAST_ERROR) > 1000:
+                _LAST_ERROR.pop(next(iter(_LAST_ERROR)))
+
+
+def _error_note(tab: str):
+    def show(request: gr.Request):
+        with _LAST_ERROR_LOCK:
+            title, message = _LAST_ERROR.pop((getattr(request, "session_hash", None), tab), ("Error", "the request failed"))
+        return gr.update(value=f"**{title}:** {message}", visible=True)
+    return show
+
+
+def _hide_note():
+    return gr.update(value="", visible=False)
 
 
 def example_clips() -> list[str]:
@@ -85,7 +181,7 @@ def _segment_state(result: AnalysisResult, audio: Any) -> dict:
             "training_key": result.training_key, "settings": result.settings}  # the Live tab's model
 
 
-def analyze_fn(
+async def analyze_fn(
     audio,
     model_type: str = DEFAULTS.model_type,
     num_states: int = DEFAULTS.num_states,
@@ -106,6 +202,7 @@ def analyze_fn(
     sweep_mixtures: str = DEFAULTS.sweep_mixtures,
     decoder: str = DEFAULTS.decoder,
     progress=gr.Progress(),
+    request: gr.Request = None,
 ):
     settings = AnalysisSettings(
         model_type=model_type, num_states=num_states, num_mixtures=num_mixtures, covariance_type=covariance_type,
@@ -113,14 +210,18 @@ def analyze_fn(
         num_ceps=num_ceps, deltas=deltas, max_duration=max_duration, duration_dist=duration_dist, device=device,
         seed=seed, sweep_states=sweep_states or "", sweep_mixtures=sweep_mixtures or "", decoder=decoder,
     )
+    scope = getattr(request, "session_hash", None) or ""
     try:
-        result = P.analyze(audio, settings, progress=_gr_progress(progress))
+        result = await run_cancellable(lambda: P.analyze(audio, settings, progress=_gr_progress(progress),
+                                                         scope=scope), request)
         return _analysis_outputs(result) + (_segment_state(result, audio),)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
-        raise _user_error(exc) from None
+        error = _user_error(exc)
+        _remember_error(request, "analyze", error)
+        raise error from None
 
 
-def align_fn(
+async def align_fn(
     audio,
     transcript: str,
     transcript_kind: str = "text",
@@ -135,18 +236,23 @@ def align_fn(
     phone_models=None,
     dictionary=None,
     progress=gr.Progress(),
+    request: gr.Request = None,
 ):
     from components import alignment as A
 
     try:
-        result = A.align(audio, transcript, transcript_kind=transcript_kind, states_per_phone=states_per_phone,
-                         reference_textgrid=reference_textgrid, reference_tier=reference_tier,
-                         feature_kind=feature_kind, max_iter=max_iter, device=device, seed=seed,
-                         durations=durations, phone_models=phone_models, dictionary=dictionary,
-                         progress=_gr_progress(progress))
-        return _alignment_outputs(result, audio)
+        result = await run_cancellable(lambda: A.align(
+            audio, transcript, transcript_kind=transcript_kind, states_per_phone=states_per_phone,
+            reference_textgrid=reference_textgrid, reference_tier=reference_tier, feature_kind=feature_kind,
+            max_iter=max_iter, device=device, seed=seed, durations=durations, phone_models=phone_models,
+            dictionary=dictionary, progress=_gr_progress(progress)), request)
     except Exception as exc:  # noqa: BLE001
-        raise _user_error(exc) from None
+        error = _user_error(exc)
+        _remember_error(request, "align", error)
+        raise error from None
+    for note in result.warnings:
+        gr.Warning(public_message(note), duration=None)
+    return _alignment_outputs(result, audio)
 
 
 def _alignment_outputs(result, audio) -> tuple:
@@ -171,6 +277,40 @@ def sample_alignment():
     except Exception:  # noqa: BLE001 - a preview must never keep the dashboard from starting
         log.warning("the Align tab opens empty: aligning the bundled sample failed\n%s", traceback.format_exc())
         return None
+
+
+def _clip_name(audio: Any) -> str | None:
+    if audio is None:
+        return None
+    if isinstance(audio, dict):
+        audio = audio.get("path") or audio.get("orig_name")
+    if isinstance(audio, (str, Path)):
+        return Path(str(audio)).name
+    return "recording"
+
+
+def clip_caption(state: dict | None) -> str:
+    """The clip the figures below belong to."""
+    name = _clip_name((state or {}).get("audio"))
+    return f"Results for **{name}**" if name else "*No results yet: press the button to run.*"
+
+
+def _new_clip_analyze(audio):
+    name = _clip_name(audio)
+    text = f"New clip **{name}**: press **Analyze** to see its results." if name else "*No clip: upload or record one.*"
+    return (*([None] * 8), None, gr.update(choices=[], value=None), text, _hide_note())
+
+
+def _new_clip_align(audio):
+    name = _clip_name(audio)
+    text = f"New clip **{name}**: press **Align** to see its results." if name else "*No clip: upload or record one.*"
+    return (*([None] * 6), gr.update(choices=[], value=None), text, _hide_note())
+
+
+def _own_clip_align(transcript: str):
+    sample_text, _ = _sample_transcript()
+    keep = transcript if (transcript or "").strip() != sample_text.strip() else ""
+    return None, "text", keep
 
 
 def segment_choices(state: dict | None):
@@ -210,6 +350,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
     examples = example_clips()
 
     with gr.Blocks(title="HMM Studio", delete_cache=(1800, 3600)) as demo:
+        _BLOCKS[:] = [demo]
         gr.Markdown(INTRO)
         with gr.Tab("Analyze"):
             with gr.Row():
@@ -252,8 +393,12 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                                     placeholder="e.g. 1,2,4")
                     decoder = gr.Radio([("Viterbi", "viterbi"), ("Posterior (per-frame argmax)", "posterior")],
                                        value=s0.decoder, label="Decoder (re-decodes with the cached model)")
-                    run = gr.Button("Analyze", variant="primary", elem_id="analyze-button")
+                    with gr.Row():
+                        run = gr.Button("Analyze", variant="primary", elem_id="analyze-button", scale=3)
+                        cancel = gr.Button("Cancel", variant="stop", elem_id="analyze-cancel", scale=1)
+                    note = gr.Markdown(visible=False, elem_id="analyze-error", elem_classes="hmm-error")
                 with gr.Column(scale=3):
+                    caption = gr.Markdown(clip_caption(init_state), elem_id="analyze-clip")
                     timeline = gr.Plot(value=init_out[0], label="Timeline", elem_id="plot-timeline")
                     with gr.Row():
                         transitions = gr.Plot(value=init_out[1], label="Transition matrix", elem_id="plot-transitions")
@@ -276,11 +421,19 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                   feature_kind, num_mels, num_ceps, deltas, max_duration, duration_dist, device, seed,
                   sweep_states, sweep_mixtures, decoder]
         outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state]
-        run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute").then(
-            segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
-        decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
-                      show_progress="minimal").then(segment_choices, seg_state, seg_pick,
-                                                    api_visibility="private", queue=False)
+        figures = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads]
+        events = [run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute"),
+                  decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
+                                show_progress="minimal")]
+        for event in events:
+            event.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+            event.success(clip_caption, seg_state, caption, api_visibility="private", queue=False)
+            event.failure(_error_note("analyze"), None, note, api_visibility="private", queue=False)
+        run.click(_hide_note, None, note, api_visibility="private", queue=False)
+        cancel.click(None, None, None, cancels=events, api_visibility="private", queue=False)
+        # A figure belongs to its clip: a new clip clears them until it is analysed.
+        audio.change(_new_clip_analyze, audio, [*figures, seg_state, seg_pick, caption, note],
+                     api_visibility="private", queue=False)
         seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_name="analyze_segment")
         demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
 
@@ -321,8 +474,12 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                     "*Dictionary*: a pronunciation dictionary in CMUdict / MFA text format "
                                     "(`WORD PH1 PH2 ...`, `WORD(2)` for variants); a text transcript's words are "
                                     "looked up there instead of espeak-ng.", elem_classes="hmm-note")
-                    a_run = gr.Button("Align", variant="primary", elem_id="align-button")
+                    with gr.Row():
+                        a_run = gr.Button("Align", variant="primary", elem_id="align-button", scale=3)
+                        a_cancel = gr.Button("Cancel", variant="stop", elem_id="align-cancel", scale=1)
+                    a_note = gr.Markdown(visible=False, elem_id="align-error", elem_classes="hmm-error")
                 with gr.Column(scale=3):
+                    a_caption = gr.Markdown(clip_caption(a_init[5]), elem_id="align-clip")
                     a_timeline = gr.Plot(value=a_init[0], label="Timeline", elem_id="plot-align-timeline")
                     a_fig = gr.Plot(value=a_init[1], label="Hypothesis vs reference", elem_id="plot-alignment")
                     a_latency = gr.Plot(value=a_init[2], label="Latency and memory", elem_id="plot-align-latency")
@@ -343,9 +500,21 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                 gr.Examples(examples=align_rows, inputs=[a_audio, transcript, transcript_kind, ref_tg],
                             label="Example clips (with reference where one exists)",
                             example_labels=[Path(r[0]).name for r in align_rows])
-        a_run.click(align_fn, a_inputs, [a_timeline, a_fig, a_latency, a_summary, a_files, a_state],
-                    api_name="align", concurrency_id="compute").then(
-            segment_choices, a_state, a_pick, api_visibility="private", queue=False)
+        a_event = a_run.click(align_fn, a_inputs, [a_timeline, a_fig, a_latency, a_summary, a_files, a_state],
+                              api_name="align", concurrency_id="compute")
+        a_event.then(segment_choices, a_state, a_pick, api_visibility="private", queue=False)
+        a_event.success(clip_caption, a_state, a_caption, api_visibility="private", queue=False)
+        a_event.failure(_error_note("align"), None, a_note, api_visibility="private", queue=False)
+        a_run.click(_hide_note, None, a_note, api_visibility="private", queue=False)
+        a_cancel.click(None, None, None, cancels=[a_event], api_visibility="private", queue=False)
+        a_audio.change(_new_clip_align, a_audio,
+                       [a_timeline, a_fig, a_latency, a_summary, a_files, a_state, a_pick, a_caption, a_note],
+                       api_visibility="private", queue=False)
+        # The user's own clip (not an example, which sets its own transcript and reference):
+        # the sample's reference and "phones" setting do not belong to it.
+        for trigger in (a_audio.upload, a_audio.stop_recording, a_audio.clear):
+            trigger(_own_clip_align, transcript, [ref_tg, transcript_kind, transcript],
+                    api_visibility="private", queue=False)
         a_pick.input(play_segment, [a_state, a_pick], a_seg_audio, api_name="align_segment")
         demo.load(segment_choices, a_state, a_pick, api_visibility="private", queue=False)
         from components.live import build_live_tab

@@ -218,6 +218,41 @@ def _mixture_options(args: argparse.Namespace) -> dict:
     return {} if value is None else {"min_frames_per_gaussian": value}
 
 
+def _report_to(out: TextIO):
+    """Report lines are printed (and flushed) as they happen, so a later failure keeps them."""
+    def report(line: str) -> None:
+        print(line, file=out, flush=True)
+    return report
+
+
+def check_writable(folder: Path) -> str | None:
+    """None when ``folder`` exists (or can be made) and a file can be written in it; else the
+    one-line reason. Checked before training, which can take hours."""
+    import os
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write to the output folder '{folder}': {exc.strerror or exc}"
+    return None
+
+
+def _write_error(exc: OSError, out_dir: Path) -> str:
+    """One line naming the path an I/O error happened on (a write under ``out_dir``, else a read)."""
+    if exc.filename is None:
+        return f"error: input/output failed under '{out_dir}': {exc.strerror or exc}"
+    try:
+        inside = Path(exc.filename).resolve().is_relative_to(Path(out_dir).resolve())
+    except (OSError, ValueError):
+        inside = False
+    return f"error: could not {'write' if inside else 'read'} '{exc.filename}': {exc.strerror or exc}"
+
+
 def _start_distributed(device: str) -> bool:
     """Initialise torch.distributed (gloo) when launched by torchrun; True if this call did."""
     import os
@@ -241,19 +276,26 @@ def run_train_labelled(args: argparse.Namespace, out: TextIO | None = None) -> i
     from hmm_engine.frontend.features import FeatureConfig
 
     out = out if out is not None else sys.stdout
+    problem = check_writable(args.out_dir)
+    if problem is not None:
+        print(f"error: {problem}", file=out)
+        return 1
     started_group = _start_distributed(args.device)
     try:
         report = train_labelled(
             args.corpus_dir, args.out_dir, tier=args.tier, states_per_phone=args.states_per_phone,
             num_mixtures=args.mixtures, iterations=args.iterations, mixup_iterations=args.mixup_iterations,
             feature_config=FeatureConfig(frame_shift_ms=args.frame_shift_ms), device=args.device,
-            show_progress=not args.no_progress, report=lambda line: print(line, file=out),
+            show_progress=not args.no_progress, report=_report_to(out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, acoustic_prior=args.acoustic_prior,
             **_mixture_options(args),
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
+        return 1
+    except OSError as exc:
+        print(_write_error(exc, args.out_dir), file=out)
         return 1
     finally:
         if started_group:
@@ -273,6 +315,10 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from hmm_engine.frontend.features import FeatureConfig
 
     out = out if out is not None else sys.stdout
+    problem = check_writable(args.out_dir)
+    if problem is not None:
+        print(f"error: {problem}", file=out)
+        return 1
     started_group = _start_distributed(args.device)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     try:
@@ -281,7 +327,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             args.corpus_dir, args.out_dir, phones=args.phones, transcript_suffix=args.transcript_suffix,
             states_per_phone=args.states_per_phone, num_mixtures=args.mixtures, iterations=args.iterations,
             mixup_iterations=args.mixup_iterations, feature_config=FeatureConfig(frame_shift_ms=args.frame_shift_ms),
-            device=args.device, show_progress=not args.no_progress, report=lambda line: print(line, file=out),
+            device=args.device, show_progress=not args.no_progress, report=_report_to(out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
             acoustic_prior=args.acoustic_prior, models=models, formats=args.format, dictionary=args.dictionary,
@@ -290,6 +336,9 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
         )
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
+        return 1
+    except OSError as exc:  # a write failed mid-run: the report lines above are kept
+        print(_write_error(exc, args.out_dir), file=out)
         return 1
     finally:
         if started_group:

@@ -84,10 +84,12 @@ MAX_TEXTGRID_INTERVALS = _bound("MAX_TEXTGRID_INTERVALS", 20_000, "intervals", "
 MAX_TEXTGRID_NESTING = _bound("MAX_TEXTGRID_NESTING", 16, "levels", "bracket nesting of a JSON TextGrid")
 
 # --- compute -------------------------------------------------------------------------------------
-# One unit is one (frame, state, state) step of one EM iteration; measured on the 2-core
-# development machine at about 2e8 units/s for diagonal Gaussians (benchmarks/bench_app.py),
-# so the default is about ten minutes of one core.
-MAX_COMPUTE_UNITS = _bound("MAX_COMPUTE_UNITS", 1.2e11, "units", "estimated work of one analysis request", integer=False)
+# One unit is about one nanosecond of one core on the 2-core development machine (measured in
+# benchmarks/bench_app.py --calibrate): the default is about five minutes of one core.
+MAX_COMPUTE_UNITS = _bound("MAX_COMPUTE_UNITS", 3e11, "units", "estimated work of one analysis request", integer=False)
+# Per frame and iteration the engine pays a fixed cost (one step of the sequential recursion,
+# about 20 microseconds) on top of the K^2 + K M c(D) arithmetic.
+FRAME_OVERHEAD_UNITS = 20_000
 
 
 def _mb(n: float) -> str:
@@ -305,12 +307,12 @@ def _emission_cost(covariance_type: str, obs_dim: int) -> float:
 
 def analysis_units(num_frames: int, num_states: int, iterations: int, obs_dim: int, covariance_type: str = "diag",
                    num_mixtures: int = 1, max_duration: int = 1) -> float:
-    """Estimated work of fitting one model: ``iterations x frames x (K^2 + K M c(D)) x Dmax``,
-    ``c(D)`` = D (diagonal, spherical) or D^2 (full, tied); ``Dmax`` the semi-Markov maximum
-    duration (1 for an HMM)."""
+    """Estimated work of fitting one model:
+    ``iterations x frames x (overhead + Dmax (K^2 + K M c(D)))``, ``c(D)`` = D (diagonal,
+    spherical) or D^2 (full, tied), ``Dmax`` the semi-Markov maximum duration (1 for an HMM)."""
     K, M = int(num_states), int(num_mixtures)
-    per_frame = K * K + K * M * _emission_cost(covariance_type, obs_dim)
-    return float(iterations) * float(num_frames) * per_frame * max(1, int(max_duration))
+    per_frame = max(1, int(max_duration)) * (K * K + K * M * _emission_cost(covariance_type, obs_dim))
+    return float(iterations) * float(num_frames) * (FRAME_OVERHEAD_UNITS + per_frame)
 
 
 def check_compute(units: float, setting_hint: str) -> None:
