@@ -11,8 +11,13 @@ HMM with 16 states and 20 EM iterations:
    target < 1.5 s;
 2. *decoding-only change* (Viterbi <-> posterior decoding, same clip and model settings):
    the trained model is reused; target < 0.5 s;
-3. *8 concurrent clients for 60 s*: each client loops over decode-only changes and, every
-   4th request, a new seed (a full training); every failed request is counted (target 0).
+3. *8 and 16 concurrent clients for 60 s*: each client loops over decode-only changes and,
+   every 4th request, a new seed (a full training); every failed request is counted (target 0);
+4. *8 clients while 4 enormous requests are submitted and cancelled*: the same load, while four
+   more clients keep submitting an analysis just under the compute bound (semi-Markov, 48
+   states, durations up to 200 frames, 200 EM iterations: minutes of work) and cancel each after
+   2 s; targets: 0 failed normal requests, p95 no worse than twice the quiet 8-client p95
+   (the cancelled work must really stop and give its slot back).
 
 Times include uploading the clip (about 320 kB) on each request, as a real client does.
 """
@@ -40,6 +45,9 @@ sys.path.insert(0, str(ROOT))
 from gradio_client import Client, handle_file  # noqa: E402
 
 SETTINGS = dict(model_type="gaussian", num_states=16, max_iter=20, sweep_states="")
+# Just under HMM_STUDIO_MAX_COMPUTE_UNITS for a 10 s clip: minutes of EM if not cancelled.
+ENORMOUS = dict(model_type="semi-markov", num_states=48, max_duration=200, max_iter=200, tol=0.0,
+                duration_dist="nonparametric", sweep_states="")
 
 
 def make_clip(folder: Path, seconds: float = 10.0) -> tuple[np.ndarray, int]:
@@ -102,6 +110,13 @@ def timed(client: Client, path: str, **kw) -> tuple[float, dict]:
     return dt, out[6]
 
 
+def _p95(xs: list[float]) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+
+
 def stats(xs: list[float]) -> str:
     if not xs:
         return "-"
@@ -110,12 +125,24 @@ def stats(xs: list[float]) -> str:
     return f"{statistics.median(xs):.3f} s (min {xs[0]:.3f}, p95 {p95:.3f}, max {xs[-1]:.3f}, n={len(xs)})"
 
 
-def load_test(url: str, x, sr, folder: Path, clients: int, seconds: float) -> dict:
+def load_test(url: str, x, sr, folder: Path, clients: int, seconds: float, attackers: int = 0,
+              cancel_after: float = 2.0) -> dict:
     lat: list[float] = []
     failures: list[str] = []
-    counts = {"decode": 0, "train": 0}
+    counts = {"decode": 0, "train": 0, "cancelled": 0, "enormous_failed": 0}
     lock = threading.Lock()
     stop = time.time() + seconds
+
+    def attacker(i: int):
+        c = Client(url, verbose=False)
+        path = write_variant(x, sr, folder, 5000 + i)
+        while time.time() < stop:
+            job = c.submit(handle_file(path), **{**SETTINGS, **ENORMOUS, "seed": i}, api_name="/analyze")
+            time.sleep(cancel_after)
+            job.cancel()
+            with lock:
+                counts["cancelled"] += 1
+            time.sleep(0.2)
 
     def worker(i: int):
         try:
@@ -141,6 +168,7 @@ def load_test(url: str, x, sr, folder: Path, clients: int, seconds: float) -> di
             n += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    threads += [threading.Thread(target=attacker, args=(i,)) for i in range(attackers)]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -154,8 +182,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running dashboard (default: start app.py on a free port)")
     ap.add_argument("--trials", type=int, default=5)
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--seconds", type=float, default=60.0, help="load-test duration")
+    ap.add_argument("--clients", default="8,16", help="client counts of the load runs (comma separated)")
+    ap.add_argument("--attackers", type=int, default=4, help="clients submitting and cancelling enormous requests")
+    ap.add_argument("--seconds", type=float, default=60.0, help="duration of each load run")
     args = ap.parse_args()
 
     load_before = os.getloadavg()
@@ -187,7 +216,16 @@ def main() -> None:
             for k in range(max(1, args.trials // 2)):
                 dt, _ = timed(client, write_variant(x, sr, folder, 500 + k), sweep_states="2,4,8,16")
                 with_sweep.append(dt)
-            load = load_test(url, x, sr, folder, args.clients, args.seconds) if args.seconds > 0 else None
+            loads = []
+            counts = [int(c) for c in str(args.clients).split(",") if c.strip()]
+            if args.seconds > 0:
+                for n_clients in counts:
+                    loads.append((f"{n_clients} clients", n_clients, load_test(url, x, sr, folder, n_clients,
+                                                                                args.seconds)))
+                if args.attackers > 0:
+                    loads.append((f"{counts[0]} clients + {args.attackers} enormous requests cancelled after 2 s",
+                                  counts[0], load_test(url, x, sr, folder, counts[0], args.seconds,
+                                                       attackers=args.attackers)))
     finally:
         if proc is not None:
             proc.terminate()
@@ -201,15 +239,21 @@ def main() -> None:
         ("  of which server-side (summary total)", stats(server_decode), ""),
         ("full analysis + BIC/AIC sweep K=2,4,8,16", stats(with_sweep), "(extra, not a target)"),
     ]
-    if load is not None:
+    quiet_p95 = None
+    for name, _, load in loads:
         n = len(load["latencies"])
+        p95 = _p95(load["latencies"])
+        quiet_p95 = quiet_p95 if quiet_p95 is not None else p95
         rows += [
-            (f"{args.clients} clients x {args.seconds:.0f} s: requests ok / failed",
+            (f"{name} x {args.seconds:.0f} s: normal requests ok / failed",
              f"{n} / {len(load['failures'])}", "target 0 failed"),
             ("  mix: decode-only / full training", f"{load['counts']['decode']} / {load['counts']['train']}", ""),
             ("  latency under load", stats(load["latencies"]), ""),
             ("  throughput", f"{n / load['wall']:.2f} req/s", ""),
         ]
+        if load["counts"]["cancelled"]:
+            rows += [("  enormous requests submitted and cancelled", str(load["counts"]["cancelled"]), ""),
+                     ("  p95 / quiet p95", f"{p95 / quiet_p95:.2f}" if p95 and quiet_p95 else "-", "target <= 2")]
     w = max(len(r[0]) for r in rows)
     load_after = os.getloadavg()
     print(f"\nHMM Studio dashboard benchmark ({os.cpu_count()} CPUs, gradio_client over loopback; "
@@ -218,9 +262,10 @@ def main() -> None:
     print("-" * (w + 70))
     for name, value, note in rows:
         print(f"{name:<{w}}  {value:<55} {note}")
-    if load is not None and load["failures"]:
+    failures = [f for _, _, load in loads for f in load["failures"]]
+    if failures:
         print("\nfailures:")
-        for f in load["failures"][:20]:
+        for f in failures[:20]:
             print("  ", f)
         raise SystemExit(1)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from components import lanes
 from components import pipeline as P
 from hmm_engine.segments import Segment
 from components.results import AlignmentResult, AnalysisSettings
@@ -241,24 +242,29 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         with timer.stage("features"):
             feats, _ = P.features(loaded, s)
         text = {"phones": str(transcript)} if kind == "phones" else {"words": str(transcript)}
-        t0 = time.perf_counter()
-        if models is not None:
-            # The models' own front end (a corpus model uses deltas; the display features do not).
-            progress(0.2, "Viterbi with the given phone models")
-            model_features = compute_features(loaded.audio, models.feature_config)
-            out = align_utterance(model_features, **text, models=models, device=dev, dictionary=lexicon)
-            spp, iters = models.states_per_phone, 0
-            durations = models.duration_type or "hmm"
-            # Models trained elsewhere can judge the transcript (models trained on the clip cannot).
-            with timer.stage("transcript fit"):
-                fit = transcript_fit(models, model_features, out)
-        else:
-            features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
-                                loaded.audio.sample_rate)
-            progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
-            out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
-                                  device=dev, duration_type=None if durations == "hmm" else durations,
-                                  dictionary=lexicon)
+        with timer.stage("waiting"):
+            slot = lanes.acquire(0.0)  # alignments are bounded; they share the light lane
+        try:
+            t0 = time.perf_counter()
+            if models is not None:
+                # The models' own front end (a corpus model uses deltas; the display features do not).
+                progress(0.2, "Viterbi with the given phone models")
+                model_features = compute_features(loaded.audio, models.feature_config)
+                out = align_utterance(model_features, **text, models=models, device=dev, dictionary=lexicon)
+                spp, iters = models.states_per_phone, 0
+                durations = models.duration_type or "hmm"
+                # Models trained elsewhere can judge the transcript (models trained on the clip cannot).
+                with timer.stage("transcript fit"):
+                    fit = transcript_fit(models, model_features, out)
+            else:
+                features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
+                                    loaded.audio.sample_rate)
+                progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
+                out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
+                                      device=dev, duration_type=None if durations == "hmm" else durations,
+                                      dictionary=lexicon)
+        finally:
+            slot.release()
         elapsed = time.perf_counter() - t0 - timer.timings.get("transcript fit", 0.0)
         timer.timings["training"] = out.timings.get("training", elapsed)
         timer.timings["decoding"] = max(0.0, elapsed - timer.timings["training"])
@@ -266,7 +272,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         words = _as_like(out.words or [])
         with timer.stage("scoring"):
             metrics, points = score(reference, hyp, feats.frame_shift) if reference else ({}, [])
-    compute = sum(v for k, v in timer.timings.items() if k != "load")
+    compute = sum(v for k, v in timer.timings.items() if k not in ("load", "waiting"))
     result = AlignmentResult(
         settings={"transcript_kind": kind, "states_per_phone": spp,
                   "feature_kind": models.feature_config.kind if models is not None else s.feature_kind,

@@ -51,6 +51,7 @@ from components.engine import (  # noqa: F401 - re-exported
     train,
 )
 from components.exports import OUTPUT_DIR, OUTPUT_MAX_AGE_S, _output_dir, segment_audio, write_exports  # noqa: F401
+from components import lanes
 from components.meters import MemoryMeter, StageTimer  # noqa: F401 - re-exported
 from components.results import AnalysisResult, AnalysisSettings
 from components.validation import (  # noqa: F401 - re-exported
@@ -94,24 +95,30 @@ def analyze(source: Any, settings: AnalysisSettings | None = None, progress: Pro
             cached.append("features")
         x = feats.values
         _check_sizes(s, x.shape[0], frame_shift=feats.frame_shift)
-        check_cost(s, int(x.shape[0]), int(x.shape[1]))
+        units = check_cost(s, int(x.shape[0]), int(x.shape[1]))
         key = training_key(s, loaded.sha1, device, scope)
-        with timer.stage("training"):
-            trained, hit = train(s, x, device, key,
-                                 progress=lambda f, m: progress(0.1 + 0.7 * f, m))
-        if hit:
-            cached.append("training")
-        progress(0.85, "decoding")
-        with timer.stage("decoding"):
-            path, vscore = decode(trained, x, s.decoder)
-        if parse_grid(s.sweep_states):
-            with timer.stage("sweep"):
-                sweep, hit = run_sweep(s, x, device, _sha1(scope, loaded.sha1) if scope else loaded.sha1,
-                                       progress=lambda f, m: progress(0.88 + 0.1 * f, m))
+        progress(0.08, "waiting for a compute slot")
+        with timer.stage("waiting"):
+            slot = lanes.acquire(units)  # enormous requests queue in their own lane
+        try:
+            with timer.stage("training"):
+                trained, hit = train(s, x, device, key,
+                                     progress=lambda f, m: progress(0.1 + 0.7 * f, m))
             if hit:
-                cached.append("sweep")
-        else:
-            sweep = []
+                cached.append("training")
+            progress(0.85, "decoding")
+            with timer.stage("decoding"):
+                path, vscore = decode(trained, x, s.decoder)
+            if parse_grid(s.sweep_states):
+                with timer.stage("sweep"):
+                    sweep, hit = run_sweep(s, x, device, _sha1(scope, loaded.sha1) if scope else loaded.sha1,
+                                           progress=lambda f, m: progress(0.88 + 0.1 * f, m))
+                if hit:
+                    cached.append("sweep")
+            else:
+                sweep = []
+        finally:
+            slot.release()
     result = AnalysisResult(
         settings=s.to_dict(), sample_rate=loaded.audio.sample_rate, duration=feats.duration,
         frame_shift=feats.frame_shift, num_frames=int(x.shape[0]), obs_dim=int(x.shape[1]),
@@ -123,7 +130,7 @@ def analyze(source: Any, settings: AnalysisSettings | None = None, progress: Pro
         timings=dict(timer.timings), cached=cached, peak_rss_mb=mem.peak_rss_mb, peak_gpu_mb=mem.peak_gpu_mb,
         device=trained.device, audio_hash=loaded.sha1, training_key=key,
     )
-    compute = sum(v for k, v in timer.timings.items() if k != "load")
+    compute = sum(v for k, v in timer.timings.items() if k not in ("load", "waiting"))
     result.rtf = compute / max(result.duration, 1e-9)
     if write_files:
         with timer.stage("exports"):

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from components import lanes
 from components import pipeline as P
 from components.alignment import aligner_defaults
 from components.precomputed import sample_settings
@@ -422,9 +423,12 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                   sweep_states, sweep_mixtures, decoder]
         outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state]
         figures = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads]
-        events = [run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute"),
+        # Gradio admits lanes.ADMITTED compute requests; components.lanes runs them in a light
+        # and a heavy lane, so enormous requests cannot take every slot.
+        events = [run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute",
+                            concurrency_limit=lanes.ADMITTED),
                   decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
-                                show_progress="minimal")]
+                                concurrency_limit=lanes.ADMITTED, show_progress="minimal")]
         for event in events:
             event.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
             event.success(clip_caption, seg_state, caption, api_visibility="private", queue=False)
@@ -501,7 +505,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                             label="Example clips (with reference where one exists)",
                             example_labels=[Path(r[0]).name for r in align_rows])
         a_event = a_run.click(align_fn, a_inputs, [a_timeline, a_fig, a_latency, a_summary, a_files, a_state],
-                              api_name="align", concurrency_id="compute")
+                              api_name="align", concurrency_id="compute", concurrency_limit=lanes.ADMITTED)
         a_event.then(segment_choices, a_state, a_pick, api_visibility="private", queue=False)
         a_event.success(clip_caption, a_state, a_caption, api_visibility="private", queue=False)
         a_event.failure(_error_note("align"), None, a_note, api_visibility="private", queue=False)

@@ -242,9 +242,9 @@ def check_dictionary_counts(name: str, lines: int, word: str | None = None, vari
 def check_textgrid_file(path: str | os.PathLike) -> None:
     """Size, interval count and (JSON) nesting of a TextGrid, before praatio parses it.
 
-    Every interval takes at least three lines in the long and short text formats (or one
-    ``[start, end, label]`` list in praatio's JSON), so counting lines and brackets bounds the
-    intervals without parsing.
+    An interval is one ``intervals [i]:`` header in the long text format, three lines in the
+    short one, and one ``[start, end, label]`` list in praatio's JSON, so counting these bounds
+    the intervals without parsing.
     """
     p = Path(path)
     name = f"'{p.name}'"
@@ -273,7 +273,9 @@ def check_textgrid_file(path: str | os.PathLike) -> None:
             elif ch in "}]":
                 depth -= 1
         intervals = max(0, stripped.count("[") - 1)
-    else:
+    elif "intervals [" in text:  # long format: one "intervals [i]:" header per interval
+        intervals = text.count("intervals [") + text.count("points [")
+    else:  # short format: three lines (start, end, label) per interval
         intervals = text.count("\n") // 3
     if intervals > MAX_TEXTGRID_INTERVALS:
         raise TextGridError(f"{name} has about {intervals:,} intervals, above the limit of {MAX_TEXTGRID_INTERVALS:,} "
