@@ -114,7 +114,7 @@ _ENGINE_HASH: str | None = None
 
 # The engine parts an analysis runs through (the aligner, CLI, corpus tools are not).
 _ANALYSIS_SOURCES = ("__init__.py", "emissions.py", "topology.py", "durations.py", "serialization.py",
-                     "errors.py", "frontend", "inference", "models", "training")
+                     "errors.py", "limits.py", "frontend", "inference", "models", "training")
 
 
 def engine_hash() -> str:

@@ -452,11 +452,11 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                             elem_id="align-transcript")
                     transcript_kind = gr.Radio([("Text (espeak-ng → phones)", "text"),
                                                 ("Phones (space separated)", "phones")], value=sample_kind,
-                                               label="Transcript is")
+                                               label="Transcript is", elem_id="align-kind")
                     states_per_phone = gr.Slider(1, 5, value=ALIGN_DEFAULTS["states_per_phone"], step=1,
                                                  label="States per phone")
                     ref_tg = gr.File(value=_sample_reference(), label="Reference TextGrid (optional)",
-                                     file_types=[".TextGrid", ".textgrid"], type="filepath")
+                                     file_types=[".TextGrid", ".textgrid"], type="filepath", elem_id="align-reference")
                     ref_tier = gr.Textbox(value="", label="Reference tier (empty: the phone tier)")
                     with gr.Accordion("More", open=False, elem_id="align-more"):
                         a_features = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value="mfcc",

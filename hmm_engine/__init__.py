@@ -16,6 +16,7 @@ Layers, each using only the ones below it (enforced by the import contract in py
 Importing this package does not import Gradio.
 """
 
+from .cancellation import CancelToken, Cancelled, cancellable
 from .durations import GammaDuration, GaussianDuration, NonparametricDuration, PoissonDuration, make_duration
 from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
 from .inference.streaming import StreamDecoder, StreamStep
@@ -55,4 +56,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidParameterError",
     "ModelFileError",
+    "CancelToken",
+    "Cancelled",
+    "cancellable",
 ]

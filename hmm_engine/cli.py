@@ -244,13 +244,14 @@ def check_writable(folder: Path) -> str | None:
 
 def _write_error(exc: OSError, out_dir: Path) -> str:
     """One line naming the path an I/O error happened on (a write under ``out_dir``, else a read)."""
-    if exc.filename is None:
+    path = exc.filename2 or exc.filename  # a failed rename names its destination second
+    if path is None:
         return f"error: input/output failed under '{out_dir}': {exc.strerror or exc}"
     try:
-        inside = Path(exc.filename).resolve().is_relative_to(Path(out_dir).resolve())
+        inside = Path(path).resolve().is_relative_to(Path(out_dir).resolve())
     except (OSError, ValueError):
         inside = False
-    return f"error: could not {'write' if inside else 'read'} '{exc.filename}': {exc.strerror or exc}"
+    return f"error: could not {'write' if inside else 'read'} '{path}': {exc.strerror or exc}"
 
 
 def _start_distributed(device: str) -> bool:

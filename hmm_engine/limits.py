@@ -156,22 +156,6 @@ def check_model_parameters(count: int, what: str = "model file") -> None:
                              f"{MAX_MODEL_PARAMETERS:,} (HMM_STUDIO_MAX_MODEL_PARAMETERS)")
 
 
-def count_parameters_without_allocating(build, what: str = "model file") -> int:
-    """Build a model on PyTorch's ``meta`` device (shapes only, no memory) and count its
-    parameters and buffers; a configuration that cannot be built is a :class:`ModelFileError`."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            model = build()
-    except ModelFileError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure means the configuration is wrong
-        raise ModelFileError(f"{what}: its configuration does not describe a valid model "
-                             f"({type(exc).__name__}: {exc})") from None
-    return sum(t.numel() for t in list(model.parameters()) + list(model.buffers()))
-
-
 # ------------------------------------------------------------------------- transcripts and labels
 
 # C0/C1 control characters (NUL, ESC, ...), DEL, and the Unicode line/paragraph separators.
@@ -326,7 +310,7 @@ def check_compute(units: float, setting_hint: str) -> None:
 
 __all__ = [name for name in BOUNDS] + [
     "BOUNDS", "Bound", "check_sample_rate", "resample_kernel_taps", "check_model_archive", "check_model_parameters",
-    "count_parameters_without_allocating", "check_text_size", "check_token_count", "check_fits_audio", "check_label",
+"check_text_size", "check_token_count", "check_fits_audio", "check_label",
     "check_labels", "check_dictionary_file", "check_dictionary_counts", "check_textgrid_file",
     "check_reference_covers", "analysis_units", "check_compute",
 ]

@@ -71,7 +71,7 @@ def _dithered_sample(folder: Path, tag: int, rate: int | None = None, seconds: f
     x, sr = sf.read(SAMPLE, dtype="float32")
     x = x if x.ndim == 1 else x.mean(1)
     if seconds is not None:
-        x = x[: int(seconds * sr)]
+        x = np.tile(x, int(np.ceil(seconds * sr / x.size)))[: int(seconds * sr)]
     x = x + (1e-4 * np.random.default_rng(tag).standard_normal(x.size)).astype(np.float32)
     path = folder / f"clip_{tag}.wav"
     if rate is not None and rate != sr:
@@ -119,7 +119,7 @@ def test_settings_for_days_are_refused_before_training(client, tmp_path):
                                       sweep_states=",".join(str(k) for k in range(1, 129)),
                                       sweep_mixtures=",".join(str(m) for m in range(1, 17))))
     assert "HMM_STUDIO_MAX_COMPUTE_UNITS" in message and "lower the sweep" in message
-    message = _error(lambda: _analyze(client, _dithered_sample(tmp_path, 3), model_type="gmm", num_states=64,
+    message = _error(lambda: _analyze(client, _dithered_sample(tmp_path, 3, seconds=55), model_type="gmm", num_states=64,
                                       num_mixtures=8, covariance_type="full", max_iter=200, tol=0))
     assert "lower EM iterations (200), states (64), mixtures (8), covariance (full -> diag)" in message
     assert time.perf_counter() - t0 < 60
@@ -127,7 +127,7 @@ def test_settings_for_days_are_refused_before_training(client, tmp_path):
 
 def test_sweep_sizes_that_cannot_be_fitted_are_listed(client, tmp_path):
     out = _analyze(client, _dithered_sample(tmp_path, 4), model_type="semi-markov", topology="left-to-right",
-                   num_states=8, max_duration=30, max_iter=2, sweep_states="1,2,8")
+                   num_states=8, max_duration=100, max_iter=2, sweep_states="1,2,8")
     rows = out[6]["sweep"]
     skipped = [r for r in rows if "error" in r]
     assert [r["num_states"] for r in skipped] == [1, 2]
@@ -144,16 +144,19 @@ def test_cancelled_request_stops_working(app, client, tmp_path):
     pid = app[1]
     job = client.submit(handle_file(_dithered_sample(tmp_path, 5)), model_type="semi-markov", num_states=48,
                         max_duration=200, max_iter=200, tol=0, duration_dist="nonparametric", api_name="/analyze")
+    # CPU shares, not absolute seconds: the machine may be shared with other work.
     time.sleep(4)
     busy0 = _cpu_seconds(pid)
-    time.sleep(2)
-    assert _cpu_seconds(pid) - busy0 > 0.5, "the enormous request did not start"
+    time.sleep(4)
+    busy = _cpu_seconds(pid) - busy0
+    assert busy > 0.2, "the enormous request did not start"
     job.cancel()
-    time.sleep(4)  # one EM iteration, loosely
+    time.sleep(6)  # one EM iteration, loosely
     quiet0 = _cpu_seconds(pid)
-    time.sleep(3)
+    time.sleep(4)
     used = _cpu_seconds(pid) - quiet0
-    assert used < 1.0, f"the server used {used:.1f} CPU s in 3 s after the cancel: the work goes on"
+    assert used < 0.25 * busy, f"the server used {used:.2f} CPU s in 4 s after the cancel ({busy:.2f} before): " \
+                               "the work goes on"
 
 
 def test_cache_hits_never_reveal_another_sessions_work(app, tmp_path):

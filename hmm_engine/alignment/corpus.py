@@ -667,6 +667,7 @@ def align_corpus(
             for line in problems + load_problems:
                 report(f"report: {line}")
             raise InvalidInputError(f"no usable file in '{corpus_dir}' ({len(files)} with transcripts)")
+        said = _say_now(problems + load_problems, report, world)
         # Words with several pronunciations: rounds of choosing and re-estimating (HTK's
         # realignment step, repeated), as training with the first listed biases the models.
         rounds = pronunciation_rounds if models is None and _count_variants(loaded)[0] else 0
@@ -706,7 +707,17 @@ def align_corpus(
     result.aligned = aligned
     result.history = history
     result.timings = {"loading": t1 - t0, "training": t2 - t1, "alignment": t3 - t2}
-    return _finish(result, (problems if rank == 0 else []) + load_problems + align_problems, report)
+    return _finish(result, (problems if rank == 0 else []) + load_problems + align_problems, report, said)
+
+
+def _say_now(lines: list[str], report: Callable[[str], None], world: int) -> list[str]:
+    """In a single process, the loading problems are reported before training, so a later
+    failure (a write error) does not lose them; returns the lines said."""
+    if world > 1:
+        return []  # every rank's lines are gathered and said at the end
+    for line in sorted(lines):
+        report(f"report: {line}")
+    return list(lines)
 
 
 def _count_variants(loaded) -> tuple[int, int]:
@@ -717,13 +728,16 @@ def _count_variants(loaded) -> tuple[int, int]:
     return sum(t[0] for t in totals), sum(t[1] for t in totals)
 
 
-def _finish(result: CorpusReport, own_lines: list[str], report: Callable[[str], None]) -> CorpusReport:
-    """Every rank's report lines into ``result.skipped`` (rank 0 prints them), then a barrier."""
+def _finish(result: CorpusReport, own_lines: list[str], report: Callable[[str], None],
+            said: list[str] = ()) -> CorpusReport:
+    """Every rank's report lines into ``result.skipped`` (rank 0 prints those not ``said``
+    already), then a barrier."""
     rank, world = _dist()
     result.skipped = sorted(line for part in _gather(own_lines) for line in part)
     if rank == 0:
         for line in result.skipped:
-            report(f"report: {line}")
+            if line not in said:
+                report(f"report: {line}")
     if world > 1:
         torch.distributed.barrier()
     return result
