@@ -432,7 +432,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         for event in events:
             event.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
             event.success(clip_caption, seg_state, caption, api_visibility="private", queue=False)
-            event.failure(_error_note("analyze"), None, note, api_visibility="private", queue=False)
+            event.failure(_error_note("analyze"), None, note, api_visibility="private")
         run.click(_hide_note, None, note, api_visibility="private", queue=False)
         cancel.click(None, None, None, cancels=events, api_visibility="private", queue=False)
         # A figure belongs to its clip: a new clip clears them until it is analysed.
@@ -508,7 +508,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                               api_name="align", concurrency_id="compute", concurrency_limit=lanes.ADMITTED)
         a_event.then(segment_choices, a_state, a_pick, api_visibility="private", queue=False)
         a_event.success(clip_caption, a_state, a_caption, api_visibility="private", queue=False)
-        a_event.failure(_error_note("align"), None, a_note, api_visibility="private", queue=False)
+        a_event.failure(_error_note("align"), None, a_note, api_visibility="private")
         a_run.click(_hide_note, None, a_note, api_visibility="private", queue=False)
         a_cancel.click(None, None, None, cancels=[a_event], api_visibility="private", queue=False)
         a_audio.change(_new_clip_align, a_audio,

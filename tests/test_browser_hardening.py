@@ -56,6 +56,8 @@ def test_own_clip_clears_reference_and_mode(page, tmp_path):
     # The sample opens with its phones and its reference TextGrid.
     assert _kind(page) == "phones"
     assert ".TextGrid" in page.locator("#align-reference").inner_text()
+    # The user's own clip: clear the sample (the player's Clear button), then upload.
+    page.locator('#align-audio button[aria-label="Clear"]').click()
     page.locator("#align-audio input[type=file]").set_input_files(str(_own_clip(tmp_path)))
     page.wait_for_function("() => document.querySelector('#align-clip').innerText.includes('my_recording.wav')",
                            timeout=30_000)
