@@ -896,3 +896,80 @@ def timeline_figure(duration: float, frame_shift: float, db: np.ndarray | None =
 def _state_dtick(K: int) -> int:
     """Whole-state tick spacing that keeps at most ~8 labels on a state axis."""
     return max(1, int(math.ceil(int(K) / 8)))
+
+
+# --------------------------------------------------------------------------- run comparison
+
+
+def comparison_timeline(runs: Sequence[tuple[str, Any]], title: str = "Segmentations compared") -> go.Figure:
+    """Two (or more) runs' segmentations as strips under one spectrogram, on one time axis.
+
+    ``runs``: ``(name, result)`` pairs; a result needs ``spectrogram_db``, ``freqs``,
+    ``frame_shift``, ``duration``, ``audio_hash`` and ``segments()``. Runs on the same clip
+    share the first run's spectrogram; a run on another clip gets its own spectrogram row.
+    """
+    if not runs:
+        raise ValueError("comparison_timeline needs at least one run")
+    first = runs[0][1]
+    panels: list[tuple[str, Any, str]] = [("spec", first, runs[0][0])]
+    for name, r in runs:
+        if r is not first and getattr(r, "audio_hash", None) != getattr(first, "audio_hash", None):
+            panels.append(("spec", r, name))
+        panels.append(("strip", r, name))
+    weights = np.array([0.42 if kind == "spec" else 0.07 for kind, _, _ in panels])
+    fig = _subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.025,
+                    row_heights=list(weights / weights.sum()))
+    for i, (kind, r, name) in enumerate(panels, start=1):
+        if kind == "spec":
+            _add_spectrogram_panel(fig, r.spectrogram_db, r.freqs, r.frame_shift, row=i, col=1)
+            fig.update_yaxes(title_text="Hz", row=i, col=1)
+        else:
+            _add_strip_panel(fig, r.segments(), row=i, col=1, name=f"segments {name}")
+            fig.update_yaxes(showticklabels=True, tickmode="array", tickvals=[0], ticktext=[name],
+                             row=i, col=1)
+    duration = max(float(r.duration) for _, r in runs)
+    fig.update_xaxes(range=[0.0, duration])
+    fig.update_xaxes(title_text=TIME_TITLE, row=len(panels), col=1)
+    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=int(120 + 760 * weights.sum()),
+                      showlegend=False, hovermode="closest")
+    return fig
+
+
+def transition_pair(mats: Sequence[tuple[str, np.ndarray]], title: str = "Transition matrices") -> go.Figure:
+    """Transition matrices side by side on one colour scale (hover for values)."""
+    fig = _subplots(rows=1, cols=len(mats), horizontal_spacing=0.08, subplot_titles=[n for n, _ in mats])
+    for j, (name, A) in enumerate(mats, start=1):
+        A = np.asarray(A, dtype=np.float64)
+        K = A.shape[0]
+        names = [f"s{k}" for k in range(K)]
+        fig.add_trace(go.Heatmap(z=A, x=names, y=names, zmin=0.0, zmax=1.0, colorscale="Blues", name=name,
+                                 showscale=j == len(mats), colorbar=dict(thickness=10, title=dict(text="P")),
+                                 hovertemplate=name + ": %{y} → %{x}<br>P=%{z:.4f}<extra></extra>"),
+                      row=1, col=j)
+        tick = _state_dtick(K) if K > 8 else 1
+        fig.update_xaxes(tickmode="array", tickvals=names[::tick], title_text="to", row=1, col=j)
+        fig.update_yaxes(tickmode="array", tickvals=names[::tick], autorange="reversed",
+                         title_text="from" if j == 1 else None, row=1, col=j)
+    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=360, margin=dict(l=50, r=10, t=64, b=40))
+    return fig
+
+
+def duration_comparison(runs: Sequence[tuple[str, np.ndarray, float]],
+                        title: str = "Segment lengths compared") -> go.Figure:
+    """Histograms (overlaid) of every segment's length in ms, one per run: ``(name, path, frame_shift)``.
+    A model with more states cuts the clip into shorter segments; this shows by how much."""
+    fig = _new_figure(title, height=300)
+    for i, (name, path, shift) in enumerate(runs):
+        p = np.asarray(path).reshape(-1)
+        lengths_ms = np.concatenate([d for d in durations_from_path(p, int(p.max()) + 1 if p.size else 1)]) \
+            * float(shift) * 1000.0 if p.size else np.zeros(0)
+        colour = ("#2E91E5", "#EF553B", "#1CA71C", "#AB63FA")[i % 4]
+        fig.add_trace(go.Histogram(x=lengths_ms, name=f"{name}: {lengths_ms.size} segments, "
+                                                    f"median {np.median(lengths_ms) if lengths_ms.size else 0:.0f} ms",
+                                   marker_color=colour, opacity=0.6, xbins=dict(size=float(shift) * 1000.0),
+                                   hovertemplate=name + ": %{y} segments of %{x} ms<extra></extra>"))
+    fig.update_layout(barmode="overlay", xaxis=dict(title=dict(text="segment length (ms)")),
+                      yaxis=dict(title=dict(text="segments"), tickformat="d", rangemode="tozero"),
+                      legend=dict(orientation="h", y=-0.3, x=0, font=dict(size=10)),
+                      margin=dict(l=50, r=10, t=44, b=80))
+    return fig

@@ -18,8 +18,12 @@ from typing import Any
 
 import gradio as gr
 
+from components import history as H
 from components import pipeline as P
 from components.alignment import aligner_defaults
+from components.guide import HELP, WorkProgress
+from components.runs_ui import (CLICK_CSS, after_analysis, after_analysis_text, build_runs_tab, click_bridge,
+                                criteria_text, play_clicked)
 from components.precomputed import sample_settings
 from components.render import render_alignment, render_analysis
 from components.results import AnalysisResult, AnalysisSettings
@@ -35,15 +39,11 @@ ALIGN_DEFAULTS = aligner_defaults()
 CSS = """
 .hmm-note {font-size: 0.9em; color: #555;}
 footer {display: none !important;}
-"""
+""" + CLICK_CSS
 
-INTRO = """# HMM Studio
-Fit a hidden Markov model to a clip and *see* what it does: which state explains each frame
-(spectrogram + segmentation, posteriors, Viterbi path), how states follow each other
-(transition matrix), how long they last, how EM converged, which model size BIC/AIC prefer,
-and where the time went. The bundled sample is already analysed; change a setting and press
-**Analyze**. The **Align** tab force-aligns a transcript and scores it against a reference TextGrid.
-"""
+INTRO = """**HMM Studio** — fit a hidden Markov model to a clip and *see* what it does. The sample is already
+analysed: change a setting, press **Analyze**, click a segment to hear it; **Runs** compares your runs,
+**Align** force-aligns a transcript, **Lab** teaches HMMs on models you define."""
 
 
 def _user_error(exc: BaseException) -> gr.Error:
@@ -105,6 +105,7 @@ def analyze_fn(
     sweep_states: str = DEFAULTS.sweep_states,
     sweep_mixtures: str = DEFAULTS.sweep_mixtures,
     decoder: str = DEFAULTS.decoder,
+    runs: list | None = None,
     progress=gr.Progress(),
 ):
     settings = AnalysisSettings(
@@ -114,8 +115,9 @@ def analyze_fn(
         seed=seed, sweep_states=sweep_states or "", sweep_mixtures=sweep_mixtures or "", decoder=decoder,
     )
     try:
-        result = P.analyze(audio, settings, progress=_gr_progress(progress))
-        return _analysis_outputs(result) + (_segment_state(result, audio),)
+        result = P.analyze(audio, settings, progress=WorkProgress(settings, _gr_progress(progress)))
+        # the session's run history (gr.State) gains this run: the Runs tab and /history
+        return _analysis_outputs(result) + (_segment_state(result, audio), H.add_run(runs, result, audio))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
         raise _user_error(exc) from None
 
@@ -211,7 +213,15 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
 
     with gr.Blocks(title="HMM Studio", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(INTRO)
+        runs_state = gr.State([])  # this session's run history (components/history.py)
         with gr.Tab("Analyze"):
+            # The run controls stay in view (sticky bar, CSS #run-bar): the button, the state count
+            # and the progress with its time estimate.
+            with gr.Row(elem_id="run-bar", equal_height=True):
+                run = gr.Button("Analyze", variant="primary", elem_id="analyze-button", scale=0, min_width=120)
+                num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K", elem_id="analyze-states",
+                                       info=HELP["num_states"], scale=2)
+                run_status = gr.Markdown(after_analysis_text(initial), elem_id="run-status")
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
                     audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",
@@ -222,67 +232,93 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     with gr.Accordion("Model", open=True):
                         model_type = gr.Radio([("Gaussian", "gaussian"), ("Gaussian mixture", "gmm"),
                                                ("Semi-Markov", "semi-markov")], value=s0.model_type,
-                                              label="Model type")
-                        num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K", elem_id="analyze-states")
+                                              label="Model type", info=HELP["model_type"])
                         num_mixtures = gr.Slider(1, 8, value=s0.num_mixtures, step=1,
-                                                 label="Mixtures per state (Gaussian mixture)")
+                                                 label="Mixtures per state (Gaussian mixture)", info=HELP["num_mixtures"])
                         covariance_type = gr.Dropdown(["diag", "full", "spherical", "tied"],
-                                                      value=s0.covariance_type, label="Covariance")
+                                                      value=s0.covariance_type, label="Covariance",
+                                                      info=HELP["covariance_type"])
                         topology = gr.Radio([("Ergodic", "ergodic"), ("Left-to-right", "left-to-right"),
-                                             ("Bakis", "bakis")], value=s0.topology, label="Topology")
+                                             ("Bakis", "bakis")], value=s0.topology, label="Topology",
+                                            info=HELP["topology"])
                         max_duration = gr.Slider(2, 200, value=s0.max_duration, step=1,
-                                                 label="Max state duration, frames (semi-Markov)")
+                                                 label="Max state duration, frames (semi-Markov)",
+                                                 info=HELP["max_duration"])
                         duration_dist = gr.Dropdown(list(P.DURATION_DISTS), value=s0.duration_dist,
-                                                    label="Duration distribution (semi-Markov)")
+                                                    label="Duration distribution (semi-Markov)",
+                                                    info=HELP["duration_dist"])
                     with gr.Accordion("Training", open=False):
-                        max_iter = gr.Slider(1, 200, value=s0.max_iter, step=1, label="EM iterations (max)")
-                        tol = gr.Number(value=s0.tol, label="Tolerance (log-likelihood gain per frame)")
-                        seed = gr.Number(value=s0.seed, precision=0, label="Seed")
-                        device = gr.Radio(["auto", "cpu", "cuda"], value=s0.device, label="Device")
+                        max_iter = gr.Slider(1, 200, value=s0.max_iter, step=1, label="EM iterations (max)",
+                                             info=HELP["max_iter"])
+                        tol = gr.Number(value=s0.tol, label="Tolerance (log-likelihood gain per frame)",
+                                        info=HELP["tol"])
+                        seed = gr.Number(value=s0.seed, precision=0, label="Seed", info=HELP["seed"])
+                        device = gr.Radio(["auto", "cpu", "cuda"], value=s0.device, label="Device",
+                                          info=HELP["device"])
                     with gr.Accordion("Features", open=False):
                         feature_kind = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value=s0.feature_kind,
-                                                label="Features")
-                        num_mels = gr.Slider(8, 128, value=s0.num_mels, step=1, label="Mel bands")
-                        num_ceps = gr.Slider(2, 40, value=s0.num_ceps, step=1, label="Cepstra (MFCC)")
-                        deltas = gr.Radio([0, 1, 2], value=s0.deltas, label="Deltas (0 / Δ / ΔΔ)")
+                                                label="Features", info=HELP["feature_kind"])
+                        num_mels = gr.Slider(8, 128, value=s0.num_mels, step=1, label="Mel bands",
+                                             info=HELP["num_mels"])
+                        num_ceps = gr.Slider(2, 40, value=s0.num_ceps, step=1, label="Cepstra (MFCC)",
+                                             info=HELP["num_ceps"])
+                        deltas = gr.Radio([0, 1, 2], value=s0.deltas, label="Deltas (0 / Δ / ΔΔ)", info=HELP["deltas"])
                     with gr.Accordion("Model selection (BIC / AIC)", open=False):
                         sweep_states = gr.Textbox(value=s0.sweep_states, label="Sweep state counts",
-                                                  placeholder="e.g. 2,4,8,16 (empty: no sweep)")
+                                                  placeholder="e.g. 2,4,8,16 (empty: no sweep)",
+                                                  info=HELP["sweep_states"])
                         sweep_mixtures = gr.Textbox(value=s0.sweep_mixtures, label="Sweep mixture counts (GMM)",
-                                                    placeholder="e.g. 1,2,4")
+                                                    placeholder="e.g. 1,2,4", info=HELP["sweep_mixtures"])
                     decoder = gr.Radio([("Viterbi", "viterbi"), ("Posterior (per-frame argmax)", "posterior")],
-                                       value=s0.decoder, label="Decoder (re-decodes with the cached model)")
-                    run = gr.Button("Analyze", variant="primary", elem_id="analyze-button")
-                with gr.Column(scale=3):
-                    timeline = gr.Plot(value=init_out[0], label="Timeline", elem_id="plot-timeline")
+                                       value=s0.decoder, label="Decoder", info=HELP["decoder"])
+                with gr.Column(scale=3, elem_classes=["hmm-figures"]):
+                    timeline = gr.Plot(value=init_out[0], label="Timeline: click a segment (or any time) to play it",
+                                       elem_id="plot-timeline", elem_classes=["hmm-clickable"])
                     with gr.Row():
                         transitions = gr.Plot(value=init_out[1], label="Transition matrix", elem_id="plot-transitions")
                         loglik = gr.Plot(value=init_out[3], label="EM log-likelihood", elem_id="plot-loglik")
                     durations = gr.Plot(value=init_out[2], label="State durations", elem_id="plot-durations")
                     with gr.Row():
-                        sweep = gr.Plot(value=init_out[4], label="BIC / AIC", elem_id="plot-sweep")
+                        with gr.Column():
+                            sweep = gr.Plot(value=init_out[4], label="BIC / AIC", elem_id="plot-sweep")
+                            sweep_note = gr.Markdown(criteria_text(initial), elem_id="sweep-note")
                         latency = gr.Plot(value=init_out[5], label="Latency and memory", elem_id="plot-latency")
                     with gr.Row():
                         with gr.Column():
                             seg_pick = gr.Dropdown(label="Play a segment", choices=[], interactive=True,
-                                                   allow_custom_value=True)  # the API passes an index
-                            seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
+                                                   allow_custom_value=True,  # the API passes an index
+                                                   info="Or click the segment strip in the timeline.")
+                            seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy", autoplay=True,
+                                                 elem_id="analyze-segment-audio")
                         downloads = gr.File(value=init_out[7], label="Downloads: TextGrid, CSV, JSON, model",
                                             file_count="multiple", interactive=False)
                     summary = gr.JSON(value=init_out[6], label="Summary (JSON)", open=False)
             seg_state = gr.State(init_state)
+            analyze_bridge = click_bridge("analyze-click", "#plot-timeline")
 
         inputs = [audio, model_type, num_states, num_mixtures, covariance_type, topology, max_iter, tol,
                   feature_kind, num_mels, num_ceps, deltas, max_duration, duration_dist, device, seed,
-                  sweep_states, sweep_mixtures, decoder]
-        outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state]
-        run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute").then(
-            segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+                  sweep_states, sweep_mixtures, decoder, runs_state]
+        outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state, runs_state]
+        # figures stay on screen, dimmed and marked "updating", while a run is in progress
+        run.click(None, js="() => { document.body.classList.add('hmm-updating'); }", queue=False,
+                  api_visibility="private")
+        analysis = run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute",
+                             show_progress_on=[run_status])
+        analysis.then(None, js="() => { document.body.classList.remove('hmm-updating'); }", queue=False,
+                      api_visibility="private")
+        analysis.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
         decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
                       show_progress="minimal").then(segment_choices, seg_state, seg_pick,
                                                     api_visibility="private", queue=False)
         seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_name="analyze_segment")
+        analyze_bridge.change(play_clicked, [analyze_bridge, seg_state], seg_audio, api_visibility="private")
         demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+
+        with gr.Tab("Runs"):
+            runs_ui = build_runs_tab(runs_state)
+        analysis.then(after_analysis, runs_state, [run_status, sweep_note] + runs_ui.refresh_outputs,
+                      api_visibility="private", queue=False)
 
         with gr.Tab("Align"):
             with gr.Row():
@@ -323,18 +359,23 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                     "looked up there instead of espeak-ng.", elem_classes="hmm-note")
                     a_run = gr.Button("Align", variant="primary", elem_id="align-button")
                 with gr.Column(scale=3):
-                    a_timeline = gr.Plot(value=a_init[0], label="Timeline", elem_id="plot-align-timeline")
-                    a_fig = gr.Plot(value=a_init[1], label="Hypothesis vs reference", elem_id="plot-alignment")
+                    a_timeline = gr.Plot(value=a_init[0], label="Timeline: click a phone to play it",
+                                         elem_id="plot-align-timeline", elem_classes=["hmm-clickable"])
+                    a_fig = gr.Plot(value=a_init[1], label="Hypothesis vs reference: click a phone to play it",
+                                    elem_id="plot-alignment", elem_classes=["hmm-clickable"])
                     a_latency = gr.Plot(value=a_init[2], label="Latency and memory", elem_id="plot-align-latency")
                     with gr.Row():
                         with gr.Column():
                             a_pick = gr.Dropdown(label="Play a phone", choices=[], interactive=True,
                                                  allow_custom_value=True)  # the API passes an index
-                            a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
+                            a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy", autoplay=True,
+                                                   elem_id="align-segment-audio")
                         a_files = gr.File(value=a_init[4], label="Downloads: TextGrid, CSV, JSON",
                                           file_count="multiple", interactive=False)
                     a_summary = gr.JSON(value=a_init[3], label="Summary and metrics (JSON)", open=False)
             a_state = gr.State(a_init[5])
+            align_bridge = click_bridge("align-click", "#plot-align-timeline, #plot-alignment")
+        align_bridge.change(play_clicked, [align_bridge, a_state], a_seg_audio, api_visibility="private")
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
                     a_device, a_seed, a_durations, a_models, a_dictionary]
         align_rows = align_examples()
