@@ -662,7 +662,7 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
     dotted vertical line and, with ``current_point`` (``{"bic": .., "aic": ..}``), its own
     two points, so the model on screen is visible on the curve.
     """
-    fig = _new_figure(title, height=320)
+    fig = _new_figure(title, height=360)
     if not rows:
         fig.add_annotation(text="no sweep run", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
         return fig
@@ -694,8 +694,8 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
                                      hovertemplate="this model %{customdata}: %{y:.1f}<extra></extra>"))
     fig.update_layout(xaxis=dict(title=dict(text="number of states K"), tickvals=ks_all),
                       yaxis=dict(title=dict(text="criterion")),
-                      legend=dict(orientation="h", y=-0.25, x=0, font=dict(size=10)),
-                      margin=dict(l=60, r=10, t=44, b=90))
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0, font=dict(size=10)),
+                      height=360, margin=dict(l=60, r=10, t=44, b=110))
     return fig
 
 

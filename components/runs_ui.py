@@ -24,6 +24,8 @@ from components.results import AnalysisResult
 from hmm_engine.errors import HMMStudioError
 
 CLICK_CSS = """
+/* overflow: clip (not hidden) so the container is no scroll box and the run bar can stick */
+.gradio-container {overflow: clip !important;}
 #run-bar {position: sticky; top: 0; z-index: 50; background: var(--background-fill-primary);
           border-bottom: 1px solid var(--border-color-primary); padding: 4px 0; align-items: center;}
 #run-status {min-height: 2.2em; font-size: 0.92em;}

@@ -22,6 +22,7 @@ from components import history as H
 from components import pipeline as P
 from components.alignment import aligner_defaults
 from components.guide import HELP, WorkProgress
+from components.lab_ui import build_lab_tab
 from components.runs_ui import (CLICK_CSS, after_analysis, after_analysis_text, build_runs_tab, click_bridge,
                                 criteria_text, play_clicked)
 from components.precomputed import sample_settings
@@ -392,6 +393,9 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         from components.live import build_live_tab
 
         build_live_tab(seg_state)
+
+        with gr.Tab("Lab"):
+            build_lab_tab()
     return demo
 
 
