@@ -87,7 +87,7 @@ def column_table(tr: Trellis, step: int, state_names: Sequence[str] | None = Non
     else:
         head = (f"**t = {t}:** α_t(k) = b_k(x_t) · Σ_j α_(t−1)(j) a_jk (all paths into k); "
                 "δ_t(k) = b_k(x_t) · max_j δ_(t−1)(j) a_jk (the best one); ψ_t(k) = that best j.")
-    rows = ["| state | log α | p(z=k | x≤t) | log δ | ψ (from) |", "|---|---|---|---|---|"]
+    rows = ["| state | log α | p(z=k ∣ x≤t) | log δ | ψ (from) |", "|---|---|---|---|---|"]
     for k in range(min(K, 16)):
         psi = names[tr.psi[t, k]] if t > 0 else "—"
         rows.append(f"| {names[k]} | {tr.log_alpha[t, k]:.2f} | {tr.filtered[t, k]:.3f} | "
@@ -102,3 +102,28 @@ def trellis_from_model(model: Any, x: np.ndarray) -> Trellis:
     from components.lab import model_log_probs
 
     return trellis(*model_log_probs(model, x))
+
+
+# --------------------------------------------------------------------------- a real clip
+
+CLIP_SECONDS = 1.0
+
+
+def clip_trellis(audio: Any, settings: dict, model_path: str | None, seconds: float = CLIP_SECONDS):
+    """The trellis of the first ``seconds`` of ``audio`` under the trained model at ``model_path``
+    (the run's exported model file), on the same features. Returns ``(Trellis, frame_shift)``.
+    Raises ValueError with the reason when there is no such model or it is semi-Markov (its
+    recursions run over segments, not frames)."""
+    from components import pipeline as P
+    from components.results import AnalysisSettings
+
+    if settings.get("model_type") == "semi-markov":
+        raise ValueError("the frame trellis shows HMM recursions; a semi-Markov model's run over segments "
+                         "(choose Gaussian or Gaussian mixture and press Analyze)")
+    if not model_path:
+        raise ValueError("this run has no model file: press Analyze first")
+    model = P.load_model(model_path)
+    fields = {k: v for k, v in settings.items() if k in AnalysisSettings.__dataclass_fields__}
+    feats, _ = P.features(P.load(audio), AnalysisSettings(**fields))
+    T = int(min(feats.values.shape[0], round(seconds / feats.frame_shift)))
+    return trellis_from_model(model, feats.values[:T]), feats.frame_shift

@@ -82,8 +82,11 @@ def _analysis_outputs(result: AnalysisResult) -> tuple:
 
 
 def _segment_state(result: AnalysisResult, audio: Any) -> dict:
+    # training_key: the Live tab's model; model + settings: the first-second trellis re-reads
+    # this run's model and features
     return {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.segments()],
-            "training_key": result.training_key, "settings": result.settings}  # the Live tab's model
+            "training_key": result.training_key, "model": result.files.get("model") or result.model_file,
+            "settings": result.settings}
 
 
 def analyze_fn(
@@ -174,6 +177,23 @@ def sample_alignment():
     except Exception:  # noqa: BLE001 - a preview must never keep the dashboard from starting
         log.warning("the Align tab opens empty: aligning the bundled sample failed\n%s", traceback.format_exc())
         return None
+
+
+def clip_trellis_fn(state: dict | None, step):
+    """The Analyze tab's trellis: the first second of the clip under the run's model."""
+    from components.trellis import clip_trellis, column_table, trellis_figure
+
+    state = state or {}
+    try:
+        tr, shift = clip_trellis(state.get("audio"), state.get("settings") or {}, state.get("model"))
+    except ValueError as exc:
+        raise gr.Error(str(exc), title="Input problem") from None
+    except Exception as exc:  # noqa: BLE001
+        raise _user_error(exc) from None
+    T = tr.filtered.shape[0]
+    s = int(min(max(int(step or 1), 1), T)) - 1
+    return (trellis_figure(tr, s, frame_shift=shift, title="Trellis, first second"), column_table(tr, s),
+            gr.update(maximum=T, value=s + 1))
 
 
 def segment_choices(state: dict | None):
@@ -294,6 +314,15 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                         downloads = gr.File(value=init_out[7], label="Downloads: TextGrid, CSV, JSON, model",
                                             file_count="multiple", interactive=False)
                     summary = gr.JSON(value=init_out[6], label="Summary (JSON)", open=False)
+                    with gr.Accordion("Trellis of the first second: forward variables and Viterbi backpointers",
+                                      open=False, elem_id="analyze-trellis"):
+                        with gr.Row():
+                            t_step = gr.Slider(1, 100, value=10, step=1, label="Step (frame)",
+                                               info="Columns computed so far: move it to watch the recursions run")
+                            t_btn = gr.Button("Show trellis", scale=0, min_width=140, elem_id="analyze-trellis-button")
+                        t_plot = gr.Plot(label="Trellis (this run's model, first second)",
+                                         elem_id="plot-analyze-trellis")
+                        t_text = gr.Markdown()
             seg_state = gr.State(init_state)
             analyze_bridge = click_bridge("analyze-click", "#plot-timeline")
 
@@ -315,6 +344,8 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_name="analyze_segment")
         analyze_bridge.change(play_clicked, [analyze_bridge, seg_state], seg_audio, api_visibility="private")
         demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+        t_btn.click(clip_trellis_fn, [seg_state, t_step], [t_plot, t_text, t_step], api_visibility="private")
+        t_step.release(clip_trellis_fn, [seg_state, t_step], [t_plot, t_text, t_step], api_visibility="private")
 
         with gr.Tab("Runs"):
             runs_ui = build_runs_tab(runs_state)
