@@ -95,6 +95,12 @@ def _subplots(**kwargs) -> go.Figure:
     return make_subplots(figure=_blank(), **kwargs)
 
 
+def bottom_legend(size: int = 10) -> dict:
+    """A horizontal legend pinned to the figure's bottom edge (container coordinates), below the
+    x-axis title whatever the height; give the figure a bottom margin of ~90-110 px."""
+    return dict(orientation="h", yref="container", yanchor="bottom", y=0.01, x=0, font=dict(size=size))
+
+
 def state_colour(k: int) -> str:
     """State k's colour: Dark24 for k < 24, then golden-angle hues at three lightness levels,
     so no two of the first 64 states (and none of them against Dark24) share a colour."""
@@ -562,7 +568,7 @@ def _duration_heatmap(runs: list, frame_shift: float, K: int, A, pmf, title: str
     fig.update_layout(xaxis=dict(title=dict(text="run length (ms)"), range=[0, (dmax + 1) * shift_ms]),
                       yaxis=dict(title=dict(text="state"), autorange="reversed", tickmode="array",
                                  tickvals=names[::tick], automargin=True),
-                      legend=dict(orientation="h", y=-0.18, x=0), margin=dict(l=50, r=10, t=44, b=70))
+                      legend=bottom_legend(), margin=dict(l=50, r=10, t=44, b=90))
     return fig
 
 
@@ -694,7 +700,7 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
                                      hovertemplate="this model %{customdata}: %{y:.1f}<extra></extra>"))
     fig.update_layout(xaxis=dict(title=dict(text="number of states K"), tickvals=ks_all),
                       yaxis=dict(title=dict(text="criterion")),
-                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0, font=dict(size=10)),
+                      legend=bottom_legend(),
                       height=360, margin=dict(l=60, r=10, t=44, b=110))
     return fig
 
@@ -838,9 +844,12 @@ def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = Non
         parts.append(f"audio {audio_seconds:.2f} s")
     parts.append(f"total {total:.0f} ms")
     if "precomputed" in cached:
-        title += " (precomputed at start-up)"
-    fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title}<br><sup>" + " · ".join(parts) + "</sup>"),
-                      height=300, showlegend=False, margin=dict(t=64))
+        parts.insert(0, "precomputed at start-up")
+    # two short lines rather than one that a phone-width plot would clip
+    half = (len(parts) + 1) // 2
+    sub = " · ".join(parts[:half]) + "<br>" + " · ".join(parts[half:])
+    fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"),
+                      height=320, showlegend=False, margin=dict(t=80))
     fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)
     return fig
 
@@ -970,6 +979,5 @@ def duration_comparison(runs: Sequence[tuple[str, np.ndarray, float]],
                                    hovertemplate=name + ": %{y} segments of %{x} ms<extra></extra>"))
     fig.update_layout(barmode="overlay", xaxis=dict(title=dict(text="segment length (ms)")),
                       yaxis=dict(title=dict(text="segments"), tickformat="d", rangemode="tozero"),
-                      legend=dict(orientation="h", y=-0.3, x=0, font=dict(size=10)),
-                      margin=dict(l=50, r=10, t=44, b=80))
+                      legend=bottom_legend(), margin=dict(l=50, r=10, t=44, b=100))
     return fig

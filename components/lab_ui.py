@@ -50,7 +50,7 @@ def sample_figure(spec: L.ModelSpec, data: L.Sample, max_frames: int = 400) -> g
     if spec.kind == "categorical":
         yaxis.update(tickmode="array", tickvals=list(range(len(spec.symbols))), ticktext=spec.symbols)
     fig.update_layout(xaxis=dict(title=dict(text="frame")), yaxis=yaxis,
-                      legend=dict(orientation="h", y=-0.3, x=0), margin=dict(b=80))
+                      legend=F.bottom_legend(), margin=dict(b=100))
     return fig
 
 
@@ -73,7 +73,7 @@ def data_figure(spec: L.ModelSpec, data: L.Sample, learned: dict, iteration: int
             fig.add_trace(go.Bar(x=[f"{spec.states[k]}·{s}" for s in spec.symbols], y=learned["emissionprob"][k],
                                  name=f"learned {spec.states[k]}", marker=dict(color=c)))
         fig.update_layout(barmode="group", yaxis=dict(title=dict(text="P(symbol | state)"), range=[0, 1]),
-                          legend=dict(orientation="h", y=-0.35, x=0, font=dict(size=9)), margin=dict(b=100))
+                          legend=F.bottom_legend(), margin=dict(b=100))
         return fig
     if spec.kind == "semi-markov":
         runs = L.run_lengths(data.states, K)
@@ -95,7 +95,7 @@ def data_figure(spec: L.ModelSpec, data: L.Sample, learned: dict, iteration: int
                               row=1, col=k + 1)
             fig.update_xaxes(title_text="frames", row=1, col=k + 1)
         fig.update_layout(template=F._TEMPLATE, title=dict(text=title + ": state durations"), height=330,
-                          legend=dict(orientation="h", y=-0.3, x=0, font=dict(size=10)), margin=dict(b=90, t=64))
+                          legend=F.bottom_legend(), margin=dict(b=90, t=64))
         return fig
     if spec.obs_dim == 1:
         x = data.obs.reshape(-1)
@@ -111,7 +111,7 @@ def data_figure(spec: L.ModelSpec, data: L.Sample, learned: dict, iteration: int
             fig.add_trace(go.Scatter(x=grid, y=occ[k] * _gauss(grid, learned["means"][k, 0], learned["stds"][k, 0]),
                                      mode="lines", line=dict(color=c, width=3), name=f"learned {spec.states[k]}"))
         fig.update_layout(xaxis=dict(title=dict(text="x")), yaxis=dict(title=dict(text="density")),
-                          legend=dict(orientation="h", y=-0.3, x=0, font=dict(size=10)), margin=dict(b=90))
+                          legend=F.bottom_legend(), margin=dict(b=110))
         return fig
     fig = F._new_figure(title + ": samples, true (×) and learned (◆, 2σ) states", height=420)
     pts = data.obs.reshape(-1, 2)
@@ -132,7 +132,7 @@ def data_figure(spec: L.ModelSpec, data: L.Sample, learned: dict, iteration: int
         fig.add_trace(go.Scatter(x=[mu[0]], y=[mu[1]], mode="markers", showlegend=False, name=f"learned {spec.states[k]}",
                                  marker=dict(symbol="diamond", size=12, color=c, line=dict(color="#111", width=1))))
     fig.update_layout(xaxis=dict(title=dict(text="x[0]")), yaxis=dict(title=dict(text="x[1]"), scaleanchor="x"),
-                      legend=dict(orientation="h", y=-0.2, x=0))
+                      legend=F.bottom_legend(), margin=dict(b=100))
     return fig
 
 
@@ -151,7 +151,7 @@ def recovery_figure(rows: list) -> go.Figure:
                                  text=[r[1] for r in sel], marker=dict(size=9, color=F.STATE_COLOURS[i]),
                                  hovertemplate="%{text}<br>true %{x:.3f}<br>learned %{y:.3f}<extra></extra>"))
     fig.update_layout(xaxis=dict(title=dict(text="true")), yaxis=dict(title=dict(text="learned")),
-                      legend=dict(orientation="h", y=-0.25, x=0), margin=dict(b=90))
+                      legend=F.bottom_legend(), margin=dict(b=110))
     return fig
 
 
@@ -305,7 +305,7 @@ def build_lab_tab() -> None:
             with gr.Row():
                 recovery = gr.Plot(label="Parameter recovery", elem_id="plot-lab-recovery")
                 em_plot = gr.Plot(label="EM", elem_id="plot-lab-em")
-            iteration = gr.Slider(1, 1, value=1, step=1, label="EM iteration shown",
+            iteration = gr.Slider(1, 2, value=1, step=1, label="EM iteration shown",
                                   info="Move to watch the parameters after each iteration", elem_id="lab-iteration")
             data_plot = gr.Plot(label="Learned vs true", elem_id="plot-lab-data")
             table = gr.Dataframe(headers=["group", "parameter", "true", "learned", "|error|"], interactive=False,

@@ -28,7 +28,13 @@ CLICK_CSS = """
 .gradio-container {overflow: clip !important;}
 #run-bar {position: sticky; top: 0; z-index: 50; background: var(--background-fill-primary);
           border-bottom: 1px solid var(--border-color-primary); padding: 4px 0; align-items: center;}
-#run-status {min-height: 2.2em; font-size: 0.92em;}
+#run-status {min-height: 2.2em; font-size: 0.92em; flex: 1 1 260px;}
+#run-bar {flex-wrap: wrap;}
+@media (max-width: 640px) {
+  /* on a phone the bar stays one compact strip: no help text, the status in small print */
+  #run-bar [data-testid="block-info"], #run-bar .info-text {display: none;}
+  #run-status {flex-basis: 100%; font-size: 0.78em; min-height: 0;}
+}
 body.hmm-updating .hmm-figures .js-plotly-plot {opacity: 0.45; transition: opacity .2s;}
 body.hmm-updating .hmm-figures::before {content: "updating… (the figures below are the previous run's)";
           display: block; font-weight: 600; color: var(--color-accent);}

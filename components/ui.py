@@ -293,7 +293,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     decoder = gr.Radio([("Viterbi", "viterbi"), ("Posterior (per-frame argmax)", "posterior")],
                                        value=s0.decoder, label="Decoder", info=HELP["decoder"])
                 with gr.Column(scale=3, elem_classes=["hmm-figures"]):
-                    timeline = gr.Plot(value=init_out[0], label="Timeline: click a segment (or any time) to play it",
+                    timeline = gr.Plot(value=init_out[0], label="Timeline · click a segment to play it",
                                        elem_id="plot-timeline", elem_classes=["hmm-clickable"])
                     with gr.Row():
                         transitions = gr.Plot(value=init_out[1], label="Transition matrix", elem_id="plot-transitions")
