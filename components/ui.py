@@ -338,9 +338,9 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         analysis.then(None, js="() => { document.body.classList.remove('hmm-updating'); }", queue=False,
                       api_visibility="private")
         analysis.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
-        decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
-                      show_progress="minimal").then(segment_choices, seg_state, seg_pick,
-                                                    api_visibility="private", queue=False)
+        redecode = decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
+                                 show_progress="minimal")
+        redecode.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
         seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_name="analyze_segment")
         analyze_bridge.change(play_clicked, [analyze_bridge, seg_state], seg_audio, api_visibility="private")
         demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
@@ -349,8 +349,9 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
 
         with gr.Tab("Runs"):
             runs_ui = build_runs_tab(runs_state)
-        analysis.then(after_analysis, runs_state, [run_status, sweep_note] + runs_ui.refresh_outputs,
-                      api_visibility="private", queue=False)
+        for event in (analysis, redecode):  # both add a run to the history
+            event.then(after_analysis, runs_state, [run_status, sweep_note] + runs_ui.refresh_outputs,
+                       api_visibility="private", queue=False)
 
         with gr.Tab("Align"):
             with gr.Row():
