@@ -114,10 +114,10 @@ def state_colour(k: int) -> str:
     return _hsl_hex(hue, sat, light)
 
 
-def _hsl_hex(h: float, s: float, l: float) -> str:
+def _hsl_hex(h: float, s: float, light: float) -> str:
     import colorsys
 
-    r, g, b = colorsys.hls_to_rgb(h / 360.0, l, s)
+    r, g, b = colorsys.hls_to_rgb(h / 360.0, light, s)
     return "#{:02X}{:02X}{:02X}".format(round(r * 255), round(g * 255), round(b * 255))
 
 

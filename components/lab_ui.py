@@ -140,8 +140,8 @@ def recovery_figure(rows: list) -> go.Figure:
     """Every parameter: true (x) against learned (y); on the diagonal = recovered."""
     fig = F._new_figure("Parameter recovery (on the diagonal = recovered)", height=380)
     groups = list(dict.fromkeys(g for g, *_ in rows))
-    lo = min([min(t, l) for _, _, t, l in rows] + [0.0])
-    hi = max([max(t, l) for _, _, t, l in rows] + [1.0])
+    lo = min([min(t, v) for _, _, t, v in rows] + [0.0])
+    hi = max([max(t, v) for _, _, t, v in rows] + [1.0])
     pad = 0.05 * (hi - lo)
     fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines",
                              line=dict(color="#9ca3af", dash="dot"), name="learned = true", hoverinfo="skip"))
@@ -205,9 +205,9 @@ def do_fit(store: dict | None, max_iter: int, seed: int):
     store = dict(store, fit=fit, plain=plain)
     rows = L.recovery_rows(spec, fit.params)
     n = len(fit.history)
-    table = [[g, name, round(t, 4), round(l, 4), round(abs(l - t), 4)] for g, name, t, l in rows]
+    table = [[g, name, round(t, 4), round(v, 4), round(abs(v - t), 4)] for g, name, t, v in rows]
     match = ", ".join(f"learned s{fit.permutation[k]} → {spec.states[k]}" for k in range(spec.num_states))
-    means_err = [abs(l - t) for g, _, t, l in rows if g in ("mean", "emission")]
+    means_err = [abs(v - t) for g, _, t, v in rows if g in ("mean", "emission")]
     note = (f"EM ran {n} iterations ({'converged' if fit.converged else 'NOT converged: raise the limit'}). "
             f"States matched by Hungarian assignment: {match}. Largest emission error: {max(means_err):.3f}. "
             "Fitted states come out in any order; matching puts them in the true order before comparing. "
