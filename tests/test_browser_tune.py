@@ -188,3 +188,28 @@ def test_lab_samples_fits_and_walks_the_trellis(browser, app_url):
     page.screenshot(path=str(SHOTS / "lab.png"), full_page=True)
     assert not page.errors, page.errors
     page.close()
+
+
+def test_clicking_a_phone_in_the_align_tab_plays_it(browser, app_url):
+    page = _open(browser, app_url, 1440, 900)
+    page.get_by_role("tab", name="Align").click()
+    page.wait_for_function(PLOT_READY, arg="plot-align-timeline", timeout=60_000)
+    page.wait_for_timeout(1500)  # the bridge binds within 0.6 s
+    # the hypothesis phone tier: its text points carry [start, end, score, label]
+    info = page.evaluate("""() => { const gd = document.querySelector('#plot-align-timeline .js-plotly-plot');
+        const i = gd._fullData.findIndex(t => t.name === 'phones (hyp)');
+        return [i, gd._fullData[i].customdata[3]]; }""")
+    idx, phone = info
+    point = page.locator("#plot-align-timeline .scatterlayer .trace").nth(idx).locator(".textpoint").nth(3)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("""() => { const a = document.querySelector('#align-segment-audio a[download]');
+                                      return a && a.href.includes('audio.wav'); }""", timeout=30_000)
+    href = page.evaluate("() => document.querySelector('#align-segment-audio a[download]').href")
+    with urllib.request.urlopen(href) as r:
+        seconds = sf.info(io.BytesIO(r.read())).duration
+    assert seconds == pytest.approx(phone[1] - phone[0], abs=0.002)
+    assert not page.errors, page.errors
+    page.close()

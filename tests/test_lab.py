@@ -136,3 +136,29 @@ def test_trellis_figure_steps():
     big = L.trellis(np.log(np.full(40, 1 / 40)), np.log(np.full((40, 40), 1 / 40)),
                     np.random.default_rng(0).normal(size=(100, 40)))
     assert [t.type for t in trellis_figure(big, 50).data] == ["heatmap", "scatter", "scatter"]
+
+
+def test_first_second_trellis_of_a_real_clip_matches_the_engine():
+    # The Analyze tab's trellis: the precomputed sample's model on the first second of the sample.
+    from app_server import SAMPLE
+    from components import pipeline as P
+    from components import precomputed
+    from components.results import AnalysisSettings
+    from components.trellis import clip_trellis
+
+    result = precomputed.load_or_compute()
+    model_path = result.files.get("model")
+    if result.settings.get("model_type") == "semi-markov" or not model_path:
+        pytest.skip("the precomputed sample is not a frame HMM with a model file")
+    tr, shift = clip_trellis(str(SAMPLE), result.settings, model_path)
+    T = tr.filtered.shape[0]
+    assert T == round(1.0 / shift)
+    model = P.load_model(model_path)
+    fields = {k: v for k, v in result.settings.items() if k in AnalysisSettings.__dataclass_fields__}
+    x = P.features(P.load(str(SAMPLE)), AnalysisSettings(**fields))[0].values[:T]
+    assert tr.log_likelihood == pytest.approx(float(model.score(x)[0].detach()), rel=1e-4)
+    path, _ = model.viterbi_decode(x)
+    agree = np.mean(tr.best_paths[-1] == path[0].numpy())
+    assert agree > 0.99  # float32 model, float64 recursions: ties may differ in a frame
+    with pytest.raises(ValueError, match="semi-Markov"):
+        clip_trellis(str(SAMPLE), dict(result.settings, model_type="semi-markov"), model_path)
