@@ -195,10 +195,14 @@ def test_clicking_a_phone_in_the_align_tab_plays_it(browser, app_url):
     page.get_by_role("tab", name="Align").click()
     page.wait_for_function(PLOT_READY, arg="plot-align-timeline", timeout=60_000)
     page.wait_for_timeout(1500)  # the bridge binds within 0.6 s
-    # the hypothesis phone tier: its text points carry [start, end, score, label]
+    # the hypothesis phone tier: its text points carry [start, end, score, label]; plotly draws
+    # no text node for an empty label, so the k-th node is the k-th phone with a label
     info = page.evaluate("""() => { const gd = document.querySelector('#plot-align-timeline .js-plotly-plot');
         const i = gd._fullData.findIndex(t => t.name === 'phones (hyp)');
-        return [i, gd._fullData[i].customdata[3]]; }""")
+        const tr = gd._fullData[i];
+        const labelled = tr.customdata.filter((c, j) => tr.text[j] !== '');
+        const scatterIndex = gd._fullData.slice(0, i).filter(t => t.type === 'scatter').length;
+        return [scatterIndex, labelled[3]]; }""")
     idx, phone = info
     point = page.locator("#plot-align-timeline .scatterlayer .trace").nth(idx).locator(".textpoint").nth(3)
     point.scroll_into_view_if_needed()
