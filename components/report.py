@@ -26,8 +26,7 @@ td, th {border: 1px solid #d1d5db; padding: .25rem .6rem; text-align: left; font
 th {background: #f3f4f6;}
 .warn {color: #b91c1c; font-weight: 600;}
 .fig {margin: 1rem 0;}
-@media (prefers-color-scheme: dark) { body {background: #111827; color: #e5e7eb;} th {background: #1f2937;} }
-"""
+"""  # light only: the figures' text is dark on transparent backgrounds
 
 
 def _table(rows: list[tuple[str, object]]) -> str:

@@ -40,7 +40,8 @@ body.hmm-updating .hmm-figures::before {content: "updating… (the figures below
 .hmm-clickable .js-plotly-plot .barlayer .point {cursor: pointer;}
 .hmm-bridge {display: none;}
 /* plots follow the dark theme: transparent backgrounds (figures.py), light text and grid here */
-.dark .js-plotly-plot .main-svg :is(.gtitle, .xtitle, .ytitle, .xtick text, .ytick text, .legendtext,
+/* subplot axes are named x2tick, y3title...: match the class endings */
+.dark .js-plotly-plot .main-svg :is(text[class$="title"], [class$="tick"] > text, .legendtext,
        .annotation-text, .cbtitle text, .cbaxis text, .g-gtitle text) {fill: #e5e7eb !important;}
 .dark .js-plotly-plot .main-svg .gridlayer path {stroke: #374151 !important;}
 .dark .js-plotly-plot .main-svg .zerolinelayer path {stroke: #4b5563 !important;}

@@ -1,6 +1,6 @@
 """Headless Chromium: the run bar in view, click-to-play, two runs compared, phone-width titles,
-dark-mode plots and the Lab. Curated screenshots go to docs/screenshots/ (compare.png, lab.png,
-phone.png); skipped when /usr/bin/chromium or Playwright is missing."""
+dark-mode plots and the Lab. Curated screenshots go to docs/screenshots/ (analyze.png, compare.png,
+lab.png, phone.png, dark.png); skipped when /usr/bin/chromium or Playwright is missing."""
 
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ def _analyze(page, k: int):
 def test_run_controls_in_the_first_viewport_and_sticky(browser, app_url):
     page = _open(browser, app_url, 1440, 900)
     assert _in_view(page, "#analyze-button") and _in_view(page, "#analyze-states")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "analyze.png"), full_page=False)
     page.evaluate("() => window.scrollTo(0, 1600)")
     page.wait_for_timeout(300)
     assert page.evaluate("() => window.scrollY") > 1000
@@ -162,6 +165,12 @@ def test_plots_follow_the_dark_theme(browser, app_url):
     fill = page.evaluate("""() => getComputedStyle(document.querySelector('#plot-transitions .xtick text')).fill""")
     bg = page.evaluate("""() => document.querySelector('#plot-transitions .js-plotly-plot')._fullLayout.paper_bgcolor""")
     assert fill == "rgb(229, 231, 235)" and bg == "rgba(0, 0, 0, 0)"
+    # subplot axes too (the timeline's posterior panel is y3)
+    sub = page.evaluate("""() => getComputedStyle(document.querySelector('#plot-timeline .y3tick text')).fill""")
+    assert sub == "rgb(229, 231, 235)"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(SHOTS / "dark.png"), full_page=False)
     page.close()
 
 
