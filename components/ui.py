@@ -44,7 +44,8 @@ footer {display: none !important;}
 
 INTRO = """**HMM Studio** — fit a hidden Markov model to a clip and *see* what it does. The sample is already
 analysed: change a setting, press **Analyze**, click a segment to hear it; **Runs** compares your runs,
-**Align** force-aligns a transcript, **Lab** teaches HMMs on models you define."""
+**Align** force-aligns a transcript, **Live** decodes the microphone as you speak, **Lab** teaches HMMs on
+models you define."""
 
 
 def _user_error(exc: BaseException) -> gr.Error:
