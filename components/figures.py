@@ -53,8 +53,11 @@ __all__ = [
 _TEMPLATE = go.layout.Template(
     layout=dict(
         font=dict(family="Inter, Helvetica, Arial, sans-serif", size=12, color="#2a3f5f"),
-        paper_bgcolor="white",
-        plot_bgcolor="white",
+        # transparent, so the page's light or dark background shows through; the dashboard's
+        # CSS recolours text and grid lines in dark mode (DARK_MODE_CSS)
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        title=dict(font=dict(size=14), x=0.01, xanchor="left"),
         margin=dict(l=60, r=20, t=50, b=45),
         hoverlabel=dict(namelength=-1),
         xaxis=dict(gridcolor="#e5ecf6", zeroline=False, linecolor="#8a99b0", ticks="outside"),
@@ -66,9 +69,10 @@ _TEMPLATE = go.layout.Template(
     )
 )
 
-# 24 distinguishable colours (plotly's Dark24), cycled for more states.
+# 24 distinguishable colours (plotly's Dark24; its near-black #222A2A, invisible on a dark
+# page, is swapped for a teal); states past 24 get generated colours (state_colour).
 STATE_COLOURS = [
-    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100",
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#0FA3B1", "#B68100",
     "#750D86", "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D",
     "#6C7C32", "#778AAE", "#862A16", "#A777F1", "#620042", "#1616A7", "#DA60CA",
     "#6C4516", "#0D2A63", "#AF0038",
@@ -91,8 +95,30 @@ def _subplots(**kwargs) -> go.Figure:
     return make_subplots(figure=_blank(), **kwargs)
 
 
+def bottom_legend(size: int = 10) -> dict:
+    """A horizontal legend pinned to the figure's bottom edge (container coordinates), below the
+    x-axis title whatever the height; give the figure a bottom margin of ~90-110 px."""
+    return dict(orientation="h", yref="container", yanchor="bottom", y=0.01, x=0, font=dict(size=size))
+
+
 def state_colour(k: int) -> str:
-    return STATE_COLOURS[int(k) % len(STATE_COLOURS)]
+    """State k's colour: Dark24 for k < 24, then golden-angle hues at three lightness levels,
+    so no two of the first 64 states (and none of them against Dark24) share a colour."""
+    k = int(k)
+    if 0 <= k < len(STATE_COLOURS):
+        return STATE_COLOURS[k]
+    j = k - len(STATE_COLOURS)
+    hue = (j * 137.508 + 17.0) % 360.0
+    light = (0.42, 0.58, 0.32)[j % 3]
+    sat = (0.75, 0.65, 0.85)[(j // 3) % 3]
+    return _hsl_hex(hue, sat, light)
+
+
+def _hsl_hex(h: float, s: float, light: float) -> str:
+    import colorsys
+
+    r, g, b = colorsys.hls_to_rgb(h / 360.0, light, s)
+    return "#{:02X}{:02X}{:02X}".format(round(r * 255), round(g * 255), round(b * 255))
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -189,13 +215,13 @@ def _colorbar_for(fig: go.Figure, row: int | None, col: int | None, title: str) 
     return cb
 
 
-def _add_spectrogram_panel(fig, db, freqs, frame_shift, segments, row=None, col=None,
-                           max_freq_bins=160, segment_bar=True, label_min_fraction=0.012):
+def _add_spectrogram_panel(fig, db, freqs, frame_shift, segments=None, row=None, col=None,
+                           max_freq_bins=160):
+    """The spectrogram alone: segments go in a strip of their own (:func:`_add_strip_panel`)."""
     db = np.asarray(db, dtype=np.float32)
     freqs = np.asarray(freqs, dtype=np.float32)
     db, freqs = _downsample_rows(db, freqs, max_freq_bins)
     t = frame_centres(db.shape[0], frame_shift)
-    xa, ya = _axis_refs(fig, row, col)
     fig.add_trace(
         go.Heatmap(
             z=_quantise_db(db).T, x=t, y=freqs, colorscale="Magma", name="spectrogram",
@@ -204,33 +230,35 @@ def _add_spectrogram_panel(fig, db, freqs, frame_shift, segments, row=None, col=
         ),
         row=row, col=col,
     )
+    return fig
+
+
+def _add_strip_panel(fig, segments, row=None, col=None, name="segments", label_min_fraction=0.012):
+    """The segmentation as one strip of coloured bars ``[start, end]`` (no lines over the
+    spectrogram). Each bar carries ``customdata = [index, label, start, end]``: the dashboard's
+    click bridge plays segment ``index`` when a bar is clicked."""
     segs = as_segments(segments)
-    if segs:
-        fmax = float(freqs.max()) if freqs.size else 1.0
-        shapes = []
-        for s in segs:
-            colour = _label_colour(s.label)
-            shapes.append(dict(type="line", xref=xa, yref=f"{ya} domain", x0=s.start, x1=s.start,
-                               y0=0, y1=1, line=dict(color="rgba(255,255,255,0.75)", width=1)))
-            if segment_bar:
-                shapes.append(dict(type="rect", xref=xa, yref=f"{ya} domain", x0=s.start, x1=s.end,
-                                   y0=0.92, y1=1.0, fillcolor=colour, opacity=0.9,
-                                   line=dict(color="white", width=0.5), layer="above"))
-        _pending_shapes(fig).extend(shapes)
-        mids = [(s.start + s.end) / 2 for s in segs]
-        # Labels that would not fit are left blank (their hover still names them).
-        total = max(s.end for s in segs) - min(s.start for s in segs)
-        min_width = label_min_fraction * total
-        fig.add_trace(
-            go.Scatter(
-                x=mids, y=[fmax * 0.96] * len(segs), mode="text",
-                text=[s.label if s.end - s.start >= min_width else "" for s in segs],
-                textfont=dict(color="white", size=10), name="segments",
-                customdata=[[s.start, s.end, s.label] for s in segs], showlegend=False,
-                hovertemplate="%{customdata[2]}<br>%{customdata[0]:.3f}–%{customdata[1]:.3f} s<extra></extra>",
-            ),
-            row=row, col=col,
-        )
+    if not segs:
+        return fig
+    total = max(s.end for s in segs) - min(s.start for s in segs)
+    min_width = label_min_fraction * total
+    fig.add_trace(
+        go.Bar(
+            y=[0] * len(segs), x=[s.end - s.start for s in segs], base=[s.start for s in segs],
+            orientation="h", width=0.95, name=name, showlegend=False,
+            marker=dict(color=[_label_colour(s.label) for s in segs], line=dict(width=0)),
+            text=[s.label if s.end - s.start >= min_width else "" for s in segs],
+            textposition="inside", insidetextanchor="middle", textangle=0, textfont=dict(size=10),
+            customdata=[[i, s.label, s.start, s.end] for i, s in enumerate(segs)],
+            hovertemplate="%{customdata[1]}  %{customdata[2]:.3f}–%{customdata[3]:.3f} s"
+                          "<br>click to play<extra></extra>",
+        ),
+        row=row, col=col,
+    )
+    fig.update_yaxes(range=[-0.5, 0.5], showticklabels=False, ticks="", showgrid=False, fixedrange=True,
+                     row=row, col=col)
+    # labels that do not fit at 8 px are hidden rather than shrunk to nothing
+    fig.update_layout(uniformtext=dict(minsize=8, mode="hide"), barmode="overlay")
     return fig
 
 
@@ -313,7 +341,7 @@ def _add_path_panel(fig, path, frame_shift, num_states=None, row=None, col=None)
 
 def spectrogram_figure(db: np.ndarray, freqs: np.ndarray, frame_shift: float,
                        segments: Iterable[Any] | None = None, duration: float | None = None,
-                       title: str = "Spectrogram with Viterbi segmentation",
+                       title: str = "Spectrogram + segmentation",
                        max_freq_bins: int = 160) -> go.Figure:
     """Spectrogram ``db [T, F]`` (dB) with segment boundaries and a labelled state bar.
 
@@ -322,10 +350,20 @@ def spectrogram_figure(db: np.ndarray, freqs: np.ndarray, frame_shift: float,
     """
     db = np.asarray(db)
     duration = float(duration if duration is not None else db.shape[0] * frame_shift)
-    fig = _new_figure(title, height=340)
-    _add_spectrogram_panel(fig, db, freqs, frame_shift, segments, max_freq_bins=max_freq_bins)
-    fig.update_layout(xaxis=_time_axis(duration), yaxis=dict(title=dict(text="frequency (Hz)")))
-    return _flush_shapes(fig)
+    segs = as_segments(segments)
+    if not segs:
+        fig = _new_figure(title, height=340)
+        _add_spectrogram_panel(fig, db, freqs, frame_shift, None, max_freq_bins=max_freq_bins)
+        fig.update_layout(xaxis=_time_axis(duration), yaxis=dict(title=dict(text="frequency (Hz)")))
+        return fig
+    fig = _subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.02, row_heights=[0.86, 0.14])
+    _add_spectrogram_panel(fig, db, freqs, frame_shift, None, row=1, col=1, max_freq_bins=max_freq_bins)
+    _add_strip_panel(fig, segs, row=2, col=1)
+    fig.update_xaxes(range=[0.0, duration])
+    fig.update_xaxes(title_text=TIME_TITLE, row=2, col=1)
+    fig.update_yaxes(title_text="Hz", row=1, col=1)
+    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=380)
+    return fig
 
 
 def posterior_figure(posteriors: np.ndarray, frame_shift: float, path: np.ndarray | None = None,
@@ -355,26 +393,40 @@ def viterbi_path_figure(path: np.ndarray, frame_shift: float, num_states: int | 
     return fig
 
 
+def _cell_text(v: float) -> str:
+    """Compact probability labels that stay apart in narrow cells: ".25", "1", "" for < .005."""
+    if v >= 0.995:
+        return "1"
+    if v < 0.005:
+        return ""
+    return f"{v:.2f}".lstrip("0")
+
+
 def transition_figure(transmat: np.ndarray, labels: Sequence[str] | None = None,
-                      title: str = "Transition matrix A[i → j]", decimals: int = 2,
-                      max_text_states: int = 24) -> go.Figure:
-    """Heatmap whose ``z`` is the transition matrix itself, annotated with its values."""
+                      title: str = "Transition matrix", max_text_states: int = 12) -> go.Figure:
+    """Heatmap whose ``z`` is the transition matrix itself; values printed in the cells up to
+    ``max_text_states`` states (compact ".25" labels), hover only beyond."""
     A = np.asarray(transmat, dtype=np.float64)
     K = A.shape[0]
     names = list(labels) if labels is not None else [f"s{k}" for k in range(K)]
-    text = np.vectorize(lambda v: f"{v:.{decimals}f}")(A) if K <= max_text_states else None
-    fig = _new_figure(title, height=max(320, 28 * K + 120))
+    text = np.vectorize(_cell_text)(A) if K <= max_text_states else None
+    tick = _state_dtick(K) if K > 16 else 1
+    tickvals = names[::tick]
+    fig = _new_figure(title, height=max(320, min(640, 16 * K + 160)))
     fig.add_trace(
         go.Heatmap(
             z=A, x=names, y=names, zmin=0.0, zmax=1.0, colorscale="Blues",
             text=text, texttemplate="%{text}" if text is not None else None,
-            textfont=dict(size=9 if K > 12 else 11),
-            colorbar=dict(title=dict(text="P"), thickness=12),
+            textfont=dict(size=10 if K <= 8 else 9),
+            colorbar=dict(title=dict(text="P"), thickness=10),
             hovertemplate="%{y} → %{x}<br>P=%{z:.4f}<extra></extra>",
         )
     )
-    fig.update_layout(xaxis=dict(title=dict(text="to state"), side="bottom"),
-                      yaxis=dict(title=dict(text="from state"), autorange="reversed"))
+    axis = dict(tickmode="array", tickvals=tickvals, tickfont=dict(size=10 if K <= 16 else 9),
+                automargin=True)
+    fig.update_layout(xaxis=dict(title=dict(text="to state", standoff=8), side="bottom", **axis),
+                      yaxis=dict(title=dict(text="from state", standoff=8), autorange="reversed", **axis),
+                      margin=dict(l=50, r=10, t=44, b=40))
     return fig
 
 
@@ -412,24 +464,39 @@ def _grid(rows: int, cols: int, titles: Sequence[str], hspace: float, vspace: fl
     return layout, refs
 
 
+def _count_dtick(max_count: float) -> int:
+    """Whole-number tick spacing for a count axis: 1, 2, 5, 10, 20, 50... at most ~5 ticks."""
+    target = max(1.0, float(max_count) / 4.0)
+    for mag in (1, 10, 100, 1000, 10000, 100000):
+        for step in (1, 2, 5):
+            if step * mag >= target:
+                return step * mag
+    return 1000000
+
+
 def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
                     transmat: np.ndarray | None = None, duration_pmf: np.ndarray | None = None,
-                    max_cols: int = 4,
-                    title: str = "State durations: Viterbi runs (bars) vs the model's expected counts (line)") -> go.Figure:
-    """Small multiples: per state, a histogram of its Viterbi run lengths (bars, in ms).
+                    max_cols: int = 4, max_panels: int = 8,
+                    title: str = "State durations") -> go.Figure:
+    """How long each state lasts: its Viterbi run lengths against the model's law.
 
-    The model's duration distribution is overlaid as expected counts: an explicit
-    ``duration_pmf [K, Dmax]`` (semi-Markov, ``pmf[k, d-1] = P(d frames)``) or, for a
-    plain HMM, the geometric law ``(1 - a_kk) a_kk^(d-1)`` implied by ``transmat``.
+    Up to ``max_panels`` states: small multiples, per state a histogram of run lengths (bars,
+    ms, whole-number count ticks) with the model's expected counts overlaid — an explicit
+    ``duration_pmf [K, Dmax]`` (semi-Markov, ``pmf[k, d-1] = P(d frames)``) or, for a plain
+    HMM, the geometric law ``(1 - a_kk) a_kk^(d-1)`` implied by ``transmat``.
+    More states: one compact heatmap (state × run length, colour = number of runs) with each
+    state's mean run length (observed: circles; model: diamonds), so K = 64 stays one panel.
     """
     K = int(num_states)
     runs = durations_from_path(path, K)
-    cols = min(max_cols, K)
-    rows = int(math.ceil(K / cols))
-    layout, refs = _grid(rows, cols, [f"s{k} (n={len(runs[k])})" for k in range(K)], 0.05, min(0.2, 0.6 / rows))
-    shift_ms = float(frame_shift) * 1000.0
     pmf = None if duration_pmf is None else np.asarray(duration_pmf, dtype=np.float64)
     A = None if transmat is None else np.asarray(transmat, dtype=np.float64)
+    if K > max_panels:
+        return _duration_heatmap(runs, frame_shift, K, A, pmf, title)
+    cols = min(max_cols, K)
+    rows = int(math.ceil(K / cols))
+    layout, refs = _grid(rows, cols, [f"s{k} (n={len(runs[k])})" for k in range(K)], 0.06, min(0.2, 0.6 / rows))
+    shift_ms = float(frame_shift) * 1000.0
     traces = []
     for k in range(K):
         xa, ya = refs[k]
@@ -448,28 +515,93 @@ def duration_figure(path: np.ndarray, frame_shift: float, num_states: int,
             a = float(np.clip(A[k, k], 0.0, 1.0 - 1e-12))
             dd = np.arange(1, max(dmax, 2) + 1)
             model = (1 - a) * a ** (dd - 1)
+        top = float(counts.max()) if counts.size else 1.0
         if model is not None and n > 0:
             m = model[: max(dmax, 1) + 2] if pmf is not None else model
             xm = np.arange(1, m.size + 1) * shift_ms
-            traces.append(go.Scatter(x=xm, y=n * m, mode="lines", line=dict(color="#222", width=1.2),
+            traces.append(go.Scatter(x=xm, y=n * m, mode="lines", line=dict(color="#888", width=1.4),
                                      name="model", showlegend=False, xaxis=xa, yaxis=ya,
                                      hovertemplate="model: %{y:.2f}<extra></extra>"))
+            top = max(top, float(np.max(n * m)))
+        yname = "yaxis" + ya[1:]
+        layout[yname].update(tickmode="linear", tick0=0, dtick=_count_dtick(top), tickformat="d",
+                             rangemode="tozero")
     for k in range(K - cols, K):  # bottom row of each column
-        layout[f"xaxis{'' if k == 0 else k + 1}"]["title"] = {"text": "duration (ms)"}
-    layout.update(template=_TEMPLATE, title=dict(text=title), height=max(280, 190 * rows + 90), bargap=0.05,
-                  legend=dict(orientation="h", y=1.08, x=1, xanchor="right"))
+        layout[f"xaxis{'' if k == 0 else k + 1}"]["title"] = {"text": "ms"}
+    layout.update(template=_TEMPLATE, title=dict(text=title), height=max(260, 170 * rows + 90), bargap=0.05,
+                  margin=dict(l=40, r=10, t=56, b=40))
     return go.Figure(data=traces, layout=layout, _validate=_validate())
 
 
+def _duration_heatmap(runs: list, frame_shift: float, K: int, A, pmf, title: str) -> go.Figure:
+    shift_ms = float(frame_shift) * 1000.0
+    dmax = max([int(d.max()) for d in runs if d.size] or [1])
+    z = np.zeros((K, dmax), dtype=np.int64)
+    for k, d in enumerate(runs):
+        if d.size:
+            z[k] = np.bincount(d, minlength=dmax + 1)[1:]
+    x = np.arange(1, dmax + 1) * shift_ms
+    names = [f"s{k}" for k in range(K)]
+    zmax = int(max(1, z.max()))
+    fig = _new_figure(title, height=max(320, min(720, 11 * K + 150)))
+    fig.add_trace(go.Heatmap(
+        z=np.where(z > 0, z, np.nan), x=x, y=names, colorscale="Viridis", zmin=0, zmax=zmax, name="runs",
+        colorbar=dict(title=dict(text="runs"), thickness=10, tickmode="linear", tick0=0,
+                      dtick=_count_dtick(zmax), tickformat="d"),
+        hovertemplate="%{y}: %{z} runs of %{x:.0f} ms<extra></extra>"))
+    obs_mean = [float(d.mean()) * shift_ms if d.size else np.nan for d in runs]
+    fig.add_trace(go.Scatter(x=obs_mean, y=names, mode="markers", name="observed mean",
+                             marker=dict(symbol="circle-open", size=7, color="#FB0D0D", line=dict(width=2)),
+                             hovertemplate="%{y}: observed mean %{x:.0f} ms<extra></extra>"))
+    model_mean = None
+    if pmf is not None:
+        d = np.arange(1, pmf.shape[1] + 1)
+        model_mean = (pmf[:K] * d).sum(1) / np.maximum(pmf[:K].sum(1), 1e-12) * shift_ms
+    elif A is not None:
+        a = np.clip(np.diag(A)[:K], 0.0, 1.0 - 1e-12)
+        model_mean = 1.0 / (1.0 - a) * shift_ms
+    if model_mean is not None:
+        fig.add_trace(go.Scatter(x=model_mean, y=names, mode="markers", name="model mean",
+                                 marker=dict(symbol="diamond", size=6, color="#FFA15A"),
+                                 hovertemplate="%{y}: model mean %{x:.0f} ms<extra></extra>"))
+    tick = _state_dtick(K)
+    fig.update_layout(xaxis=dict(title=dict(text="run length (ms)"), range=[0, (dmax + 1) * shift_ms]),
+                      yaxis=dict(title=dict(text="state"), autorange="reversed", tickmode="array",
+                                 tickvals=names[::tick], automargin=True),
+                      legend=bottom_legend(), margin=dict(l=50, r=10, t=44, b=90))
+    return fig
+
+
+def em_converged(history: Sequence[float], tol: float | None, num_frames: int | None,
+                 max_iter: int | None) -> bool | None:
+    """Whether EM stopped because the gain per frame fell below ``tol`` (True) rather than at
+    the iteration limit (False); None when it cannot be told (no tolerance or no history)."""
+    h = [float(v) for v in history]
+    if tol is None or not h:
+        return None
+    if max_iter is not None and len(h) < int(max_iter):
+        return True
+    if len(h) < 2:
+        return False
+    return (h[-1] - h[-2]) / max(1, int(num_frames or 1)) < float(tol)
+
+
 def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames: int | None = None,
-                  final: float | None = None,
-                  title: str = "EM training: log-likelihood per iteration") -> go.Figure:
+                  final: float | None = None, max_iter: int | None = None,
+                  title: str = "EM log-likelihood") -> go.Figure:
     """EM log-likelihood curve: ``x = 1..n`` iterations, ``y = history`` (the engine records
     log L before each M-step). ``final`` (log L of the trained model, after the last M-step)
-    is drawn as a separate marker at ``x = n + 1``.
+    is drawn as a separate marker at ``x = n + 1``. With ``max_iter``, a run that stopped at
+    the limit without converging says so on the curve: a red limit line, a red last point
+    and "not converged" in the title.
     """
     h = np.asarray(list(history), dtype=np.float64)
     it = np.arange(1, h.size + 1)
+    conv = em_converged(h, tol, num_frames, max_iter) if max_iter is not None else None
+    if conv is False:
+        title += " — NOT converged"
+    elif conv:
+        title += " — converged"
     fig = _new_figure(title, height=300)
     fig.add_trace(go.Scatter(x=it, y=h, mode="lines+markers", name="log-likelihood",
                              line=dict(color="#636efa"),
@@ -478,6 +610,15 @@ def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames
         fig.add_trace(go.Scatter(x=[h.size + 1], y=[float(final)], mode="markers", name="trained model",
                                  marker=dict(symbol="star", size=13, color="#EF553B"),
                                  hovertemplate="trained model<br>log L = %{y:.3f}<extra></extra>"))
+    if conv is False and h.size:
+        fig.add_trace(go.Scatter(x=[h.size], y=[h[-1]], mode="markers+text", name="not converged",
+                                 marker=dict(symbol="x", size=12, color="#FB0D0D"),
+                                 text=["stopped at the limit"], textposition="bottom left",
+                                 textfont=dict(color="#FB0D0D", size=11),
+                                 hovertemplate=f"stopped at max_iter={max_iter}: the last gain was still "
+                                               f"above tol — raise the iteration limit<extra></extra>"))
+        _pending_shapes(fig).append(dict(type="line", xref="x", yref="paper", x0=h.size, x1=h.size, y0=0, y1=1,
+                                         line=dict(color="#FB0D0D", dash="dash", width=1.5)))
     lines = []
     if h.size:
         lines.append(f"last E-step log L: {h[-1]:.2f}")
@@ -492,18 +633,42 @@ def loglik_figure(history: Sequence[float], tol: float | None = None, num_frames
                        showarrow=False, align="right", font=dict(size=10))
     fig.update_layout(xaxis=dict(title=dict(text="EM iteration"), dtick=max(1, (h.size + 1) // 10)),
                       yaxis=dict(title=dict(text="log-likelihood")), showlegend=False)
-    return fig
+    if conv is False:
+        fig.update_layout(title=dict(font=dict(color="#FB0D0D")))
+    return _flush_shapes(fig)
+
+
+def criteria_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Plain words for the BIC/AIC chart: which K each prefers and, when they disagree, which
+    to trust for what. Empty without at least two sizes."""
+    if len({int(r["num_states"]) for r in rows}) < 2:
+        return ""
+    best_b = min(rows, key=lambda r: float(r["bic"]))
+    best_a = min(rows, key=lambda r: float(r["aic"]))
+
+    def name(r):
+        m = int(r.get("num_mixtures", 1) or 1)
+        return f"K={int(r['num_states'])}" + (f", M={m}" if m > 1 else "")
+
+    if name(best_b) == name(best_a):
+        return f"BIC and AIC agree: {name(best_b)} is the best size among those tried."
+    return (f"BIC prefers {name(best_b)}, AIC prefers {name(best_a)}. They disagree because BIC charges "
+            "log(frames) per parameter and AIC only 2, so BIC picks fewer states. Trust BIC for how many "
+            "distinct sound classes the clip has (segmentation, labelling); AIC for the model that predicts "
+            "new frames best. Between the two, pick by what you will use the states for.")
 
 
 def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
-                 title: str = "Model selection: BIC / AIC") -> go.Figure:
+                 title: str = "BIC / AIC (lower is better)",
+                 current_point: Mapping[str, float] | None = None) -> go.Figure:
     """BIC and AIC against the number of states, one line per mixture count.
 
     ``rows``: dicts with ``num_states``, ``bic``, ``aic`` and optional ``num_mixtures``.
     The minimum of each criterion is starred; ``current`` (the analysed model's K) gets a
-    dotted vertical line.
+    dotted vertical line and, with ``current_point`` (``{"bic": .., "aic": ..}``), its own
+    two points, so the model on screen is visible on the curve.
     """
-    fig = _new_figure(title, height=320)
+    fig = _new_figure(title, height=360)
     if not rows:
         fig.add_annotation(text="no sweep run", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
         return fig
@@ -539,11 +704,18 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], current: int | None = None,
                                       + (f", M={int(best.get('num_mixtures', 1) or 1)}" if len(mixes) > 1 else "")))
     ks_all = sorted({int(r["num_states"]) for r in rows} | ({int(current)} if current is not None else set()))
     if current is not None:
-        fig.add_vline(x=int(current), line=dict(color="#888", dash="dot", width=1),
-                      annotation_text=f"this model: K={int(current)}", annotation_position="top",
-                      annotation_font_size=10)
+        fig.add_vline(x=int(current), line=dict(color="#888", dash="dot", width=1))
+        if current_point is not None:
+            ys = [float(current_point["bic"]), float(current_point["aic"])]
+            fig.add_trace(go.Scatter(x=[int(current)] * 2, y=ys, mode="markers", name=f"this model: K={int(current)}",
+                                     marker=dict(symbol="diamond", size=11, color="#FFA15A",
+                                                 line=dict(color="#333", width=1)),
+                                     customdata=["BIC", "AIC"],
+                                     hovertemplate="this model %{customdata}: %{y:.1f}<extra></extra>"))
     fig.update_layout(xaxis=dict(title=dict(text="number of states K"), tickvals=ks_all),
-                      yaxis=dict(title=dict(text="criterion (lower is better)")))
+                      yaxis=dict(title=dict(text="criterion")),
+                      legend=bottom_legend(),
+                      height=360, margin=dict(l=60, r=10, t=44, b=110))
     return fig
 
 
@@ -562,7 +734,7 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
                      words: Iterable[Any] | None = None, duration: float | None = None,
                      accuracy: Mapping[str, float] | None = None,
                      boundary_errors: Sequence[tuple[float, float, str]] | None = None,
-                     title: str = "Forced alignment: hypothesis vs reference") -> go.Figure:
+                     title: str = "Alignment vs reference") -> go.Figure:
     """Alignment tiers (words, hypothesis phones, reference phones) and boundary errors.
 
     Row 1: one horizontal tier per segment list; each segment is a rectangle
@@ -579,8 +751,7 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
         fig = _subplots(rows=2, cols=2, specs=[[{"colspan": 2}, None], [{}, {}]],
                             column_widths=[0.75, 0.25], row_heights=[0.55, 0.45],
                             vertical_spacing=0.14, horizontal_spacing=0.08,
-                            subplot_titles=["", "boundary error hyp − ref (ms), at the reference boundary",
-                                            "boundaries within tolerance"])
+                            subplot_titles=["", "boundary error hyp − ref (ms)", "within tolerance"])
         tier_row: int | None = 1
     else:
         fig = _subplots(rows=1, cols=1)
@@ -621,9 +792,9 @@ def alignment_figure(hyp: Iterable[Any], ref: Iterable[Any] | None = None,
                           row=2, col=2)
             fig.update_yaxes(range=[0, 115], title_text="% boundaries", row=2, col=2)
         if rt.size:
-            title += f" — mean |err| {np.mean(np.abs(err)):.1f} ms, median {np.median(np.abs(err)):.1f} ms"
+            title += f"<br><sup>mean |err| {np.mean(np.abs(err)):.1f} ms · median {np.median(np.abs(err)):.1f} ms</sup>"
     fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=520 if has_ref else 260,
-                      showlegend=False)
+                      showlegend=False, margin=dict(t=64))
     return _flush_shapes(fig)
 
 
@@ -687,9 +858,12 @@ def latency_figure(timings: Mapping[str, float], peak_rss_mb: float | None = Non
         parts.append(f"audio {audio_seconds:.2f} s")
     parts.append(f"total {total:.0f} ms")
     if "precomputed" in cached:
-        title += " (precomputed at start-up)"
-    fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title}<br><sup>" + " · ".join(parts) + "</sup>"),
-                      height=300, showlegend=False)
+        parts.insert(0, "precomputed at start-up")
+    # two short lines rather than one that a phone-width plot would clip
+    half = (len(parts) + 1) // 2
+    sub = " · ".join(parts[:half]) + "<br>" + " · ".join(parts[half:])
+    fig.update_layout(template=_TEMPLATE, title=dict(text=f"{title}<br><sup>{sub}</sup>"),
+                      height=320, showlegend=False, margin=dict(t=80))
     fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)
     return fig
 
@@ -701,8 +875,11 @@ def timeline_figure(duration: float, frame_shift: float, db: np.ndarray | None =
                     title: str = "Timeline (zoom one panel: all follow)") -> go.Figure:
     """Spectrogram + segmentation, posteriors, Viterbi path and tiers on one shared time axis."""
     panels = []
+    segs = as_segments(segments)
     if db is not None:
         panels.append(("spec", 0.42))
+    if segs and not tiers:
+        panels.append(("strip", 0.06))
     if posteriors is not None:
         panels.append(("post", 0.24))
     if path is not None:
@@ -717,21 +894,104 @@ def timeline_figure(duration: float, frame_shift: float, db: np.ndarray | None =
     K = None
     for i, (kind, _) in enumerate(panels, start=1):
         if kind == "spec":
-            _add_spectrogram_panel(fig, db, freqs, frame_shift, segments, row=i, col=1)
+            _add_spectrogram_panel(fig, db, freqs, frame_shift, row=i, col=1)
             fig.update_yaxes(title_text="Hz", row=i, col=1)
+        elif kind == "strip":
+            _add_strip_panel(fig, segs, row=i, col=1)
         elif kind == "post":
             _add_posterior_panel(fig, posteriors, frame_shift, None, row=i, col=1)
             K = np.asarray(posteriors).shape[1]
-            fig.update_yaxes(title_text="γ state", row=i, col=1)
+            fig.update_yaxes(title_text="γ state", dtick=_state_dtick(K), row=i, col=1)
         elif kind == "path":
             p = np.asarray(path)
             K = K or int(p.max() + 1)
             _add_path_panel(fig, p, frame_shift, K, row=i, col=1)
-            fig.update_yaxes(title_text="state", range=[-0.5, K - 0.5], row=i, col=1)
+            fig.update_yaxes(title_text="state", range=[-0.5, K - 0.5], dtick=_state_dtick(K), row=i, col=1)
         elif kind == "tiers":
             _add_tiers(fig, [(n, as_segments(s)) for n, s in tiers], row=i, col=1)
     fig.update_xaxes(range=[0.0, float(duration)])
     fig.update_xaxes(title_text=TIME_TITLE, row=len(panels), col=1)
-    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=int(230 * len(panels) + 120),
+    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=int(120 + 830 * weights.sum()),
                       showlegend=False, hovermode="closest")
     return _flush_shapes(fig)
+
+
+def _state_dtick(K: int) -> int:
+    """Whole-state tick spacing that keeps at most ~8 labels on a state axis."""
+    return max(1, int(math.ceil(int(K) / 8)))
+
+
+# --------------------------------------------------------------------------- run comparison
+
+
+def comparison_timeline(runs: Sequence[tuple[str, Any]], title: str = "Segmentations compared") -> go.Figure:
+    """Two (or more) runs' segmentations as strips under one spectrogram, on one time axis.
+
+    ``runs``: ``(name, result)`` pairs; a result needs ``spectrogram_db``, ``freqs``,
+    ``frame_shift``, ``duration``, ``audio_hash`` and ``segments()``. Runs on the same clip
+    share the first run's spectrogram; a run on another clip gets its own spectrogram row.
+    """
+    if not runs:
+        raise ValueError("comparison_timeline needs at least one run")
+    first = runs[0][1]
+    panels: list[tuple[str, Any, str]] = [("spec", first, runs[0][0])]
+    for name, r in runs:
+        if r is not first and getattr(r, "audio_hash", None) != getattr(first, "audio_hash", None):
+            panels.append(("spec", r, name))
+        panels.append(("strip", r, name))
+    weights = np.array([0.42 if kind == "spec" else 0.07 for kind, _, _ in panels])
+    fig = _subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.025,
+                    row_heights=list(weights / weights.sum()))
+    for i, (kind, r, name) in enumerate(panels, start=1):
+        if kind == "spec":
+            _add_spectrogram_panel(fig, r.spectrogram_db, r.freqs, r.frame_shift, row=i, col=1)
+            fig.update_yaxes(title_text="Hz", row=i, col=1)
+        else:
+            _add_strip_panel(fig, r.segments(), row=i, col=1, name=f"segments {name}")
+            fig.update_yaxes(showticklabels=True, tickmode="array", tickvals=[0], ticktext=[name],
+                             row=i, col=1)
+    duration = max(float(r.duration) for _, r in runs)
+    fig.update_xaxes(range=[0.0, duration])
+    fig.update_xaxes(title_text=TIME_TITLE, row=len(panels), col=1)
+    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=int(120 + 760 * weights.sum()),
+                      showlegend=False, hovermode="closest")
+    return fig
+
+
+def transition_pair(mats: Sequence[tuple[str, np.ndarray]], title: str = "Transition matrices") -> go.Figure:
+    """Transition matrices side by side on one colour scale (hover for values)."""
+    fig = _subplots(rows=1, cols=len(mats), horizontal_spacing=0.08, subplot_titles=[n for n, _ in mats])
+    for j, (name, A) in enumerate(mats, start=1):
+        A = np.asarray(A, dtype=np.float64)
+        K = A.shape[0]
+        names = [f"s{k}" for k in range(K)]
+        fig.add_trace(go.Heatmap(z=A, x=names, y=names, zmin=0.0, zmax=1.0, colorscale="Blues", name=name,
+                                 showscale=j == len(mats), colorbar=dict(thickness=10, title=dict(text="P")),
+                                 hovertemplate=name + ": %{y} → %{x}<br>P=%{z:.4f}<extra></extra>"),
+                      row=1, col=j)
+        tick = _state_dtick(K) if K > 8 else 1
+        fig.update_xaxes(tickmode="array", tickvals=names[::tick], title_text="to", row=1, col=j)
+        fig.update_yaxes(tickmode="array", tickvals=names[::tick], autorange="reversed",
+                         title_text="from" if j == 1 else None, row=1, col=j)
+    fig.update_layout(template=_TEMPLATE, title=dict(text=title), height=360, margin=dict(l=50, r=10, t=64, b=40))
+    return fig
+
+
+def duration_comparison(runs: Sequence[tuple[str, np.ndarray, float]],
+                        title: str = "Segment lengths compared") -> go.Figure:
+    """Histograms (overlaid) of every segment's length in ms, one per run: ``(name, path, frame_shift)``.
+    A model with more states cuts the clip into shorter segments; this shows by how much."""
+    fig = _new_figure(title, height=300)
+    for i, (name, path, shift) in enumerate(runs):
+        p = np.asarray(path).reshape(-1)
+        lengths_ms = np.concatenate([d for d in durations_from_path(p, int(p.max()) + 1 if p.size else 1)]) \
+            * float(shift) * 1000.0 if p.size else np.zeros(0)
+        colour = ("#2E91E5", "#EF553B", "#1CA71C", "#AB63FA")[i % 4]
+        fig.add_trace(go.Histogram(x=lengths_ms, name=f"{name}: {lengths_ms.size} segments, "
+                                                    f"median {np.median(lengths_ms) if lengths_ms.size else 0:.0f} ms",
+                                   marker_color=colour, opacity=0.6, xbins=dict(size=float(shift) * 1000.0),
+                                   hovertemplate=name + ": %{y} segments of %{x} ms<extra></extra>"))
+    fig.update_layout(barmode="overlay", xaxis=dict(title=dict(text="segment length (ms)")),
+                      yaxis=dict(title=dict(text="segments"), tickformat="d", rangemode="tozero"),
+                      legend=bottom_legend(), margin=dict(l=50, r=10, t=44, b=100))
+    return fig

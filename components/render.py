@@ -19,14 +19,14 @@ def render_analysis(r: AnalysisResult) -> dict:
         "timeline": F.timeline_figure(
             r.duration, r.frame_shift, db=r.spectrogram_db, freqs=r.freqs, posteriors=r.posteriors,
             path=r.path, segments=segs,
-            title=f"Spectrogram + {r.settings.get('decoder', 'viterbi')} segmentation, posteriors γ, state path "
-                  f"(K={r.num_states}; zoom one panel and all follow)"),
+            title=f"Timeline · K={r.num_states} · {r.settings.get('decoder', 'viterbi')}"),
         "transitions": F.transition_figure(r.transmat),
         "durations": F.duration_figure(r.path, r.frame_shift, r.num_states, transmat=r.transmat,
                                        duration_pmf=r.duration_pmf),
         "loglik": F.loglik_figure(r.history, tol=r.settings.get("tol"), num_frames=r.num_frames,
-                                  final=r.log_likelihood),
-        "sweep": F.sweep_figure(r.sweep, current=r.num_states) if r.sweep else _sweep_from_model(r),
+                                  final=r.log_likelihood, max_iter=r.settings.get("max_iter")),
+        "sweep": (F.sweep_figure(r.sweep, current=r.num_states, current_point={"bic": r.bic, "aic": r.aic})
+                  if r.sweep else _sweep_from_model(r)),
     }
     r.timings["plotting"] = time.perf_counter() - t0
     figs["latency"] = F.latency_figure(r.timings, r.peak_rss_mb, r.peak_gpu_mb, r.rtf, r.device,
@@ -38,7 +38,9 @@ def _sweep_from_model(r: AnalysisResult):
     """Without a sweep grid, the figure shows the trained model's own BIC/AIC point."""
     fig = F.sweep_figure([{"num_states": r.num_states, "num_mixtures": r.settings.get("num_mixtures", 1)
                            if r.settings.get("model_type") == "gmm" else 1, "bic": r.bic, "aic": r.aic}],
-                         title="Model selection: BIC / AIC of this model (give sweep states, e.g. 2,4,8,16, for a curve)")
+                         title="BIC / AIC of this model only")
+    fig.add_annotation(text="give sweep state counts (e.g. 2,4,8,16) for a curve", xref="paper", yref="paper",
+                       x=0.5, y=1.0, yanchor="bottom", showarrow=False, font=dict(size=10))
     return fig
 
 
@@ -57,7 +59,7 @@ def render_alignment(r: AlignmentResult) -> dict:
     figs = {
         "timeline": F.timeline_figure(r.duration, r.frame_shift, db=r.spectrogram_db, freqs=r.freqs,
                                       segments=r.phones, tiers=tiers,
-                                      title="Spectrogram with aligned phones; tiers below (zoom one panel and all follow)"),
+                                      title="Timeline · aligned phones"),
         "alignment": F.alignment_figure(r.phones, r.reference or None, words=r.words, duration=r.duration,
                                         accuracy=acc or None, boundary_errors=r.boundary_errors or None),
     }

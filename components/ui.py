@@ -23,9 +23,14 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from components import history as H
 from components import lanes
 from components import pipeline as P
 from components.alignment import aligner_defaults
+from components.guide import HELP, WorkProgress
+from components.lab_ui import build_lab_tab
+from components.runs_ui import (CLICK_CSS, after_analysis, after_analysis_text, build_runs_tab, click_bridge,
+                                criteria_text, play_clicked)
 from components.precomputed import sample_settings
 from components.render import render_alignment, render_analysis
 from components.results import AnalysisResult, AnalysisSettings
@@ -42,16 +47,14 @@ ALIGN_DEFAULTS = aligner_defaults()
 CSS = """
 .hmm-note {font-size: 0.9em; color: #555;}
 .hmm-error {border: 1px solid #c33; border-radius: 6px; padding: 4px 8px; background: #fff4f4;}
+#analyze-error {flex-basis: 100%;}  /* in the run bar: its own line under the buttons */
 footer {display: none !important;}
-"""
+""" + CLICK_CSS
 
-INTRO = """# HMM Studio
-Fit a hidden Markov model to a clip and *see* what it does: which state explains each frame
-(spectrogram + segmentation, posteriors, Viterbi path), how states follow each other
-(transition matrix), how long they last, how EM converged, which model size BIC/AIC prefer,
-and where the time went. The bundled sample is already analysed; change a setting and press
-**Analyze**. The **Align** tab force-aligns a transcript and scores it against a reference TextGrid.
-"""
+INTRO = """**HMM Studio** — fit a hidden Markov model to a clip and *see* what it does. The sample is already
+analysed: change a setting, press **Analyze**, click a segment to hear it; **Runs** compares your runs,
+**Align** force-aligns a transcript, **Live** decodes the microphone as you speak, **Lab** teaches HMMs on
+models you define."""
 
 
 # A quoted absolute path (an upload's /tmp/gradio/<hash>/name.wav): users see only the name.
@@ -152,6 +155,9 @@ def _hide_note():
     return gr.update(value="", visible=False)
 
 
+_NOT_UPDATING = "() => { document.body.classList.remove('hmm-updating'); }"
+
+
 def example_clips() -> list[str]:
     assets = ROOT / "assets"
     clips = sorted(p for p in assets.glob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
@@ -178,8 +184,11 @@ def _analysis_outputs(result: AnalysisResult) -> tuple:
 
 
 def _segment_state(result: AnalysisResult, audio: Any) -> dict:
+    # training_key: the Live tab's model; model + settings: the first-second trellis re-reads
+    # this run's model and features
     return {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.segments()],
-            "training_key": result.training_key, "settings": result.settings}  # the Live tab's model
+            "training_key": result.training_key, "model": result.files.get("model") or result.model_file,
+            "settings": result.settings}
 
 
 async def analyze_fn(
@@ -202,6 +211,7 @@ async def analyze_fn(
     sweep_states: str = DEFAULTS.sweep_states,
     sweep_mixtures: str = DEFAULTS.sweep_mixtures,
     decoder: str = DEFAULTS.decoder,
+    runs: list | None = None,
     progress=gr.Progress(),
     request: gr.Request = None,
 ):
@@ -213,9 +223,13 @@ async def analyze_fn(
     )
     scope = getattr(request, "session_hash", None) or ""
     try:
-        result = await run_cancellable(lambda: P.analyze(audio, settings, progress=_gr_progress(progress),
-                                                         scope=scope), request)
-        return _analysis_outputs(result) + (_segment_state(result, audio),)
+        def work():
+            result = P.analyze(audio, settings, progress=WorkProgress(settings, _gr_progress(progress)), scope=scope)
+            # the session's run history (gr.State) gains this run: the Runs tab and /history
+            return _analysis_outputs(result) + (_segment_state(result, audio), H.add_run(runs, result, audio))
+
+        # figures are rendered in the worker too, so the event loop never waits on them
+        return await run_cancellable(work, request)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a clear message
         error = _user_error(exc)
         _remember_error(request, "analyze", error)
@@ -297,9 +311,12 @@ def clip_caption(state: dict | None) -> str:
 
 
 def _new_clip_analyze(audio):
+    """Clears what belongs to the previous clip: the 8 figures/summary/downloads, the segment
+    state and picker, the caption, the error note, the BIC/AIC note and the trellis. The run
+    history (Runs tab) keeps every run."""
     name = _clip_name(audio)
     text = f"New clip **{name}**: press **Analyze** to see its results." if name else "*No clip: upload or record one.*"
-    return (*([None] * 8), None, gr.update(choices=[], value=None), text, _hide_note())
+    return (*([None] * 8), None, gr.update(choices=[], value=None), text, _hide_note(), "", None, "")
 
 
 def _new_clip_align(audio):
@@ -312,6 +329,24 @@ def _own_clip_align(transcript: str):
     sample_text, _ = _sample_transcript()
     keep = transcript if (transcript or "").strip() != sample_text.strip() else ""
     return None, "text", keep
+
+
+def clip_trellis_fn(state: dict | None, step, request: gr.Request = None):
+    """The Analyze tab's trellis: the first second of the clip under the run's model."""
+    from components.trellis import clip_trellis, column_table, trellis_figure
+
+    state = state or {}
+    scope = getattr(request, "session_hash", None) or ""  # the session's feature cache, as Analyze
+    try:
+        tr, shift = clip_trellis(state.get("audio"), state.get("settings") or {}, state.get("model"), scope=scope)
+    except ValueError as exc:
+        raise gr.Error(str(exc), title="Input problem") from None
+    except Exception as exc:  # noqa: BLE001
+        raise _user_error(exc) from None
+    T = tr.filtered.shape[0]
+    s = int(min(max(int(step or 1), 1), T)) - 1
+    return (trellis_figure(tr, s, frame_shift=shift, title="Trellis, first second"), column_table(tr, s),
+            gr.update(maximum=T, value=s + 1))
 
 
 def segment_choices(state: dict | None):
@@ -353,7 +388,17 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
     with gr.Blocks(title="HMM Studio", delete_cache=(1800, 3600)) as demo:
         _BLOCKS[:] = [demo]
         gr.Markdown(INTRO)
+        runs_state = gr.State([])  # this session's run history (components/history.py)
         with gr.Tab("Analyze"):
+            # The run controls stay in view (sticky bar, CSS #run-bar): the button, the state count
+            # and the progress with its time estimate.
+            with gr.Row(elem_id="run-bar", equal_height=True):
+                run = gr.Button("Analyze", variant="primary", elem_id="analyze-button", scale=0, min_width=120)
+                cancel = gr.Button("Cancel", variant="stop", elem_id="analyze-cancel", scale=0, min_width=90)
+                num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K", elem_id="analyze-states",
+                                       info=HELP["num_states"], scale=2)
+                run_status = gr.Markdown(after_analysis_text(initial), elem_id="run-status")
+                note = gr.Markdown(visible=False, elem_id="analyze-error", elem_classes="hmm-error")
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
                     audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",
@@ -364,82 +409,116 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     with gr.Accordion("Model", open=True):
                         model_type = gr.Radio([("Gaussian", "gaussian"), ("Gaussian mixture", "gmm"),
                                                ("Semi-Markov", "semi-markov")], value=s0.model_type,
-                                              label="Model type")
-                        num_states = gr.Slider(1, 64, value=s0.num_states, step=1, label="States K", elem_id="analyze-states")
+                                              label="Model type", info=HELP["model_type"])
                         num_mixtures = gr.Slider(1, 8, value=s0.num_mixtures, step=1,
-                                                 label="Mixtures per state (Gaussian mixture)")
+                                                 label="Mixtures per state (Gaussian mixture)", info=HELP["num_mixtures"])
                         covariance_type = gr.Dropdown(["diag", "full", "spherical", "tied"],
-                                                      value=s0.covariance_type, label="Covariance")
+                                                      value=s0.covariance_type, label="Covariance",
+                                                      info=HELP["covariance_type"])
                         topology = gr.Radio([("Ergodic", "ergodic"), ("Left-to-right", "left-to-right"),
-                                             ("Bakis", "bakis")], value=s0.topology, label="Topology")
+                                             ("Bakis", "bakis")], value=s0.topology, label="Topology",
+                                            info=HELP["topology"])
                         max_duration = gr.Slider(2, 200, value=s0.max_duration, step=1,
-                                                 label="Max state duration, frames (semi-Markov)")
+                                                 label="Max state duration, frames (semi-Markov)",
+                                                 info=HELP["max_duration"])
                         duration_dist = gr.Dropdown(list(P.DURATION_DISTS), value=s0.duration_dist,
-                                                    label="Duration distribution (semi-Markov)")
+                                                    label="Duration distribution (semi-Markov)",
+                                                    info=HELP["duration_dist"])
                     with gr.Accordion("Training", open=False):
-                        max_iter = gr.Slider(1, 200, value=s0.max_iter, step=1, label="EM iterations (max)")
-                        tol = gr.Number(value=s0.tol, label="Tolerance (log-likelihood gain per frame)")
-                        seed = gr.Number(value=s0.seed, precision=0, label="Seed")
-                        device = gr.Radio(["auto", "cpu", "cuda"], value=s0.device, label="Device")
+                        max_iter = gr.Slider(1, 200, value=s0.max_iter, step=1, label="EM iterations (max)",
+                                             info=HELP["max_iter"])
+                        tol = gr.Number(value=s0.tol, label="Tolerance (log-likelihood gain per frame)",
+                                        info=HELP["tol"])
+                        seed = gr.Number(value=s0.seed, precision=0, label="Seed", info=HELP["seed"])
+                        device = gr.Radio(["auto", "cpu", "cuda"], value=s0.device, label="Device",
+                                          info=HELP["device"])
                     with gr.Accordion("Features", open=False):
                         feature_kind = gr.Radio([("MFCC", "mfcc"), ("Log-mel", "logmel")], value=s0.feature_kind,
-                                                label="Features")
-                        num_mels = gr.Slider(8, 128, value=s0.num_mels, step=1, label="Mel bands")
-                        num_ceps = gr.Slider(2, 40, value=s0.num_ceps, step=1, label="Cepstra (MFCC)")
-                        deltas = gr.Radio([0, 1, 2], value=s0.deltas, label="Deltas (0 / Δ / ΔΔ)")
+                                                label="Features", info=HELP["feature_kind"])
+                        num_mels = gr.Slider(8, 128, value=s0.num_mels, step=1, label="Mel bands",
+                                             info=HELP["num_mels"])
+                        num_ceps = gr.Slider(2, 40, value=s0.num_ceps, step=1, label="Cepstra (MFCC)",
+                                             info=HELP["num_ceps"])
+                        deltas = gr.Radio([0, 1, 2], value=s0.deltas, label="Deltas (0 / Δ / ΔΔ)", info=HELP["deltas"])
                     with gr.Accordion("Model selection (BIC / AIC)", open=False):
                         sweep_states = gr.Textbox(value=s0.sweep_states, label="Sweep state counts",
-                                                  placeholder="e.g. 2,4,8,16 (empty: no sweep)")
+                                                  placeholder="e.g. 2,4,8,16 (empty: no sweep)",
+                                                  info=HELP["sweep_states"])
                         sweep_mixtures = gr.Textbox(value=s0.sweep_mixtures, label="Sweep mixture counts (GMM)",
-                                                    placeholder="e.g. 1,2,4")
+                                                    placeholder="e.g. 1,2,4", info=HELP["sweep_mixtures"])
                     decoder = gr.Radio([("Viterbi", "viterbi"), ("Posterior (per-frame argmax)", "posterior")],
-                                       value=s0.decoder, label="Decoder (re-decodes with the cached model)")
-                    with gr.Row():
-                        run = gr.Button("Analyze", variant="primary", elem_id="analyze-button", scale=3)
-                        cancel = gr.Button("Cancel", variant="stop", elem_id="analyze-cancel", scale=1)
-                    note = gr.Markdown(visible=False, elem_id="analyze-error", elem_classes="hmm-error")
-                with gr.Column(scale=3):
+                                       value=s0.decoder, label="Decoder", info=HELP["decoder"])
+                with gr.Column(scale=3, elem_classes=["hmm-figures"]):
                     caption = gr.Markdown(clip_caption(init_state), elem_id="analyze-clip")
-                    timeline = gr.Plot(value=init_out[0], label="Timeline", elem_id="plot-timeline")
+                    timeline = gr.Plot(value=init_out[0], label="Timeline · click a segment to play it",
+                                       elem_id="plot-timeline", elem_classes=["hmm-clickable"])
                     with gr.Row():
                         transitions = gr.Plot(value=init_out[1], label="Transition matrix", elem_id="plot-transitions")
                         loglik = gr.Plot(value=init_out[3], label="EM log-likelihood", elem_id="plot-loglik")
                     durations = gr.Plot(value=init_out[2], label="State durations", elem_id="plot-durations")
                     with gr.Row():
-                        sweep = gr.Plot(value=init_out[4], label="BIC / AIC", elem_id="plot-sweep")
+                        with gr.Column():
+                            sweep = gr.Plot(value=init_out[4], label="BIC / AIC", elem_id="plot-sweep")
+                            sweep_note = gr.Markdown(criteria_text(initial), elem_id="sweep-note")
                         latency = gr.Plot(value=init_out[5], label="Latency and memory", elem_id="plot-latency")
                     with gr.Row():
                         with gr.Column():
                             seg_pick = gr.Dropdown(label="Play a segment", choices=[], interactive=True,
-                                                   allow_custom_value=True)  # the API passes an index
-                            seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
+                                                   allow_custom_value=True,  # the API passes an index
+                                                   info="Or click the segment strip in the timeline.")
+                            seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy", autoplay=True,
+                                                 elem_id="analyze-segment-audio")
                         downloads = gr.File(value=init_out[7], label="Downloads: TextGrid, CSV, JSON, model",
                                             file_count="multiple", interactive=False)
                     summary = gr.JSON(value=init_out[6], label="Summary (JSON)", open=False)
+                    with gr.Accordion("Trellis of the first second: forward variables and Viterbi backpointers",
+                                      open=False, elem_id="analyze-trellis"):
+                        with gr.Row():
+                            t_step = gr.Slider(1, 100, value=10, step=1, label="Step (frame)",
+                                               info="Columns computed so far: move it to watch the recursions run")
+                            t_btn = gr.Button("Show trellis", scale=0, min_width=140, elem_id="analyze-trellis-button")
+                        t_plot = gr.Plot(label="Trellis (this run's model, first second)",
+                                         elem_id="plot-analyze-trellis")
+                        t_text = gr.Markdown()
             seg_state = gr.State(init_state)
+            analyze_bridge = click_bridge("analyze-click", "#plot-timeline")
 
         inputs = [audio, model_type, num_states, num_mixtures, covariance_type, topology, max_iter, tol,
                   feature_kind, num_mels, num_ceps, deltas, max_duration, duration_dist, device, seed,
-                  sweep_states, sweep_mixtures, decoder]
-        outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state]
+                  sweep_states, sweep_mixtures, decoder, runs_state]
+        outputs = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads, seg_state, runs_state]
         figures = [timeline, transitions, durations, loglik, sweep, latency, summary, downloads]
+        # figures stay on screen, dimmed and marked "updating", while a run is in progress
+        run.click(None, js="() => { document.body.classList.add('hmm-updating'); }", queue=False,
+                  api_visibility="private")
         # Gradio admits lanes.ADMITTED compute requests; components.lanes runs them in a light
         # and a heavy lane, so enormous requests cannot take every slot.
-        events = [run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute",
-                            concurrency_limit=lanes.ADMITTED),
-                  decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
-                                concurrency_limit=lanes.ADMITTED, show_progress="minimal")]
+        analysis = run.click(analyze_fn, inputs, outputs, api_name="analyze", concurrency_id="compute",
+                             concurrency_limit=lanes.ADMITTED, show_progress_on=[run_status])
+        analysis.then(None, js=_NOT_UPDATING, queue=False, api_visibility="private")
+        redecode = decoder.input(analyze_fn, inputs, outputs, api_visibility="private", concurrency_id="compute",
+                                 concurrency_limit=lanes.ADMITTED, show_progress="minimal")
+        events = [analysis, redecode]
         for event in events:
             event.then(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
             event.success(clip_caption, seg_state, caption, api_visibility="private", queue=False)
             event.failure(_error_note("analyze"), None, note, api_visibility="private")
         run.click(_hide_note, None, note, api_visibility="private", queue=False)
-        cancel.click(None, None, None, cancels=events, api_visibility="private", queue=False)
+        cancel.click(None, None, None, cancels=events, js=_NOT_UPDATING, api_visibility="private", queue=False)
         # A figure belongs to its clip: a new clip clears them until it is analysed.
-        audio.change(_new_clip_analyze, audio, [*figures, seg_state, seg_pick, caption, note],
+        audio.change(_new_clip_analyze, audio, [*figures, seg_state, seg_pick, caption, note, sweep_note, t_plot, t_text],
                      api_visibility="private", queue=False)
         seg_pick.input(play_segment, [seg_state, seg_pick], seg_audio, api_name="analyze_segment")
+        analyze_bridge.change(play_clicked, [analyze_bridge, seg_state], seg_audio, api_visibility="private")
         demo.load(segment_choices, seg_state, seg_pick, api_visibility="private", queue=False)
+        t_btn.click(clip_trellis_fn, [seg_state, t_step], [t_plot, t_text, t_step], api_visibility="private")
+        t_step.release(clip_trellis_fn, [seg_state, t_step], [t_plot, t_text, t_step], api_visibility="private")
+
+        with gr.Tab("Runs"):
+            runs_ui = build_runs_tab(runs_state)
+        for event in (analysis, redecode):  # both add a run to the history
+            event.then(after_analysis, runs_state, [run_status, sweep_note] + runs_ui.refresh_outputs,
+                       api_visibility="private", queue=False)
 
         with gr.Tab("Align"):
             with gr.Row():
@@ -484,18 +563,23 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     a_note = gr.Markdown(visible=False, elem_id="align-error", elem_classes="hmm-error")
                 with gr.Column(scale=3):
                     a_caption = gr.Markdown(clip_caption(a_init[5]), elem_id="align-clip")
-                    a_timeline = gr.Plot(value=a_init[0], label="Timeline", elem_id="plot-align-timeline")
-                    a_fig = gr.Plot(value=a_init[1], label="Hypothesis vs reference", elem_id="plot-alignment")
+                    a_timeline = gr.Plot(value=a_init[0], label="Timeline: click a phone to play it",
+                                         elem_id="plot-align-timeline", elem_classes=["hmm-clickable"])
+                    a_fig = gr.Plot(value=a_init[1], label="Hypothesis vs reference: click a phone to play it",
+                                    elem_id="plot-alignment", elem_classes=["hmm-clickable"])
                     a_latency = gr.Plot(value=a_init[2], label="Latency and memory", elem_id="plot-align-latency")
                     with gr.Row():
                         with gr.Column():
                             a_pick = gr.Dropdown(label="Play a phone", choices=[], interactive=True,
                                                  allow_custom_value=True)  # the API passes an index
-                            a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy")
+                            a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy", autoplay=True,
+                                                   elem_id="align-segment-audio")
                         a_files = gr.File(value=a_init[4], label="Downloads: TextGrid, CSV, JSON",
                                           file_count="multiple", interactive=False)
                     a_summary = gr.JSON(value=a_init[3], label="Summary and metrics (JSON)", open=False)
             a_state = gr.State(a_init[5])
+            align_bridge = click_bridge("align-click", "#plot-align-timeline, #plot-alignment")
+        align_bridge.change(play_clicked, [align_bridge, a_state], a_seg_audio, api_visibility="private")
         a_inputs = [a_audio, transcript, transcript_kind, states_per_phone, ref_tg, ref_tier, a_features, a_iter,
                     a_device, a_seed, a_durations, a_models, a_dictionary]
         align_rows = align_examples()
@@ -524,6 +608,9 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
         from components.live import build_live_tab
 
         build_live_tab(seg_state)
+
+        with gr.Tab("Lab"):
+            build_lab_tab()
     return demo
 
 

@@ -47,7 +47,8 @@ def test_transition_heatmap_z_is_matrix_and_text_values():
     hm = fig.data[0]
     np.testing.assert_array_equal(np.asarray(hm.z), A)
     assert list(hm.x) == ["s0", "s1", "s2"] and list(hm.y) == ["s0", "s1", "s2"]
-    assert np.asarray(hm.text)[1, 2] == "0.25" and np.asarray(hm.text)[2, 2] == "0.88"
+    assert np.asarray(hm.text)[1, 2] == ".25" and np.asarray(hm.text)[2, 2] == ".88"
+    assert np.asarray(hm.text)[0, 2] == ""  # zeros stay blank so the cells read apart
     assert fig.layout.yaxis.autorange == "reversed"  # row i = from-state i, top to bottom
     # survives JSON (what Gradio sends) with the same values
     z = _decode(json.loads(fig.to_json())["data"][0]["z"])
@@ -77,7 +78,7 @@ def test_viterbi_path_steps_cover_frame_intervals():
     assert tuple(fig.layout.yaxis.range) == (-0.5, 2.5)
 
 
-def test_spectrogram_segmentation_shapes_at_segment_times():
+def test_spectrogram_segmentation_is_a_strip_of_bars_at_segment_times():
     T, Fbins = 50, 10
     db = np.linspace(-80, 0, T * Fbins).reshape(T, Fbins)
     freqs = np.linspace(0, 8000, Fbins)
@@ -88,16 +89,18 @@ def test_spectrogram_segmentation_shapes_at_segment_times():
     np.testing.assert_allclose(hm.x, (np.arange(T) + 0.5) * SHIFT)
     np.testing.assert_allclose(hm.y, freqs)
     np.testing.assert_array_equal(np.asarray(hm.z), np.round(db).T)  # integer dB for display
-    rects = [s for s in fig.layout.shapes if s.type == "rect"]
-    lines = [s for s in fig.layout.shapes if s.type == "line"]
-    assert [(r.x0, r.x1) for r in rects] == [pytest.approx((0.0, 0.2)), pytest.approx((0.2, 0.3)),
-                                             pytest.approx((0.3, 0.5))]
-    assert [ln.x0 for ln in lines] == pytest.approx([0.0, 0.2, 0.3])
-    assert rects[0].fillcolor == F.state_colour(0) and rects[1].fillcolor == F.state_colour(1)
-    labels = _trace(fig, "segments")
-    assert list(labels.text) == ["s0", "s1", "s0"]
-    assert [c[2] for c in labels.customdata] == ["s0", "s1", "s0"]
-    np.testing.assert_allclose(labels.x, [0.1, 0.25, 0.4])
+    # no lines over the spectrogram: the segmentation is its own strip below it
+    assert not fig.layout.shapes
+    strip = _trace(fig, "segments")
+    assert strip.type == "bar" and strip.orientation == "h"
+    np.testing.assert_allclose(strip.base, [0.0, 0.2, 0.3])
+    np.testing.assert_allclose(strip.x, [0.2, 0.1, 0.2])
+    assert list(strip.marker.color) == [F.state_colour(0), F.state_colour(1), F.state_colour(0)]
+    assert list(strip.text) == ["s0", "s1", "s0"]
+    assert [c[0] for c in strip.customdata] == [0, 1, 2]  # the click bridge plays segment c[0]
+    assert [c[1] for c in strip.customdata] == ["s0", "s1", "s0"]
+    assert strip.yaxis != hm.yaxis and strip.xaxis == "x2" and fig.layout.xaxis2.matches is None
+    assert fig.layout.xaxis.matches == "x2"  # one time axis
 
 
 def test_duration_histograms_count_runs_and_geometric_overlay():
@@ -140,9 +143,13 @@ def test_sweep_marks_minimum():
     assert list(best.x) == [4] and list(best.y) == [10]
     best_aic = [t for t in fig.data if t.name.startswith("best AIC")][0]
     assert list(best_aic.x) == [5]
-    marked = F.sweep_figure(rows, current=3)
+    marked = F.sweep_figure(rows, current=3, current_point={"bic": 11.0, "aic": 4.0})
     line = [sh for sh in marked.layout.shapes if sh.type == "line"][0]
     assert line.x0 == 3 and line.x1 == 3
+    point = _trace(marked, "this model: K=3")
+    assert list(point.x) == [3, 3] and list(point.y) == [11.0, 4.0]
+    assert "BIC prefers K=4, AIC prefers K=5" in F.criteria_note(rows)
+    assert F.criteria_note([dict(r, aic=r["bic"]) for r in rows]).startswith("BIC and AIC agree: K=4")
 
 
 def test_alignment_boundary_errors_and_accuracy():
@@ -184,7 +191,7 @@ def test_timeline_shares_one_time_axis():
                             F.path_to_segments(path, SHIFT), tiers=[("phones", [("x", 0.0, 0.2), ("y", 0.2, 0.4)])])
     # all panels on x axes that match the first one, all ranged [0, duration]
     axes = [fig.layout[k] for k in fig.layout if k.startswith("xaxis")]
-    assert len(axes) == 4
+    assert len(axes) == 4  # spectrogram, posteriors, path, tiers (tiers replace the strip)
     assert all(tuple(a.range) == pytest.approx((0.0, 0.4)) for a in axes)
     matches = [a.matches for a in axes if a.matches is not None]
     assert len(matches) == 3 and len(set(matches)) == 1  # three panels follow the fourth
@@ -198,7 +205,7 @@ def test_narrow_segments_keep_hover_but_no_label():
     fig = F.spectrogram_figure(db, np.linspace(0, 8000, 4), SHIFT, F.path_to_segments(path, SHIFT))
     labels = _trace(fig, "segments")
     assert list(labels.text) == ["s0", "", "s0"]
-    assert labels.customdata[1][2] == "s1"
+    assert labels.customdata[1][1] == "s1"
 
 
 def test_latency_marks_cached_stages_and_precomputed_runs():
