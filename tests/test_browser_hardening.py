@@ -86,3 +86,47 @@ def test_errors_stay_next_to_the_button(page):
     page.wait_for_timeout(12_000)  # toasts used to vanish after 10 s
     assert note.is_visible() and "/tmp/" not in note.inner_text()
     assert page.locator("#align-cancel").is_visible() and page.locator("#analyze-cancel").count() == 1
+
+
+
+def _long_clip(folder: Path, seconds: int = 50) -> Path:
+    """Tones in noise, a new pitch each second: enough work for a 64-state mixture and a sweep."""
+    sr, rng = 16000, np.random.default_rng(1)
+    t = np.arange(sr) / sr
+    x = np.concatenate([0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(sr)
+                        for f in rng.uniform(100, 3000, seconds)]).astype(np.float32)
+    path = folder / "long_clip.wav"
+    sf.write(path, x, sr)
+    return path
+
+
+def test_analyze_cancel_and_new_clip_in_the_run_bar(page, tmp_path):
+    """A new clip clears the Analyze tab's figures, BIC/AIC note and caption; Cancel, in the sticky
+    run bar beside Analyze, stops a long run: no figures of it appear and they are not left dimmed."""
+    page.get_by_role("tab", name="Analyze").click()
+    page.wait_for_function("() => document.querySelector('#plot-timeline .js-plotly-plot')", timeout=60_000)
+    assert page.locator("#sweep-note").inner_text().strip() != ""
+    page.locator('#analyze-audio button[aria-label="Clear"]').click()
+    page.locator("#analyze-audio input[type=file]").set_input_files(str(_long_clip(tmp_path)))
+    page.wait_for_function("() => document.querySelector('#analyze-clip').innerText.includes('long_clip.wav')",
+                           timeout=30_000)
+    assert "New clip" in page.locator("#analyze-clip").inner_text()
+    assert page.evaluate("() => !document.querySelector('#plot-timeline .js-plotly-plot')")
+    assert page.locator("#sweep-note").inner_text().strip() == ""
+    # A run of several seconds at least: 64-state mixtures on 50 s and a sweep of seven sizes.
+    page.get_by_text("Gaussian mixture", exact=True).first.click()
+    box = page.locator("#analyze-states input[type=number]")
+    box.fill("64")
+    box.press("Enter")
+    page.get_by_text("Model selection (BIC / AIC)", exact=True).first.click()
+    page.get_by_label("Sweep state counts").fill("16,24,32,40,48,56,64")
+    with page.expect_request(lambda r: "queue/join" in r.url, timeout=20_000):
+        page.click("#analyze-button")
+    page.wait_for_timeout(1000)
+    with page.expect_request(lambda r: r.url.endswith("/cancel"), timeout=20_000):
+        page.click("#analyze-cancel")
+    page.wait_for_function("() => !document.body.classList.contains('hmm-updating')", timeout=20_000)
+    page.wait_for_timeout(2000)
+    assert page.evaluate("() => !document.querySelector('#plot-timeline .js-plotly-plot')")
+    assert "New clip" in page.locator("#analyze-clip").inner_text()
+    assert not page.errors, page.errors
