@@ -43,6 +43,12 @@ def as_tensor(value, like: Tensor) -> Tensor:
     return value.to(dtype=like.dtype, device=like.device)
 
 
+def _draw_device(generator: Optional[torch.Generator], like: Tensor) -> torch.device:
+    """Random draws happen where the generator lives (a CPU generator cannot drive CUDA
+    sampling); results then move to ``like``'s device."""
+    return generator.device if generator is not None else like.device
+
+
 class Emission(nn.Module):
     """Base class: ``num_states`` K, ``event_shape`` of one observation."""
 
@@ -364,7 +370,8 @@ class GaussianEmission(Emission):
         """Draw one observation per entry of ``states [N]`` -> ``[N, D]``."""
         with torch.no_grad():
             mu = self.means_param[states]
-            z = torch.randn(states.shape[0], self.obs_dim, generator=generator, dtype=mu.dtype, device="cpu").to(mu.device)
+            z = torch.randn(states.shape[0], self.obs_dim, generator=generator, dtype=mu.dtype,
+                            device=_draw_device(generator, mu)).to(mu.device)
             if self.covariance_type in ("diag", "spherical"):
                 std = (0.5 * self.cov_param).exp()
                 std = std[states] if self.covariance_type == "diag" else std[states].unsqueeze(-1)
@@ -541,7 +548,8 @@ class MixtureGaussianEmission(Emission):
 
     def sample(self, states: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         with torch.no_grad():
-            comp = torch.multinomial(self.weights[states], 1, generator=generator).squeeze(-1)
+            w = self.weights[states]
+            comp = torch.multinomial(w.to(_draw_device(generator, w)), 1, generator=generator).squeeze(-1).to(w.device)
             return self.components.sample(states * self.num_mixtures + comp, generator)
 
 
@@ -624,7 +632,9 @@ class CategoricalEmission(Emission):
         self.emissionprob = (counts / counts.sum(-1, keepdim=True)).to(self.logits.dtype)
 
     def sample(self, states: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        return torch.multinomial(self.emissionprob[states].cpu(), 1, generator=generator).squeeze(-1).to(states.device)
+        probs = self.emissionprob[states]
+        drawn = torch.multinomial(probs.to(_draw_device(generator, probs)), 1, generator=generator)
+        return drawn.squeeze(-1).to(states.device)
 
 
 def _check_stochastic(value: Tensor, name: str, mask: Optional[Tensor] = None) -> None:
@@ -637,3 +647,38 @@ def _check_stochastic(value: Tensor, name: str, mask: Optional[Tensor] = None) -
         raise InvalidParameterError(f"every row of {name} must sum to 1, got sums {sums.flatten().tolist()[:8]}")
     if mask is not None and (value[~mask.to(value.device)] != 0).any():
         raise InvalidParameterError(f"{name} puts probability on transitions the topology forbids")
+
+
+def emission_from_config(config: dict, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Rebuild one of the engine's emission modules from its ``get_config()``."""
+    kind = config.get("type")
+    if kind == "gaussian":
+        return GaussianEmission(
+            config["num_states"], config["obs_dim"], config["covariance_type"], config["min_covar"],
+            num_tied_groups=config.get("num_tied_groups", 1), dtype=dtype,
+        )
+    if kind == "mixture":
+        return MixtureGaussianEmission(
+            config["num_states"], config["obs_dim"], config["num_mixtures"], config["covariance_type"],
+            config["min_covar"], config.get("weight_pseudocount", 0.0), dtype=dtype,
+        )
+    if kind == "categorical":
+        return CategoricalEmission(config["num_states"], config["num_symbols"], config.get("pseudocount", 0.0), dtype=dtype)
+    raise InvalidParameterError(f"cannot rebuild an emission of type {kind!r}")
+
+
+_EMISSION_CLASSES: Dict[str, type] = {}
+
+
+def register_emission(cls: type) -> type:
+    """Make :func:`hmm_engine.load` able to rebuild ``HMM(emission=cls(...))`` files without
+    being handed the class (usable as a class decorator). The class is rebuilt with
+    ``cls.from_config(config)`` if it has one, else ``cls(**config)`` from its ``get_config()``,
+    else ``cls()``; its weights come from the file (no pickled code is ever loaded)."""
+    _EMISSION_CLASSES[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return cls
+
+
+def emission_class(name: str) -> Optional[type]:
+    """A registered emission class by its qualified name, or None."""
+    return _EMISSION_CLASSES.get(name)

@@ -37,7 +37,7 @@ def save(model: torch.nn.Module, path: Union[str, Path]) -> Path:
         "format": FORMAT,
         "version": VERSION,
         "class": name,
-        "config": json.dumps(model.get_config()),
+        "config": _config_json(model),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -56,8 +56,19 @@ def save(model: torch.nn.Module, path: Union[str, Path]) -> Path:
     return path
 
 
-def load(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> torch.nn.Module:
+def _config_json(model: torch.nn.Module) -> str:
+    try:
+        return json.dumps(model.get_config())
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{type(model).__name__}'s config is not plain data (numbers, strings, lists): {err}") from None
+
+
+def load(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu", emission=None) -> torch.nn.Module:
     """Rebuild a model saved by :func:`save`.
+
+    ``emission``: for ``HMM(emission=<your module>)``, your emission class or an instance
+    (or register the class once with :func:`hmm_engine.register_emission`). Only its weights
+    come from the file, which holds no code.
 
     Raises:
         ModelFileError: missing, corrupt or foreign file, unknown version or class.
@@ -78,7 +89,7 @@ def load(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu")
         raise ModelFileError(f"{path} holds an unknown model class {name!r}")
     try:
         config = json.loads(payload["config"])
-        model = _REGISTRY[name](config)
+        model = _REGISTRY[name](config) if emission is None else _REGISTRY[name](config, emission=emission)
         model = model.to(getattr(torch, payload["dtype"]))
         model.load_state_dict(payload["state"], strict=True)
     except (KeyError, TypeError, RuntimeError, json.JSONDecodeError, AttributeError) as err:

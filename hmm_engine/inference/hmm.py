@@ -18,6 +18,21 @@ Two implementations compute the same numbers:
   differentiable and run on any device.
 
 ``backend="torch"`` or ``"kernel"`` forces one (tests use this to check both).
+
+The contract shared with :mod:`.hsmm` and :mod:`.chain`: parameters first, then
+``log_obs``, then ``lengths``, then options; results are the named tuples of
+:mod:`.results` (tuple unpacking still works).
+
+Gradients: :func:`log_likelihood` has an analytic backward on every backend (see
+:class:`_LogLikelihood`): posteriors for ``log_obs``, expected transition counts for
+``log_transmat``, first-frame posteriors for ``log_startprob``; one backward recursion on
+top of the forward, memory ``O(B T K)``. The torch recursions stay differentiable by
+autograd too (tests compare both).
+
+Precision: float32 and float64 inputs give outputs of their own dtype. float16/bfloat16
+scores are promoted: the recursions accumulate in float64 (kernels) or float32 (torch) and
+results come back float32 (a half-precision log-likelihood of a long sequence would keep no
+digit after the point). Integer scores are an error.
 """
 
 from __future__ import annotations
@@ -33,10 +48,16 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..threads import single_thread
+from .results import ForwardBackwardResult, ForwardResult, NormalizedBackward, NormalizedForward, ViterbiResult
 
 Backend = Literal["auto", "torch", "kernel"]
 
 __all__ = [
+    "ForwardResult",
+    "NormalizedForward",
+    "NormalizedBackward",
+    "ForwardBackwardResult",
+    "ViterbiResult",
     "check_inputs",
     "forward",
     "backward",
@@ -66,6 +87,8 @@ def check_inputs(
     """
     if log_obs.dim() != 3:
         raise InvalidInputError(f"log_obs must be [B, T, K], got shape {tuple(log_obs.shape)}")
+    if not log_obs.is_floating_point():
+        raise InvalidInputError(f"log_obs must be a floating-point tensor, got {log_obs.dtype}")
     B, T, K = log_obs.shape
     if T == 0 or B == 0:
         raise InvalidInputError("log_obs has no frames")
@@ -85,6 +108,14 @@ def check_inputs(
     return lengths
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _working(log_obs: Tensor) -> Tensor:
+    """Scores the recursions can take: half precision is promoted to float32."""
+    return log_obs.float() if log_obs.dtype in _HALF else log_obs
+
+
 def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
     if backend == "kernel":
         if tensors[0].device.type != "cpu":
@@ -94,7 +125,8 @@ def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
         return False
     if tensors[0].device.type != "cpu":
         return False
-    # The compiled kernels are not differentiable: keep torch ops when a gradient is wanted.
+    # The compiled kernels are not differentiable: keep torch ops when autograd must see the
+    # recursion (log_likelihood's analytic gradient calls this without grad).
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
@@ -168,7 +200,7 @@ def forward(
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor]:
+) -> ForwardResult:
     """Forward (alpha) recursion.
 
     Args:
@@ -177,14 +209,15 @@ def forward(
         log_obs: ``[B, T, K]``.
         lengths: ``[B]`` or None.
     Returns:
-        log_alpha: ``[B, T, K]``, log p(x_{0:t}, z_t = k); -inf past each length.
-        log_likelihood: ``[B]``, log p(x_{0:len-1}).
+        :class:`ForwardResult` ``(log_alpha [B, T, K], log_likelihood [B])``: log p(x_{0:t}, z_t = k)
+        (-inf past each length) and log p(x_{0:len-1}).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     hat, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
     cum = norm.cumsum(1)
     log_alpha = (hat.to(cum.dtype) + cum.unsqueeze(-1)).to(log_obs.dtype)
-    return log_alpha, norm.sum(1).to(log_obs.dtype)
+    return ForwardResult(log_alpha, norm.sum(1).to(log_obs.dtype))
 
 
 def forward_normalized(
@@ -193,16 +226,18 @@ def forward_normalized(
     log_obs: Tensor,
     lengths: Tensor,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor]:
+) -> NormalizedForward:
     """The forward recursion with every frame renormalised (how it is computed).
 
-    Returns:
+    Args: as :func:`forward` (``lengths`` as returned by :func:`check_inputs`).
+    Returns: :class:`NormalizedForward`:
         log_alpha_hat: ``[B, T, K]``, log p(z_t = k | x_{0:t}): each real frame log-sums to 0.
         log_norm: ``[B, T]`` float64, log p(x_t | x_{0:t-1}); 0 past each length, so
             ``log_norm.sum(1)`` is the log-likelihood and ``cumsum`` restores log_alpha.
     Keeping the running scale apart keeps float32 results exact to float32 precision
     even at 100,000 frames, where log_alpha itself reaches -1e5 or so.
     """
+    log_obs = _working(log_obs)
     if _use_kernel(backend, log_obs, log_startprob, log_transmat):
         k = _kernels()
         # float64 in and out: the float32 specialisation of this kernel measured 2.7x slower.
@@ -214,8 +249,8 @@ def forward_normalized(
             k.forward_kernel, (_np(log_startprob.double()), _np(lt), _np(lt.exp())),
             (obs64.numpy(), _np(lengths), hat.numpy(), norm.numpy()), (_TINY,),
         )
-        return hat.to(log_obs.dtype), norm
-    return _forward_torch(log_startprob, log_transmat, log_obs, lengths)
+        return NormalizedForward(hat.to(log_obs.dtype), norm)
+    return NormalizedForward(*_forward_torch(log_startprob, log_transmat, log_obs, lengths))
 
 
 def _forward_torch(log_startprob, log_transmat, log_obs, lengths):
@@ -259,6 +294,7 @@ def backward(
     """
     K = log_obs.shape[-1]
     lengths = check_inputs(log_obs.new_zeros(K), log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     hat, shift = backward_normalized(log_transmat, log_obs, lengths, backend)
     rest = shift.flip(1).cumsum(1).flip(1)
     return (hat.to(rest.dtype) + rest.unsqueeze(-1)).to(log_obs.dtype)
@@ -266,13 +302,14 @@ def backward(
 
 def backward_normalized(
     log_transmat: Tensor, log_obs: Tensor, lengths: Tensor, backend: Backend = "auto"
-) -> Tuple[Tensor, Tensor]:
+) -> NormalizedBackward:
     """The backward recursion with each frame shifted to a maximum of 0.
 
-    Returns:
+    Returns: :class:`NormalizedBackward`:
         log_beta_hat: ``[B, T, K]``.
         log_shift: ``[B, T]`` float64; log_beta[t] = log_beta_hat[t] + sum_{s>=t} log_shift[s].
     """
+    log_obs = _working(log_obs)
     if _use_kernel(backend, log_obs, log_transmat):
         k = _kernels()
         log_obs = log_obs.contiguous()
@@ -283,8 +320,8 @@ def backward_normalized(
             k.backward_kernel, (_np(lt), _np(lt.exp())),
             (_np(log_obs), _np(lengths), hat.numpy(), shift.numpy()), (_TINY,),
         )
-        return hat, shift
-    return _backward_torch(log_transmat, log_obs, lengths)
+        return NormalizedBackward(hat, shift)
+    return NormalizedBackward(*_backward_torch(log_transmat, log_obs, lengths))
 
 
 def _backward_torch(log_transmat, log_obs, lengths):
@@ -314,16 +351,20 @@ def forward_backward(
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> ForwardBackwardResult:
     """State posteriors by the forward-backward algorithm.
 
+    Args: as :func:`forward`.
     Returns:
-        posteriors: ``[B, T, K]``, p(z_t = k | x); rows sum to 1 on real frames, 0 on padding.
-        log_likelihood: ``[B]``.
-        log_alpha_hat, log_beta_hat: ``[B, T, K]`` each, the per-frame normalised recursions
-            (exact up to one constant per frame: what :func:`transition_counts` needs).
+        :class:`ForwardBackwardResult`:
+        posteriors ``[B, T, K]``, p(z_t = k | x); rows sum to 1 on real frames, 0 on padding
+        and for impossible sequences;
+        log_likelihood ``[B]`` (-inf for an impossible sequence);
+        log_alpha_hat, log_beta_hat ``[B, T, K]`` each, the per-frame normalised recursions
+        (exact up to one constant per frame: what :func:`transition_counts` needs).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     hat_a, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
     hat_b, _ = backward_normalized(log_transmat, log_obs, lengths, backend)
     # Normalising per frame cancels both recursions' scales: no large numbers are subtracted.
@@ -333,7 +374,7 @@ def forward_backward(
         posteriors = torch.nan_to_num(posteriors, nan=0.0)
     else:
         posteriors.nan_to_num_(nan=0.0)
-    return posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b
+    return ForwardBackwardResult(posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b)
 
 
 def log_likelihood(
@@ -343,9 +384,57 @@ def log_likelihood(
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
 ) -> Tensor:
-    """``[B]`` log p(x) of each sequence (the forward pass alone); differentiable on the torch path."""
+    """``[B]`` log p(x) of each sequence: the forward pass alone.
+
+    Args: as :func:`forward`.
+    Differentiable in ``log_startprob``, ``log_transmat`` and ``log_obs`` on every backend,
+    with the analytic gradient of :class:`_LogLikelihood` (no autograd through the time loop).
+    """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
-    return forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)[1].sum(1).to(log_obs.dtype)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (log_startprob, log_transmat, log_obs)):
+        return _LogLikelihood.apply(log_startprob, log_transmat, log_obs, lengths, backend)
+    log_obs = _working(log_obs)
+    return forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend).log_norm.sum(1).to(log_obs.dtype)
+
+
+class _LogLikelihood(torch.autograd.Function):
+    """log p(x) with the closed-form gradient of a log-likelihood (Baum-Welch statistics):
+
+        d log p(x) / d log_obs[t, k]        = p(z_t = k | x)
+        d log p(x) / d log_transmat[i, j]   = sum_t p(z_t = i, z_{t+1} = j | x)
+        d log p(x) / d log_startprob[k]     = p(z_0 = k | x)
+
+    The forward keeps its per-frame normalised alphas; the backward adds one backward
+    recursion and the transition counts (one batched matmul), all ``O(B T K)`` memory.
+    """
+
+    @staticmethod
+    def forward(ctx, log_startprob, log_transmat, log_obs, lengths, backend):
+        work = _working(log_obs)
+        hat_a, norm = forward_normalized(log_startprob, log_transmat, work, lengths, backend)
+        ctx.save_for_backward(log_startprob, log_transmat, log_obs, lengths, hat_a)
+        ctx.backend = backend
+        return norm.sum(1).to(work.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        log_startprob, log_transmat, log_obs, lengths, hat_a = ctx.saved_tensors
+        need_start, need_trans, need_obs = ctx.needs_input_grad[:3]
+        work = _working(log_obs)
+        hat_b = backward_normalized(log_transmat, work, lengths, ctx.backend).log_beta_hat
+        post = torch.softmax(hat_a + hat_b, dim=-1).nan_to_num_(nan=0.0)  # 0: padding, impossible
+        w = grad.to(post.dtype).nan_to_num(0.0)
+        g_start = g_trans = g_obs = None
+        if need_obs:
+            g_obs = (post * w[:, None, None]).to(log_obs.dtype)
+        if need_start:
+            g_start = (post[:, 0] * w[:, None]).sum(0).to(log_startprob.dtype)
+        if need_trans:
+            counts = transition_counts(log_transmat.detach(), work, hat_a, hat_b, lengths)
+            g_trans = (counts * w.to(counts.dtype)[:, None, None]).sum(0).to(log_transmat.dtype)
+            g_trans = g_trans.masked_fill(log_transmat == -math.inf, 0.0)
+        return g_start, g_trans, g_obs, None, None
 
 
 def transition_counts(
@@ -402,14 +491,16 @@ def viterbi(
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor]:
+) -> ViterbiResult:
     """Most likely state path of each sequence.
 
+    Args: as :func:`forward`.
     Returns:
-        path: ``[B, T]`` int64, -1 past each length. Ties go to the lowest state index.
-        score: ``[B]``, log p(x, path).
+        :class:`ViterbiResult`: path ``[B, T]`` int64, -1 past each length (ties go to the
+        lowest state index); score ``[B]``, log p(x, path) (-inf: impossible sequence).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     B, T, K = log_obs.shape
     if _use_kernel(backend, log_obs):
         k = _kernels()
@@ -420,8 +511,8 @@ def viterbi(
             k.viterbi_kernel, (_np(log_startprob.double()), _np(log_transmat.double())),
             (_np(log_obs), _np(lengths), path.numpy(), score.numpy()),
         )
-        return path, score
-    return _viterbi_torch(log_startprob, log_transmat, log_obs, lengths)
+        return ViterbiResult(path, score)
+    return ViterbiResult(*_viterbi_torch(log_startprob, log_transmat, log_obs, lengths))
 
 
 def _viterbi_torch(log_startprob, log_transmat, log_obs, lengths):
@@ -471,8 +562,13 @@ def sample_states(
     """
     if num_sequences < 1 or length < 1:
         raise InvalidInputError("num_sequences and length must be positive")
-    states = torch.empty(num_sequences, length, dtype=torch.long, device=startprob.device)
+    out_device = startprob.device
+    # Draw where the generator lives (a CPU generator cannot drive a CUDA multinomial),
+    # return on the parameters' device.
+    device = generator.device if generator is not None else startprob.device
+    startprob, transmat = startprob.to(device), transmat.to(device)
+    states = torch.empty(num_sequences, length, dtype=torch.long, device=device)
     states[:, 0] = torch.multinomial(startprob.expand(num_sequences, -1), 1, generator=generator).squeeze(1)
     for t in range(1, length):
         states[:, t] = torch.multinomial(transmat[states[:, t - 1]], 1, generator=generator).squeeze(1)
-    return states
+    return states.to(out_device)
