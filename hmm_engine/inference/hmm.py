@@ -506,12 +506,12 @@ def viterbi(
         k = _kernels()
         dt = log_obs.dtype
         path = torch.empty(B, T, dtype=torch.long)
-        score = torch.empty(B, dtype=dt)
+        score = torch.empty(B, dtype=torch.float64)
         _run_kernel(
-            k.viterbi_kernel, (_np(log_startprob.double()), _np(log_transmat.double())),
+            k.viterbi_kernel, (_np(log_startprob.to(dt)), _np(log_transmat.to(dt))),
             (_np(log_obs), _np(lengths), path.numpy(), score.numpy()),
         )
-        return ViterbiResult(path, score)
+        return ViterbiResult(path, score.to(dt))
     return ViterbiResult(*_viterbi_torch(log_startprob, log_transmat, log_obs, lengths))
 
 
