@@ -216,3 +216,72 @@ def viterbi_kernel(log_start, log_A, log_obs, lengths, path, score):
             path[b, t - 1] = s
         for t in range(n, T):
             path[b, t] = -1
+
+
+@njit(cache=_CACHE, nogil=True)
+def counts_kernel(log_A, A, log_obs, log_alpha, log_beta, lengths, counts, tiny):
+    """Expected transition counts ``counts [B, K, K]`` (float64) from per-frame normalised
+    ``log_alpha``/``log_beta`` (any per-frame constant cancels: each pair posterior is
+    normalised by its own sum ``Z``). One frame costs 2 K exps and 2 K^2 multiply-adds; a
+    frame whose ``Z`` fell below ``tiny`` (underflowed terms could matter) is redone exactly
+    in log space."""
+    B, T, K = log_obs.shape
+    for b in range(B):
+        n = lengths[b]
+        ea = np.empty(K, np.float64)
+        ev = np.empty(K, np.float64)
+        u = np.empty(K, np.float64)
+        acc = np.zeros((K, K), np.float64)
+        for t in range(n - 1):
+            ma = -np.inf
+            mv = -np.inf
+            for k in range(K):
+                a = log_alpha[b, t, k]
+                v = log_obs[b, t + 1, k] + log_beta[b, t + 1, k]
+                ea[k] = a
+                ev[k] = v
+                if a > ma:
+                    ma = a
+                if v > mv:
+                    mv = v
+            if ma == -np.inf or mv == -np.inf:
+                continue  # an impossible sequence: no counts
+            for k in range(K):
+                ea[k] = np.exp(ea[k] - ma)
+                ev[k] = np.exp(ev[k] - mv)
+            # u = A ev, Z = ea . u
+            Z = 0.0
+            for i in range(K):
+                s = 0.0
+                for j in range(K):
+                    s += A[i, j] * ev[j]
+                u[i] = s
+                Z += ea[i] * s
+            if Z >= tiny:
+                inv = 1.0 / Z
+                for i in range(K):
+                    w = ea[i] * inv
+                    if w != 0.0:
+                        for j in range(K):
+                            acc[i, j] += w * A[i, j] * ev[j]
+            else:
+                # Exact frame: log pair scores, normalised by their log-sum-exp.
+                m = -np.inf
+                for i in range(K):
+                    for j in range(K):
+                        p = log_alpha[b, t, i] + log_A[i, j] + log_obs[b, t + 1, j] + log_beta[b, t + 1, j]
+                        if p > m:
+                            m = p
+                if m == -np.inf:
+                    continue
+                tot = 0.0
+                for i in range(K):
+                    for j in range(K):
+                        tot += np.exp(log_alpha[b, t, i] + log_A[i, j] + log_obs[b, t + 1, j] + log_beta[b, t + 1, j] - m)
+                for i in range(K):
+                    for j in range(K):
+                        acc[i, j] += np.exp(log_alpha[b, t, i] + log_A[i, j] + log_obs[b, t + 1, j]
+                                            + log_beta[b, t + 1, j] - m) / tot
+        for i in range(K):
+            for j in range(K):
+                counts[b, i, j] = acc[i, j]

@@ -130,6 +130,9 @@ def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
+# Elements per block of frames in transition_counts (B * frames * K), a few MB in float64.
+_COUNT_BLOCK = 1 << 18
+
 # Below this a shifted float64 sum may have lost underflowed terms that matter: recompute exactly.
 _TINY = 1e-280
 
@@ -450,7 +453,9 @@ def transition_counts(
 
         sum_t p(z_t = i, z_{t+1} = j | x)   over t = 0 .. len-2.
 
-    Computed as one batched matrix product. For each t the pair posterior is
+    On the CPU (without autograd) a compiled kernel does it frame by frame
+    (:func:`._cpu_kernels.counts_kernel`); elsewhere blocks of batched matrix products. For
+    each t the pair posterior is
     ``ea_t(i) A_ij ev_t(j) / Z_t`` with ``ea = exp(alpha - max)``,
     ``ev = exp(obs + beta - max)`` and ``Z_t`` its own sum (a pair posterior sums
     to 1 at every t), so no likelihood term can overflow. Frames whose normaliser
@@ -461,25 +466,45 @@ def transition_counts(
         lengths = torch.full((B,), T, dtype=torch.long, device=log_obs.device)
     if T < 2:
         return log_obs.new_zeros(B, K, K)
+    if log_obs.device.type == "cpu" and not (
+        torch.is_grad_enabled() and any(t.requires_grad for t in (log_transmat, log_obs, log_alpha, log_beta))
+    ):
+        k = _kernels()
+        lt = log_transmat.detach().double()
+        counts = torch.empty(B, K, K, dtype=torch.float64)
+        dt = log_obs.dtype if log_obs.dtype in (torch.float32, torch.float64) else torch.float32
+        _run_kernel(
+            k.counts_kernel, (_np(lt), _np(lt.exp())),
+            (_np(log_obs.to(dt)), _np(log_alpha.to(dt)), _np(log_beta.to(dt)), _np(lengths.to(torch.long)), counts.numpy()),
+            (_TINY,),
+        )
+        return counts.to(log_obs.dtype)
     work = torch.float64 if log_obs.device.type == "cpu" else log_obs.dtype
-    la = log_alpha[:, :-1].to(work)
-    v = (log_obs[:, 1:] + log_beta[:, 1:]).to(work)
     A = log_transmat.to(work).exp()
-    ma = la.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
-    mv = v.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
-    ea = (la - ma).exp()  # [B, T-1, K]
-    ev = (v - mv).exp()
-    Z = ((ea @ A) * ev).sum(-1)  # [B, T-1]
-    valid = _length_mask(lengths - 1, T - 1)
-    bad = valid & ~(Z > _tiny(work))
-    weights = torch.where(valid & ~bad, 1.0 / Z.clamp_min(_tiny(work)), torch.zeros_like(Z))
-    counts = A * (ea.transpose(1, 2) @ (ev * weights.unsqueeze(-1)))
-    if bad.any():
-        bi, ti = bad.nonzero(as_tuple=True)
-        pair = la[bi, ti].unsqueeze(-1) + log_transmat.to(work) + v[bi, ti].unsqueeze(-2)
-        pair = (pair - torch.logsumexp(pair.flatten(1), -1).view(-1, 1, 1)).exp()
-        counts = counts.index_put((bi,), torch.nan_to_num(pair), accumulate=True)
-    return counts.to(log_obs.dtype)
+    counts = torch.zeros(B, K, K, dtype=work, device=log_obs.device)
+    exact = torch.zeros_like(counts)  # frames recomputed in log space (already include A)
+    valid_all = _length_mask(lengths - 1, T - 1)
+    # Blocks of frames keep the float64 temporaries at a few MB whatever T is.
+    step = max(1, _COUNT_BLOCK // max(1, B * K))
+    for t0 in range(0, T - 1, step):
+        t1 = min(T - 1, t0 + step)
+        la = log_alpha[:, t0:t1].to(work)
+        v = (log_obs[:, t0 + 1 : t1 + 1] + log_beta[:, t0 + 1 : t1 + 1]).to(work)
+        ma = la.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
+        mv = v.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
+        ea = (la - ma).exp_()  # [B, n, K]
+        ev = (v - mv).exp_()
+        Z = ((ea @ A) * ev).sum(-1)  # [B, n]
+        valid = valid_all[:, t0:t1]
+        bad = valid & ~(Z > _tiny(work))
+        weights = torch.where(valid & ~bad, 1.0 / Z.clamp_min(_tiny(work)), torch.zeros_like(Z))
+        counts += ea.transpose(1, 2) @ (ev * weights.unsqueeze(-1))
+        if bad.any():
+            bi, ti = bad.nonzero(as_tuple=True)
+            pair = la[bi, ti].unsqueeze(-1) + log_transmat.to(work) + v[bi, ti].unsqueeze(-2)
+            pair = (pair - torch.logsumexp(pair.flatten(1), -1).view(-1, 1, 1)).exp()
+            exact = exact.index_put((bi,), torch.nan_to_num(pair), accumulate=True)
+    return (A * counts + exact).to(log_obs.dtype)
 
 
 # --------------------------------------------------------------------------- Viterbi
