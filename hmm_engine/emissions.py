@@ -72,15 +72,16 @@ def _kmeans(
     """k-means++ seeding then Lloyd iterations. ``x [N, D] -> labels [N]``."""
     N = x.shape[0]
     xd = x.double()
-    first = torch.randint(N, (1,), generator=generator, device="cpu").item()
+    draw = _draw_device(generator, x)
+    first = torch.randint(N, (1,), generator=generator, device=draw).item()
     centres = [xd[first]]
     d2 = ((xd - centres[0]) ** 2).sum(-1)
     for _ in range(1, k):
         total = d2.sum()
         if total <= 0:  # fewer distinct points than clusters: take random ones
-            idx = torch.randint(N, (1,), generator=generator, device="cpu").item()
+            idx = torch.randint(N, (1,), generator=generator, device=draw).item()
         else:
-            idx = torch.multinomial((d2 / total).cpu(), 1, generator=generator).item()
+            idx = torch.multinomial((d2 / total).to(draw), 1, generator=generator).item()
         centres.append(xd[idx])
         d2 = torch.minimum(d2, ((xd - xd[idx]) ** 2).sum(-1))
     c = torch.stack(centres)
@@ -531,7 +532,7 @@ class MixtureGaussianEmission(Emission):
         state.initialize_from_stats(stats)
         mu, var = state.means, state.covars  # [K, D]
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        signs = (torch.rand(K, M, D, generator=gen, dtype=torch.float64) < 0.5).double() * 2 - 1
+        signs = (torch.rand(K, M, D, generator=gen, dtype=torch.float64, device=gen.device) < 0.5).double() * 2 - 1
         signs[:, 0] = 0.0
         means = mu.unsqueeze(1) + 0.5 * signs.to(mu.device) * var.sqrt().unsqueeze(1)
         self.means = means
@@ -613,9 +614,11 @@ class CategoricalEmission(Emission):
     def initialize(self, x: Tensor, generator: torch.Generator, groups: Optional[Tensor] = None) -> None:
         """Random rows near the symbols' overall frequencies (symmetry breaking)."""
         x = self._symbols(x).reshape(-1)
-        freq = torch.bincount(x, minlength=self.num_symbols).to(torch.float64) + 1.0
+        # Small [K, S] work: on the CPU, with the noise drawn where the generator lives.
+        freq = torch.bincount(x, minlength=self.num_symbols).to("cpu", torch.float64) + 1.0
         freq = freq / freq.sum()
-        noise = torch.rand(self.num_states, self.num_symbols, generator=generator, dtype=torch.float64) + 0.5
+        noise = torch.rand(self.num_states, self.num_symbols, generator=generator, dtype=torch.float64,
+                           device=_draw_device(generator, freq)).cpu() + 0.5
         rows = freq.unsqueeze(0) * noise
         if groups is not None:
             rows = rows + torch.zeros_like(rows).index_add_(
