@@ -70,20 +70,20 @@ def main() -> None:
         model.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in truth.state_dict().items()})
         ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
 
-        def fwd():
+        def fwd(model=model, ctx=ctx):
             with ctx(), torch.no_grad():
                 return model.score(x)
 
-        def grad():
+        def grad(model=model, ctx=ctx):
             model.zero_grad()
             with ctx():
                 model.score(x).sum().backward()
 
-        def vit():
+        def vit(model=model, ctx=ctx):
             with ctx():
                 return model.viterbi_decode(x)
 
-        def post():
+        def post(model=model, ctx=ctx):
             with ctx():
                 return model.forward_backward(x).posteriors
 
