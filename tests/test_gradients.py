@@ -261,3 +261,25 @@ def test_gradient_training_across_two_processes_matches_one(tmp_path):
     assert got["history"] == pytest.approx(history, rel=1e-9)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(got["state"][key], value, msg=key)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradients_agree_across_devices_and_backends(device):
+    """The torch recursions (any device) and the CPU kernels give the same analytic gradient."""
+    x = torch.randn(2, 30, 2, dtype=torch.float64)
+    lengths = torch.tensor([30, 19])
+    grads = {}
+    for name, backend_device in (("kernel", "cpu"), ("torch", device)):
+        for model in (_gaussian(), he.SemiMarkovHMM(3, 2, max_duration=8, dtype=torch.float64)):
+            model = model.to(backend_device)
+            xb, lb = x.to(backend_device), lengths.to(backend_device)
+            if name == "torch" and backend_device == "cpu":
+                ll = inf.log_likelihood(model.log_startprob(), model.log_transmat(), model.emission_log_likelihood(xb),
+                                        lb, backend="torch") if isinstance(model, he.HMM) else model(xb, lb)
+            else:
+                ll = model(xb, lb)
+            ll.sum().backward()
+            grads[(name, type(model).__name__)] = [p.grad.detach().cpu().nan_to_num(0.0) for p in model.parameters()]
+    for kind in ("GaussianHMM", "SemiMarkovHMM"):
+        for a, b in zip(grads[("kernel", kind)], grads[("torch", kind)]):
+            torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
