@@ -256,10 +256,15 @@ class GaussianEmission(Emission):
             quad = torch.addmm(quad, x.square(), prec.T)
             return -0.5 * (D * _LOG_2PI + log_var.sum(-1) + quad)
         L = self._tril()
+        low = L.dtype in (torch.float16, torch.bfloat16)
+        if low:  # the [G, D, D] factor work in float32 (no half triangular solve on CPU); frames stay half
+            L = L.float()
         log_det = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).abs()).sum(-1)  # [G]
         eye = torch.eye(D, dtype=L.dtype, device=L.device)
         # U = L^-T, so (x-m)^T S^-1 (x-m) = |(x-m) U|^2.
         U = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False).transpose(-1, -2)
+        if low:
+            U, log_det = U.to(x.dtype), log_det.to(x.dtype)
         if self.covariance_type == "tied":
             group = torch.arange(self.num_states, device=x.device) // (self.num_states // self.num_tied_groups)
             if self.num_tied_groups == 1:

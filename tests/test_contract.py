@@ -241,3 +241,19 @@ def test_save_and_load_a_plain_hmm_with_an_engine_emission(tmp_path):
     x = torch.randn(12, 2)
     torch.testing.assert_close(back.score(x), model.score(x))
     assert type(back) is he.HMM
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "spherical"])
+def test_half_precision_for_every_covariance_type(ct):
+    torch.manual_seed(0)
+    x = torch.randn(60, 2)
+    ref = he.GaussianHMM(3, 2, ct)
+    ref.fit(x, max_iter=3)
+    for half in (torch.float16, torch.bfloat16):
+        low = he.GaussianHMM(3, 2, ct).to(half)
+        low.load_state_dict(ref.state_dict())
+        ll = low.score(x)
+        assert ll.dtype == torch.float32
+        assert abs(ll.item() - ref.score(x).item()) / 60 < 0.02
+        ll.sum().backward()
+        assert torch.isfinite(low.emission.cov_param.grad.float()).all()
