@@ -41,7 +41,7 @@ import contextlib
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
