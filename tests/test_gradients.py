@@ -283,3 +283,24 @@ def test_gradients_agree_across_devices_and_backends(device):
     for kind in ("GaussianHMM", "SemiMarkovHMM"):
         for a, b in zip(grads[("kernel", kind)], grads[("torch", kind)]):
             torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.slow
+def test_torch_compile_with_inductor_in_a_fresh_process():
+    """Default backend, in a new interpreter (the numba kernels not yet loaded there: dynamo
+    must not trace into them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, hmm_engine as he\n"
+        "x = torch.randn(2, 20, 2, dtype=torch.float64)\n"
+        "for m in (he.GaussianHMM(3, 2, dtype=torch.float64), he.SemiMarkovHMM(3, 2, max_duration=5, dtype=torch.float64)):\n"
+        "    c = torch.compile(m)\n"
+        "    torch.testing.assert_close(c(x), m(x))\n"
+        "    c(x).sum().backward()\n"
+        "print('ok')\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=900)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -116,6 +116,12 @@ def _working(log_obs: Tensor) -> Tensor:
     return log_obs.float() if log_obs.dtype in _HALF else log_obs
 
 
+def _opaque(fn):
+    """Keep torch.compile out of the dynamic programs: they call numba kernels and loop over
+    time, which dynamo cannot trace (it graph-breaks here and runs them as they are)."""
+    return torch.compiler.disable(fn, recursive=True)
+
+
 def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
     if backend == "kernel":
         if tensors[0].device.type != "cpu":
@@ -197,6 +203,7 @@ def _length_mask(lengths: Tensor, T: int) -> Tensor:
 # --------------------------------------------------------------------------- forward / backward
 
 
+@_opaque
 def forward(
     log_startprob: Tensor,
     log_transmat: Tensor,
@@ -280,6 +287,7 @@ def _forward_torch(log_startprob, log_transmat, log_obs, lengths):
     return hat.masked_fill(~real.unsqueeze(-1), -math.inf), torch.where(real, norm, torch.zeros_like(norm))
 
 
+@_opaque
 def backward(
     log_transmat: Tensor,
     log_obs: Tensor,
@@ -348,6 +356,7 @@ def _backward_torch(log_transmat, log_obs, lengths):
         return torch.stack(hats, dim=1), torch.stack(shifts, dim=1).double()
 
 
+@_opaque
 def forward_backward(
     log_startprob: Tensor,
     log_transmat: Tensor,
@@ -380,6 +389,7 @@ def forward_backward(
     return ForwardBackwardResult(posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b)
 
 
+@_opaque
 def log_likelihood(
     log_startprob: Tensor,
     log_transmat: Tensor,
@@ -440,6 +450,7 @@ class _LogLikelihood(torch.autograd.Function):
         return g_start, g_trans, g_obs, None, None
 
 
+@_opaque
 def transition_counts(
     log_transmat: Tensor,
     log_obs: Tensor,
@@ -510,6 +521,7 @@ def transition_counts(
 # --------------------------------------------------------------------------- Viterbi
 
 
+@_opaque
 def viterbi(
     log_startprob: Tensor,
     log_transmat: Tensor,

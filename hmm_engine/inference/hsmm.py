@@ -372,6 +372,7 @@ def _final(fwd: _Forward, prep: _Prepared):
 # ----------------------------------------------------------------------------- public API
 
 
+@torch.compiler.disable
 def hsmm_log_likelihood(
     log_startprob: torch.Tensor,
     log_transmat: torch.Tensor,
@@ -437,6 +438,7 @@ def _hsmm_log_likelihood(log_startprob, log_transmat, log_durations, log_obs, le
         return _final(fwd, prep)[0].to(log_obs.dtype)
 
 
+@torch.compiler.disable
 @_single_threaded_on_cpu
 def hsmm_forward_backward(
     log_startprob: torch.Tensor,
@@ -587,6 +589,7 @@ def hsmm_forward_backward(
         )
 
 
+@torch.compiler.disable
 @_single_threaded_on_cpu
 def hsmm_viterbi(
     log_startprob: torch.Tensor,
@@ -650,6 +653,7 @@ def _gumbel_argmax(logits: torch.Tensor, generator: Optional[torch.Generator]) -
     return (logits.to(torch.float64) + gumbel).argmax(-1)
 
 
+@torch.compiler.disable
 @_single_threaded_on_cpu
 def hsmm_sample(
     log_startprob: torch.Tensor,
