@@ -9,7 +9,8 @@
 2. *Per utterance* (the reference figure): ``align_corpus`` on the utterances one file each
    (what ``python -m hmm_engine align`` does with a corpus of short files), phones given.
 3. For each length: the utterances in a fixed shuffled order (cycled when the corpus is
-   shorter than the recording), separated by 0.2-0.6 s of faint noise, become one wav with
+   shorter than the recording), back to back (each keeps its own leading and trailing silence:
+   an inserted gap of other noise would be a sound the utterances never have), become one wav with
    one phone transcript; ``align_corpus_long`` aligns it (``align`` on a corpus holding it):
    *trained* (bootstrap, anchors, training on at most ``--max-train-minutes`` of pieces, all
    pieces aligned) and, unless ``--skip-models``, *with models* (the per-utterance run's
@@ -66,9 +67,7 @@ def build_recording(corpus: Path, names: list[str], minutes: float, out: Path, s
             assert sr == 16000, sr
             placed.append((name, total, len(x) / sr))
             handle.write(x)
-            gap = int(rng.uniform(0.2, 0.6) * sr)
-            handle.write(rng.normal(0, 3e-4, gap).astype(np.float32))
-            total += (len(x) + gap) / sr
+            total += len(x) / sr
             phones.append((corpus / f"{name}.phones.lab").read_text().strip())
     (out / "long.phones.lab").write_text(" ".join(phones) + "\n")
     (out / "placement.json").write_text(json.dumps(placed))

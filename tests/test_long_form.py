@@ -27,22 +27,21 @@ SYNTH = Path(__file__).parent / "data" / "synth"
 NAMES = ["espeak_0001", "espeak_0002", "festival_0001", "festival_0002", "flite_0001", "flite_0002"]
 
 
-def _chain(folder: Path, repeats: int, noise_at: int | None = None, seed: int = 0):
-    """Chain the sample utterances ``repeats`` times with 0.3-0.5 s pauses into
+def _chain(folder: Path, repeats: int, noise_at: int | None = None, seed: int = 0, names=NAMES):
+    """Chain the sample utterances ``repeats`` times, back to back, into
     ``folder/long.wav`` + ``long.phones.lab``; occurrence ``noise_at`` is replaced by noise of
     the same length (its phones stay in the transcript). Returns ``[(name, offset, duration)]``."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     parts, phones, placed, t = [], [], [], 0.0
-    for k in range(repeats * len(NAMES)):
-        name = NAMES[k % len(NAMES)]
+    for k in range(repeats * len(names)):
+        name = names[k % len(names)]
         x, sr = sf.read(SYNTH / f"{name}.wav", dtype="float32")
         if k == noise_at:
             x = (rng.normal(0, 0.1, len(x)) * np.sin(np.arange(len(x)) / sr * 2 * np.pi * 3) ** 2).astype(np.float32)
         placed.append((name, t, len(x) / sr))
-        gap = rng.normal(0, 3e-4, int(rng.uniform(0.3, 0.5) * sr)).astype(np.float32)
-        parts += [x, gap]
-        t += (len(x) + len(gap)) / sr
+        parts.append(x)  # back to back: each utterance keeps its own edge silences
+        t += len(x) / sr
         phones.append((SYNTH / f"{name}.phones.lab").read_text().strip())
     sf.write(folder / "long.wav", np.concatenate(parts), sr)
     (folder / "long.phones.lab").write_text(" ".join(phones) + "\n")
@@ -100,24 +99,24 @@ def test_coarse_pieces_cover_the_recording_and_the_transcript(tmp_path):
 
 @pytest.mark.slow
 def test_long_file_with_unalignable_stretch_keeps_the_rest(tmp_path):
-    """Five rounds of the six sample utterances in one 60 s file, the 14th replaced by
-    amplitude-modulated noise (its phones still in the transcript): the piece holding it is
-    reported with its span and text, every other piece is aligned and scores like the
-    utterances do."""
+    """Twelve rounds of two sample utterances of one voice in one 43 s file, the 12th replaced
+    by amplitude-modulated noise (its phones still in the transcript): the piece holding it is
+    reported with its span and text and kept out of training, every other piece is aligned,
+    about as well as the same utterances one file each (73.5% within 20 ms with these
+    settings, measured)."""
     corpus = tmp_path / "corpus"
-    noise_at = 14
-    placed = _chain(corpus, 5, noise_at=noise_at)
+    noise_at = 11
+    placed = _chain(corpus, 12, noise_at=noise_at, names=["festival_0001", "festival_0002"])
     out = tmp_path / "out"
     lines: list[str] = []
     report, results = align_corpus_long(
-        corpus, out, phones=True, transcript_suffix=".phones.lab", long_seconds=20.0, window_seconds=14.0,
-        target_seconds=6.0, anchor_options={"min_piece_seconds": 2.0, "tail_seconds": 3.0},
+        corpus, out, phones=True, transcript_suffix=".phones.lab", long_seconds=20.0,
         iterations=10, num_mixtures=1, show_progress=False, report=lines.append, device="cpu",
     )
     result = results[0]
     bad = result.unaligned
     noise_name, noise_start, noise_dur = placed[noise_at]
-    assert len(bad) >= 1 and len(bad) <= 2, [(p.index, p.status, p.reason) for p in result.pieces]
+    assert 1 <= len(bad) <= 2, [(p.index, p.status, p.reason) for p in result.pieces]
     spans = [p.span(result.frame_shift) for p in bad]
     assert any(a <= noise_start + 0.2 and b >= noise_start + noise_dur - 0.2 for a, b in spans)
     noise_phones = (SYNTH / f"{noise_name}.phones.lab").read_text().split()
@@ -128,8 +127,9 @@ def test_long_file_with_unalignable_stretch_keeps_the_rest(tmp_path):
     covered = [k for k, (_, off, dur) in enumerate(placed)
                if not any(a - 0.05 <= off and off + dur <= b + 0.05 for a, b in spans)]
     assert len(covered) >= len(placed) - 5
+    assert all(not (a < s.end and s.start < b) for s in hyp for a, b in spans)  # nothing placed in the stretch
     pooled = _score(hyp, placed, skip=set(range(len(placed))) - set(covered))
-    assert pooled.percent_within(20) > 60.0, pooled.summary()
+    assert pooled.percent_within(20) > 65.0, pooled.summary()
     rows = read_pieces(out / "long.pieces.csv")
     assert [r["status"] for r in rows].count("unaligned") == len(bad)
     assert rows[0]["start_s"] == 0.0 and rows[-1]["end_s"] == pytest.approx(result.duration, abs=0.011)

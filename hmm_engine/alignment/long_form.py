@@ -189,7 +189,10 @@ class Piece:
             pause's silence belongs to both pieces around it).
         anchor: how its end was found: "pause", "word", "coarse" or "end".
         status: "pending", "aligned" or "unaligned".
-        fit_per_frame: transcript fit per frame (forced minus free phone loop; NaN unknown).
+        fit_per_frame: how well its transcript fits its audio, per frame: after the anchor pass
+            the gap between the path's state scores and the best state's (<= 0), after
+            alignment the transcript fit against a free phone loop
+            (:func:`~hmm_engine.alignment.aligner.transcript_fit`); NaN when unknown.
         reason: why it is unaligned.
         text: its words (or phones).
     """
@@ -298,22 +301,46 @@ def coarse_pieces(features: Features, transcript, target_seconds: float = 6.0, m
 
 
 def _window_path(models: PhoneModels, x: torch.Tensor, phones: list[str], optional: list[bool], free_end: bool
-                 ) -> np.ndarray:
-    """Viterbi of ``x [W, D]`` against a phone chain (free end: any final state); returns
-    ``[W]`` the index into ``phones`` of every frame."""
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi of ``x [W, D]`` against a phone chain (free end: any final state).
+
+    Returns ``(frame_phone [W], frame_gap [W])``: the index into ``phones`` of every frame, and
+    how much worse the path's state scores the frame than the best of all the models' states
+    (<= 0; a transcript that does not fit its audio shows as a run of large gaps).
+    """
     explicit = models.durations is not None
     chain, state_ids, phone_of = models.build_chain(phones, optional, explicit=explicit)
     if free_end:
         chain = replace(chain, log_final=np.zeros(chain.num_states))
-    unique, inverse = np.unique(state_ids, return_inverse=True)
     with torch.no_grad():  # score each tied state once, then gather the chain's positions
-        scores = models.chain_log_obs(x, unique).detach().to("cpu", torch.float64).numpy()
-    log_obs = np.ascontiguousarray(scores[:, inverse])
+        scores = models.chain_log_obs(x, np.arange(models.num_states)).detach().to("cpu", torch.float64).numpy()
+    log_obs = np.ascontiguousarray(scores[:, state_ids])
     if explicit:
         path, _ = chain_segment_viterbi(chain, log_obs, *models.chain_durations(state_ids))
     else:
         path, _ = chain_viterbi(chain, log_obs)
-    return phone_of[path]
+    frames = np.arange(path.shape[0])
+    return phone_of[path], log_obs[frames, path] - scores.max(axis=1)
+
+
+def flag_outliers(pieces: Sequence[Piece], mads: float = 6.0, min_gap: float = 1.5, reason: str = "") -> int:
+    """Mark pending / aligned pieces whose ``fit_per_frame`` lies more than ``mads`` robust
+    deviations (and ``min_gap``) below the median of the recording's pieces as unaligned;
+    returns how many. Needs at least 3 pieces with a fit."""
+    values = np.array([p.fit_per_frame for p in pieces if p.status != "unaligned"], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 3:
+        return 0
+    median = float(np.median(values))
+    threshold = median - max(mads * 1.4826 * float(np.median(np.abs(values - median))), min_gap)
+    flagged = 0
+    for p in pieces:
+        if p.status != "unaligned" and p.fit_per_frame < threshold:
+            p.status = "unaligned"
+            p.reason = f"{reason}transcript fits the audio badly: {p.fit_per_frame:.2f} per frame, the " \
+                       f"recording's median {median:.2f}"
+            flagged += 1
+    return flagged
 
 
 def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
@@ -387,7 +414,13 @@ def anchor_pieces(
         remaining = T - t0
         if remaining <= W or p0 >= P - 1:
             end = T if remaining <= W else t0 + W
-            pieces.append(Piece(len(pieces), t0, end, p0, P, "end"))
+            piece = Piece(len(pieces), t0, end, p0, P, "end")
+            try:
+                phones, optional = _edge_optional(transcript.phones[p0:P], transcript.optional[p0:P], silence)
+                piece.fit_per_frame = float(_window_path(models, x_all[t0:end], phones, optional, False)[1].mean())
+            except HMMStudioError:
+                pass  # too short for its phones: the corpus step says so
+            pieces.append(piece)
             if end < T:
                 pieces.append(Piece(len(pieces), end, T, P, P, "end", status="unaligned",
                                     reason="audio after the end of the transcript"))
@@ -397,7 +430,8 @@ def anchor_pieces(
             p1 = min(P, p0 + chunk)
             phones, optional = _edge_optional(transcript.phones[p0:p1], transcript.optional[p0:p1], silence)
             lead = 1 if phones[0] == silence and transcript.phones[p0] != silence else 0
-            frame_phone = _window_path(models, x_all[t0:t0 + W], phones, optional, free_end=True) - lead
+            frame_phone, frame_gap = _window_path(models, x_all[t0:t0 + W], phones, optional, free_end=True)
+            frame_phone = frame_phone - lead
             if p1 == P or frame_phone[-1] < len(phones) - lead - 10:
                 break
             chunk *= 2  # the speech ran past the chunk: give it more transcript
@@ -419,7 +453,8 @@ def anchor_pieces(
             j = max(p0 + 1, p0 + max(0, local))
             candidates.append((0, target, j, j, "word"))
         _, cut, next_start, end_phone, kind = min(candidates)
-        pieces.append(Piece(len(pieces), t0, t0 + cut, p0, end_phone, kind))
+        pieces.append(Piece(len(pieces), t0, t0 + cut, p0, end_phone, kind,
+                            fit_per_frame=float(frame_gap[:cut].mean())))
         # Speaking rate from what was committed (frames per phone), smoothed.
         rate = 0.5 * rate + 0.5 * cut / max(1, end_phone - p0)
         bar.update(round((t0 + cut) * shift) - round(t0 * shift))
@@ -606,6 +641,7 @@ def align_corpus_long(
     feature_config: FeatureConfig | None = None,
     bootstrap_options: dict | None = None,
     anchor_options: dict | None = None,
+    analysis: bool = True,
     **corpus_options,
 ):
     """``align`` for a corpus that holds recordings longer than ``long_seconds`` (module
@@ -624,6 +660,7 @@ def align_corpus_long(
             (cheap ones: the anchors need pauses and rough phones, not precise boundaries).
         anchor_options: more arguments of :func:`anchor_pieces` (``min_piece_seconds``,
             ``tail_seconds``, ``min_pause_seconds``).
+        analysis: keep ``alignment_analysis.csv`` (the pieces' fits are computed either way).
         window_seconds, target_seconds: see :func:`anchor_pieces`.
         unaligned_mads, min_fit_gap: a piece whose transcript fit per frame lies more than
             this many robust deviations (and ``min_fit_gap`` nats) below its file's median is
@@ -719,6 +756,9 @@ def align_corpus_long(
                 x = long_features(item.audio, anchor_models.feature_config)
             item.pieces = anchor_pieces(anchor_models, x, item.transcript, window_seconds, target_seconds,
                                         show_progress=show_progress, **(anchor_options or {}))
+            # A stretch the transcript does not describe (noise, music, missing text) stays out of
+            # training and alignment.
+            flag_outliers(item.pieces, unaligned_mads, min_fit_gap, "anchor pass: ")
         timings["anchors"] = time.perf_counter() - t
         # ---- the corpus of pieces and short files
         t = time.perf_counter()
@@ -765,6 +805,9 @@ def align_corpus_long(
             corpus_report.timings["training"] = train_report.timings.get("training", 0.0)
             corpus_report.models_path = out / MODEL_FILE
         timings["pieces"] = time.perf_counter() - t
+    if not analysis and corpus_report.analysis_path is not None:
+        corpus_report.analysis_path.unlink(missing_ok=True)
+        corpus_report.analysis_path = None
     # ---- stitch
     fits = {row["name"]: row.get("transcript_fit_per_frame", math.nan) for row in corpus_report.analysis}
     skipped = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in corpus_report.skipped}
@@ -792,32 +835,26 @@ def align_corpus_long(
 def _stitch_file(item: _LongFile, out: Path, formats, fits: dict, skipped: dict, mads: float, gap: float,
                  silence: str) -> LongAlignment:
     shift = item.features.frame_shift
-    values = np.array([fits[f"{PIECES_FOLDER}/{item.name}/{p.index:05d}"] for p in item.pieces
-                       if f"{PIECES_FOLDER}/{item.name}/{p.index:05d}" in fits], dtype=np.float64)
-    values = values[np.isfinite(values)]
-    median = float(np.median(values)) if len(values) else math.nan
-    mad = 1.4826 * float(np.median(np.abs(values - median))) if len(values) else math.nan
-    threshold = median - max(mads * mad, gap) if len(values) >= 3 else -math.inf
-    parts = []
     for p in item.pieces:
-        name = f"{PIECES_FOLDER}/{item.name}/{p.index:05d}"
+        name = _piece_name(item, p)
         if p.status == "unaligned":
             continue
         if not p.text.strip():  # nothing to say here: silence
-            p.status, p.reason = "aligned", "no transcript: silence"
-            parts.append((p.start_frame * shift, {"phones": [Segment(silence, 0.0, (p.end_frame - p.start_frame) * shift)]}))
+            p.status, p.reason, p.fit_per_frame = "aligned", "no transcript: silence", math.nan
             continue
         if name in skipped or not (out / f"{name}.json").exists():
             p.status, p.reason = "unaligned", skipped.get(name, "no alignment").removeprefix("skipped: ")
             continue
-        p.fit_per_frame = float(fits.get(name, math.nan))
-        if p.fit_per_frame < threshold:
-            p.status = "unaligned"
-            p.reason = (f"transcript fits the audio badly: {p.fit_per_frame:.2f} per frame, the file's median "
-                        f"{median:.2f}")
+        p.status, p.fit_per_frame = "aligned", float(fits.get(name, math.nan))
+    flag_outliers(item.pieces, mads, gap)
+    parts = []
+    for p in item.pieces:
+        if p.status != "aligned":
             continue
-        tiers, _ = read_segments_json(out / f"{name}.json")
-        p.status = "aligned"
+        if not p.text.strip():
+            tiers = {"phones": [Segment(silence, 0.0, (p.end_frame - p.start_frame) * shift)]}
+        else:
+            tiers, _ = read_segments_json(out / f"{_piece_name(item, p)}.json")
         parts.append((p.start_frame * shift, tiers))
     tiers = stitch(parts, silence) if parts else {"phones": []}
     result = LongAlignment(item.name, tiers, item.pieces, item.features.duration, shift)
