@@ -185,6 +185,7 @@ class AlignmentResult:
     files: dict = field(default_factory=dict)
     history: list = field(default_factory=list)   # EM log-likelihood per frame, per iteration
     transcript_fit: dict | None = None            # with given phone models: aligner.transcript_fit
+    pieces: list = field(default_factory=list)    # a long clip's pieces (long_form.Piece as dicts)
 
     def summary(self) -> dict:
         def segs(lst):
@@ -205,6 +206,7 @@ class AlignmentResult:
             "log_likelihood": self.log_likelihood,
             "history": self.history,
             "transcript_fit": self.transcript_fit,
+            "pieces": self.pieces,
             "timings": self.timings,
             "total_seconds": float(sum(self.timings.values())),
             "peak_rss_mb": self.peak_rss_mb,
