@@ -17,12 +17,15 @@ the pieces are stitched back together:
    the last anchor is aligned, with those models, against the next stretch of transcript
    (1.5 times what the speaking rate so far predicts) with a *free end*: the path may end in
    any state, as the window ends mid-speech. Where the path puts a pause of at least
-   ``min_pause_seconds`` near ``target_seconds`` into the window (never in its last
-   ``tail_seconds``, where the free end leaves the alignment uncertain), transcript and audio
-   agree on a silence: that is the next anchor, the pause split in its middle, its silence
-   phone given to both pieces. With no such pause, the word boundary nearest the target is
-   used (``anchor="word"``). A window's DP holds about ``window x chunk`` cells: bounded,
-   whatever the recording's length.
+   ``min_pause_seconds``, transcript and audio agree on a silence: an anchor, the pause split
+   in its middle, its silence phone given to both pieces. Anchors about ``target_seconds``
+   apart are committed up to the window's last ``tail_seconds`` (where the free end leaves the
+   alignment uncertain), and the next window starts at the last one. With no pause in a
+   window, the word boundary nearest the target is used (``anchor="word"``). A window's DP
+   holds about ``window x chunk`` cells: bounded, whatever the recording's length. The same
+   pass measures how far each piece's path scores below the best state frame by frame; a
+   piece far below the others (a stretch the transcript does not describe) is reported and
+   kept out of training and alignment (:func:`flag_outliers`).
 4. **Pieces** are aligned like the utterances of a corpus (:func:`align_long` runs
    :func:`~hmm_engine.alignment.corpus.align_corpus` on them: flat-start training on at most
    ``max_train_minutes`` of them, then every piece with those models), and
@@ -392,7 +395,7 @@ def anchor_pieces(
 
     if not (window_seconds > tail_seconds + min_piece_seconds and target_seconds > min_piece_seconds):
         raise InvalidParameterError("window_seconds must exceed tail_seconds + min_piece_seconds, and "
-                                    "target_seconds min_piece_seconds")
+                                    "target_seconds must exceed min_piece_seconds")
     silence = models.silence
     shift = features.frame_shift
     T = features.num_frames
@@ -436,29 +439,42 @@ def anchor_pieces(
                 break
             chunk *= 2  # the speech ran past the chunk: give it more transcript
         runs = _runs(frame_phone)
-        candidates = []  # (distance to the target, cut frame, phone index shared by both pieces)
+        pauses = []  # (cut frame in the window, index of the silence phone shared by both pieces)
         for local, a, b in runs:
             j = p0 + local
             if 0 <= local and j < P and transcript.phones[j] == silence and b - a >= min_pause:
-                mid = (a + b) // 2
-                if lo <= mid <= hi:
-                    candidates.append((abs(mid - target), mid, j, j + 1, "pause"))
-        if not candidates:  # no pause: the word boundary nearest the target
-            for (left, _, _), (right, a, _) in zip(runs[:-1], runs[1:]):
+                pauses.append(((a + b) // 2, j))
+        # Every pause anchor before the window's uncertain tail is committed, one piece per
+        # anchor near ``target`` frames apart (the window is aligned once for several pieces).
+        cuts = []  # (cut frame, first phone of the next piece, end phone of this piece, kind)
+        s0 = 0
+        while True:
+            options = [(abs(mid - s0 - target), mid, j) for mid, j in pauses if s0 + lo <= mid <= hi]
+            if not options:
+                break
+            _, mid, j = min(options)
+            cuts.append((mid, j, j + 1, "pause"))
+            s0 = mid
+        if not cuts:  # no pause: the word boundary nearest the target
+            words = []
+            for (_, _, _), (right, a, _) in zip(runs[:-1], runs[1:]):
                 j = p0 + right
                 if lo <= a <= hi and 0 <= right and j in starts and j > p0:
-                    candidates.append((abs(a - target), a, j, j, "word"))
-        if not candidates:  # nothing usable in the window: cut at the target, inside a phone
-            local = int(frame_phone[target])
-            j = max(p0 + 1, p0 + max(0, local))
-            candidates.append((0, target, j, j, "word"))
-        _, cut, next_start, end_phone, kind = min(candidates)
-        pieces.append(Piece(len(pieces), t0, t0 + cut, p0, end_phone, kind,
-                            fit_per_frame=float(frame_gap[:cut].mean())))
-        # Speaking rate from what was committed (frames per phone), smoothed.
-        rate = 0.5 * rate + 0.5 * cut / max(1, end_phone - p0)
-        bar.update(round((t0 + cut) * shift) - round(t0 * shift))
-        t0, p0 = t0 + cut, next_start
+                    words.append((abs(a - target), a, j))
+            if words:
+                _, a, j = min(words)
+            else:  # nothing usable in the window: cut at the target, inside a phone
+                a, j = target, max(p0 + 1, p0 + max(0, int(frame_phone[target])))
+            cuts.append((a, j, j, "word"))
+        previous = 0
+        for cut, next_start, end_phone, kind in cuts:
+            pieces.append(Piece(len(pieces), t0 + previous, t0 + cut, p0, end_phone, kind,
+                                fit_per_frame=float(frame_gap[previous:cut].mean())))
+            # Speaking rate from what was committed (frames per phone), smoothed.
+            rate = 0.5 * rate + 0.5 * (cut - previous) / max(1, end_phone - p0)
+            p0, previous = next_start, cut
+        bar.update(round((t0 + previous) * shift) - round(t0 * shift))
+        t0 += previous
     bar.update(bar.total - bar.n)
     bar.close()
     for piece in pieces:
@@ -630,7 +646,7 @@ def align_corpus_long(
     models: PhoneModels | None = None,
     long_seconds: float = LONG_SECONDS,
     max_train_minutes: float | None = 20.0,
-    bootstrap_minutes: float = 10.0,
+    bootstrap_minutes: float = 4.0,
     window_seconds: float = 20.0,
     target_seconds: float = 6.0,
     unaligned_mads: float = 6.0,
@@ -725,7 +741,7 @@ def align_corpus_long(
             secs: dict[str, float] = {}
             for item in ready:
                 # Longer than the final pieces: their text is a proportional guess, wrong mostly at the edges.
-                item.pieces = coarse_pieces(item.features, item.transcript, max(15.0, 2 * target_seconds),
+                item.pieces = coarse_pieces(item.features, item.transcript, max(10.0, 1.5 * target_seconds),
                                             silence=silence)
                 for p in item.pieces:
                     if p.text.strip():
