@@ -2,7 +2,7 @@
 """Long recordings: held-out synthetic utterances chained into 10- to 60-minute files.
 
     python benchmarks/long_recordings.py [--minutes 10 30 60] [--corpus data/long_corpus --num 600 --seed 7]
-        [--max-train-minutes 20] [--skip-models] [--skip-train]
+        [--synth festival] [--max-train-minutes 20] [--skip-models] [--skip-train] [--librivox ROUNDS]
 
 1. Generates (or reuses) a held-out corpus with ``scripts/make_corpus.py`` (seed 7, never
    used for tuning; espeak-ng, flite and festival voices with exact phone boundaries).
@@ -136,6 +136,69 @@ def score_utterances(corpus: Path, hyp_dir: Path, placed: list[tuple]):
     return pool_comparisons(out)
 
 
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+def librivox(work: Path, rounds: int) -> None:
+    """Real read speech: the five LibriVox clips of Debian's pocketsphinx-testdata chained
+    ``rounds`` times (back to back) with one word transcript, aligned as one long recording,
+    against the same clips aligned one file each (the same multiset, the same recipe, words
+    through espeak-ng): % of the per-clip phone boundaries the long alignment puts within
+    20 ms, and the per-clip alignment's agreement with itself is 100% by definition."""
+    import shutil
+
+    from hmm_engine.alignment.corpus import align_corpus
+    from hmm_engine.alignment.long_form import align_corpus_long
+    from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
+    from hmm_engine.alignment.textgrids import read_textgrid
+    from hmm_engine.segments import Segment
+
+    lines = (LIBRIVOX / "transcription").read_text().splitlines()
+    clips = []
+    for line in lines:
+        text, fileid = line.rsplit("(", 1)
+        clips.append((fileid.strip(" )"), text.replace("<s>", "").replace("</s>", "").strip()))
+    base = work / "librivox"
+    shutil.rmtree(base, ignore_errors=True)
+    per, rec = base / "clips", base / "rec"
+    per.mkdir(parents=True)
+    rec.mkdir()
+    placed, audio, words = [], [], []
+    t = 0.0
+    for r in range(rounds):
+        for fileid, text in clips:
+            x, sr = sf.read(LIBRIVOX / f"{fileid}.wav", dtype="float32")
+            name = f"{fileid}_{r}"
+            shutil.copy(LIBRIVOX / f"{fileid}.wav", per / f"{name}.wav")
+            (per / f"{name}.lab").write_text(text + "\n")
+            placed.append((name, t, len(x) / sr))
+            audio.append(x)
+            words.append(text)
+            t += len(x) / sr
+    sf.write(rec / "long.wav", np.concatenate(audio), sr)
+    (rec / "long.lab").write_text(" ".join(words) + "\n")
+    t0 = time.perf_counter()
+    align_corpus(per, base / "clips_out", device="cpu", show_progress=False, report=lambda line: None)
+    t_per = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _, results = align_corpus_long(rec, base / "long_out", long_seconds=20.0, device="cpu", show_progress=False,
+                                   report=lambda line: None)
+    t_long = time.perf_counter() - t0
+    hyp = read_textgrid(base / "long_out" / "long.TextGrid", tier="phones")["phones"]
+    comparisons = []
+    for name, offset, dur in placed:
+        ref = read_textgrid(base / "clips_out" / f"{name}.TextGrid", tier="phones")["phones"]
+        piece = [Segment(s.label, max(s.start, offset) - offset, min(s.end, offset + dur) - offset) for s in hyp
+                 if min(s.end, offset + dur) - max(s.start, offset) > 1e-6]
+        comparisons.append(compare_tiers(ref, piece, silence="merge"))
+    pooled = pool_comparisons(comparisons)
+    r = results[0]
+    print(f"\nLibriVox: {len(clips)} clips x {rounds} = {t:.0f} s of real read speech; long alignment vs per-clip "
+          f"alignment: {pooled.percent_within(20):.1f}% of boundaries within 20 ms ({pooled.percent_within(10):.1f}% "
+          f"within 10 ms, {pooled.mismatches} phone mismatches, {pooled.num_scored_boundaries} boundaries); "
+          f"{len(r.pieces)} pieces, {len(r.unaligned)} unaligned; per-clip run {t_per:.0f} s, long run {t_long:.0f} s")
+
+
 def run_child(recording: Path, out: Path, models: Path | None, max_train: float | None) -> dict:
     cmd = [sys.executable, __file__, "--child", str(recording), "--out", str(out)]
     if models:
@@ -154,13 +217,16 @@ def main(argv=None) -> int:
     parser.add_argument("--num", type=int, default=600)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=ROOT / "data" / "long_bench")
-    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30, 60])
+    parser.add_argument("--minutes", type=float, nargs="*", default=[10, 30, 60])
     parser.add_argument("--synth", default="festival",
                         help="chain the utterances whose name starts with this (festival: one voice, as a real "
                              "long recording has; '' for all three synthesizers and their many voices)")
     parser.add_argument("--max-train-minutes", type=float, default=20.0)
     parser.add_argument("--skip-models", action="store_true", help="leave out the runs with given models")
     parser.add_argument("--skip-train", action="store_true", help="leave out the runs that train")
+    parser.add_argument("--librivox", type=int, default=0, metavar="ROUNDS",
+                        help="also chain the five LibriVox clips of pocketsphinx-testdata ROUNDS times and compare "
+                             "with their per-clip alignment")
     parser.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--models", type=Path, default=None, help=argparse.SUPPRESS)
@@ -209,6 +275,8 @@ def main(argv=None) -> int:
                   f"{info['longest_piece_s']:.1f} s, peak {info['maxrss_mb']:.0f} MB, {info['wall']:.0f} s wall = "
                   f"{info['duration'] / info['wall']:.0f}x real time; stages: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in t.items()), flush=True)
+    if args.librivox:
+        librivox(args.work, args.librivox)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     print("\n| recording | mode | utterances | ≤20 ms long | ≤20 ms per utterance | ≤10 / 25 / 50 ms long | pieces | "
           "unaligned | peak memory | wall | × real time |")

@@ -621,8 +621,11 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy(src, dst)
 
 
-def _subset(names: list[str], seconds: dict[str, float], budget: float) -> list[str]:
-    """Names spread evenly over the list whose seconds add up to about ``budget``."""
+def _subset(names: list[str], seconds: dict[str, float], budget: float,
+            phones: dict[str, set] | None = None) -> list[str]:
+    """Names spread evenly over the list whose seconds add up to about ``budget``, plus, when
+    ``phones`` (name -> its phones) is given, the first name holding each phone the others lack
+    (models trained on the subset must know every phone they will be asked to align)."""
     total = sum(seconds[n] for n in names)
     if total <= budget:
         return names
@@ -633,6 +636,14 @@ def _subset(names: list[str], seconds: dict[str, float], budget: float) -> list[
             chosen.append(n)
             next_at += step * seconds[n]
         acc += seconds[n]
+    if phones:
+        known = set().union(*(phones.get(n, set()) for n in chosen))
+        extra = set()
+        for n in names:
+            if n not in extra and n not in chosen and phones.get(n, set()) - known:
+                extra.add(n)
+                known |= phones[n]
+        chosen = [n for n in names if n in extra or n in set(chosen)]
     return chosen
 
 
@@ -751,7 +762,9 @@ def align_corpus_long(
                     secs[f.name] = audio_seconds(f.audio)
                 except HMMStudioError:
                     secs[f.name] = 0.0
-            keep = set(_subset(sorted(secs), secs, bootstrap_minutes * 60.0))
+            piece_phones = {_piece_name(item, p): set(item.transcript.phones[p.phone_start:p.phone_end])
+                            for item in ready for p in item.pieces}
+            keep = set(_subset(sorted(secs), secs, bootstrap_minutes * 60.0, piece_phones))
             for f in shorts:
                 if f.name in keep and f.transcript.exists():
                     _link(f.audio, boot / f"{f.name}{f.audio.suffix}")
@@ -802,7 +815,9 @@ def align_corpus_long(
         if final_models is None and max_train_minutes is not None and \
                 sum(secs.values()) > max_train_minutes * 60.0:
             subset_dir = tmp / "subset"
-            for n in _subset(sorted(names), secs, max_train_minutes * 60.0):
+            piece_phones = {_piece_name(item, p): set(item.transcript.phones[p.phone_start:p.phone_end])
+                            for item in ready for p in item.pieces}
+            for n in _subset(sorted(names), secs, max_train_minutes * 60.0, piece_phones):
                 for path in work.glob(f"{n}.*"):
                     _link(path, subset_dir / path.relative_to(work))
             train_report = align_corpus(subset_dir, tmp / "subset_out", formats=("json",), analysis=False,
