@@ -586,6 +586,11 @@ def _prepare(item: _LongFile, phones: bool, config: FeatureConfig, silence: str,
     item.features = long_features(item.audio, config)
 
 
+def _speaks(piece: Piece, silence: str = "sil") -> bool:
+    """Whether a piece's text holds anything but silence."""
+    return any(token != silence for token in piece.text.split())
+
+
 def _piece_name(item: _LongFile, piece: Piece) -> str:
     return f"{PIECES_FOLDER}/{item.name}/{piece.index:05d}"
 
@@ -598,7 +603,7 @@ def _write_piece_files(folder: Path, item: _LongFile, pieces: Sequence[Piece], s
     with sf.SoundFile(os.fspath(item.audio)) as handle:
         rate = handle.samplerate
         for p in pieces:
-            if p.status != "pending" or not p.text.strip():
+            if p.status != "pending" or not _speaks(p):
                 continue
             a, b = p.span(shift)
             first, last = round(a * rate), min(handle.frames, round(b * rate))
@@ -755,7 +760,7 @@ def align_corpus_long(
                 item.pieces = coarse_pieces(item.features, item.transcript, max(10.0, 1.5 * target_seconds),
                                             silence=silence)
                 for p in item.pieces:
-                    if p.text.strip():
+                    if _speaks(p, silence):
                         secs[_piece_name(item, p)] = (p.end_frame - p.start_frame) * item.features.frame_shift
             for f in shorts:
                 try:
@@ -870,7 +875,7 @@ def _stitch_file(item: _LongFile, out: Path, formats, fits: dict, skipped: dict,
         name = _piece_name(item, p)
         if p.status == "unaligned":
             continue
-        if not p.text.strip():  # nothing to say here: silence
+        if not _speaks(p, silence):  # nothing to say here: silence
             p.status, p.reason, p.fit_per_frame = "aligned", "no transcript: silence", math.nan
             continue
         if name in skipped or not (out / f"{name}.json").exists():
@@ -882,7 +887,7 @@ def _stitch_file(item: _LongFile, out: Path, formats, fits: dict, skipped: dict,
     for p in item.pieces:
         if p.status != "aligned":
             continue
-        if not p.text.strip():
+        if not _speaks(p, silence):
             tiers = {"phones": [Segment(silence, 0.0, (p.end_frame - p.start_frame) * shift)]}
         else:
             tiers, _ = read_segments_json(out / f"{_piece_name(item, p)}.json")
