@@ -20,8 +20,9 @@
    reference (% of boundaries within 20 ms, the metrics of ``hmm_engine.alignment.metrics``),
    next to the per-utterance alignment of the same utterances (same multiset).
 
-Timings depend on the machine's load (printed); the figures are the run's, never tuned on the
-references.
+Wall times depend on the machine's load (printed); CPU seconds of the run's process (user +
+system, all threads) are printed beside them, as they depend less on other jobs. The figures are
+the run's, never tuned on the references.
 """
 from __future__ import annotations
 
@@ -91,8 +92,9 @@ def child(args) -> None:
     )
     wall = time.perf_counter() - t0
     r = results[0]
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
-        "wall": wall, "timings": report.timings, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "timings": report.timings, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "pieces": len(r.pieces), "unaligned": [p.index for p in r.unaligned], "duration": r.duration,
         "anchors": {k: sum(p.anchor == k for p in r.pieces) for k in ("pause", "word", "end")},
         "longest_piece_s": max((p.end_frame - p.start_frame) * r.frame_shift for p in r.pieces),
@@ -273,19 +275,20 @@ def main(argv=None) -> int:
             print(f"{minutes:g} min {label}: {pooled.percent_within(20):.1f}% (per utterance {reference.percent_within(20):.1f}%), "
                   f"{info['pieces']} pieces ({info['anchors']}), unaligned {info['unaligned']}, longest piece "
                   f"{info['longest_piece_s']:.1f} s, peak {info['maxrss_mb']:.0f} MB, {info['wall']:.0f} s wall = "
-                  f"{info['duration'] / info['wall']:.0f}x real time; stages: "
+                  f"{info['duration'] / info['wall']:.0f}x real time, {info['cpu']:.0f} CPU s = "
+                  f"{info['duration'] / info['cpu']:.0f}x real time per CPU second; stages: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in t.items()), flush=True)
     if args.librivox:
         librivox(args.work, args.librivox)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     print("\n| recording | mode | utterances | ≤20 ms long | ≤20 ms per utterance | ≤10 / 25 / 50 ms long | pieces | "
-          "unaligned | peak memory | wall | × real time |")
-    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+          "unaligned | peak memory | wall | × real time | CPU s | audio s per CPU s |")
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for minutes, label, n, info, pooled, reference in rows:
         print(f"| {minutes:g} min | {label} | {n} | {pooled.percent_within(20):.1f} | {reference.percent_within(20):.1f} | "
               f"{pooled.percent_within(10):.1f} / {pooled.percent_within(25):.1f} / {pooled.percent_within(50):.1f} | "
               f"{info['pieces']} | {len(info['unaligned'])} | {info['maxrss_mb'] / 1024:.2f} GB | {info['wall']:.0f} s | "
-              f"{info['duration'] / info['wall']:.0f}× |")
+              f"{info['duration'] / info['wall']:.0f}× | {info['cpu']:.0f} | {info['duration'] / info['cpu']:.0f}× |")
     return 0
 
 
