@@ -126,3 +126,20 @@ def test_durations_table_round_trip(tmp_path):
     np.testing.assert_array_equal(back["spk/a"]["durations"], a.durations)
     np.testing.assert_array_equal(np.load(tmp_path / "spk" / "a.durations.npy"), a.durations)
     assert back["b"]["num_frames"] == int(b.durations.sum()) == b.num_frames
+
+
+def test_align_tab_downloads_hold_durations_summing_to_the_mel_length():
+    from components.alignment import TTS_GRID, write_alignment_exports
+    from components.results import AlignmentResult
+
+    phones = [Segment("sil", 0.0, 0.21), Segment("h", 0.21, 0.3, 0.9), Segment("i", 0.3, 0.77, 0.8),
+              Segment("sil", 0.77, 1.234)]
+    result = AlignmentResult(settings={}, duration=1.234, frame_shift=0.01, spectrogram_db=np.zeros((3, 2)),
+                             freqs=np.zeros(2), phones=phones, words=[], reference=[], reference_tier=None,
+                             metrics={}, boundary_errors=[], log_likelihood=None, phone_sequence=["sil", "h", "i"])
+    files = write_alignment_exports(result)
+    table = read_durations_table(files["durations"])["alignment"]
+    samples = round(1.234 * TTS_GRID["sample_rate"])
+    assert table["phones"] == ["sil", "h", "i", "sil"]
+    assert int(table["durations"].sum()) == 1 + samples // TTS_GRID["hop_length"] == table["num_frames"]
+    np.testing.assert_array_equal(np.load(files["durations_npy"]), table["durations"])
