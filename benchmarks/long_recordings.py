@@ -58,7 +58,6 @@ def build_recording(corpus: Path, names: list[str], minutes: float, out: Path, s
     order = [names[i] for i in rng.permutation(len(names))]
     out.mkdir(parents=True, exist_ok=True)
     placed, phones, total = [], [], 0.0
-    rate = None
     with sf.SoundFile(out / "long.wav", "w", samplerate=16000, channels=1, subtype="PCM_16") as handle:
         i = 0
         while total < minutes * 60:

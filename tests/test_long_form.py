@@ -8,7 +8,6 @@ import soundfile as sf
 from pathlib import Path
 
 from hmm_engine.alignment.long_form import (
-    Piece,
     align_corpus_long,
     coarse_pieces,
     frame_energy,

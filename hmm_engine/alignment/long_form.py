@@ -215,10 +215,6 @@ class Piece:
         return self.start_frame * frame_shift, self.end_frame * frame_shift
 
 
-def _silence_phone(phones: Sequence[str], silence: str) -> np.ndarray:
-    return np.array([p == silence for p in phones], dtype=bool)
-
-
 def _cut_positions(transcript, silence: str) -> np.ndarray:
     """Phone indices ``j`` where a piece may start (a new word, or any phone for bare phones)."""
     if transcript.spans:
@@ -720,7 +716,7 @@ def align_corpus_long(
     for f in files:
         try:
             seconds = audio_seconds(f.audio)
-        except HMMStudioError as exc:
+        except HMMStudioError:
             shorts.append(f)  # align_corpus reports it
             continue
         if seconds > long_seconds:
@@ -859,7 +855,7 @@ def align_corpus_long(
             (out / f"{name}.json").unlink(missing_ok=True)
     corpus_report.aligned = [n for n in corpus_report.aligned if not n.startswith(PIECES_FOLDER)] + \
         [r.name for r in results if any(p.status == "aligned" for p in r.pieces)]
-    corpus_report.skipped = sorted([l for l in corpus_report.skipped if not l.startswith(PIECES_FOLDER)]
+    corpus_report.skipped = sorted([line for line in corpus_report.skipped if not line.startswith(PIECES_FOLDER)]
                                    + problems + lines)
     corpus_report.analysis = [row for row in corpus_report.analysis if not row["name"].startswith(PIECES_FOLDER)]
     corpus_report.timings.update({f"long_{k}": v for k, v in timings.items()})

@@ -149,7 +149,7 @@ WORD_SLACK_SECONDS = 0.3
 NON_SPEECH_SHARE = 0.8
 
 
-def quiet_frames(energy) -> "np.ndarray":
+def quiet_frames(energy):
     """``[T]`` True where a loudness track (e.g. log frame energy) is in the quiet range of its
     recording: below 25% of the way from its 5th to its 95th percentile."""
     import numpy as np
