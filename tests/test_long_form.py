@@ -82,6 +82,20 @@ def test_stitch_shifts_and_merges_the_shared_pause():
     assert [(s.label, s.start, s.end) for s in out["words"]] == [("w1", 0.2, 0.5), ("w2", 1.3, 1.9)]
 
 
+def test_stitch_snaps_float_noise_at_joins():
+    """Offsets plus piece times do not add up exactly (0.1 + 0.2 != 0.3): joins are made exact,
+    so the tier stays valid for praatio."""
+    from hmm_engine.alignment.textgrids import textgrid_to_string
+
+    a = {"phones": [Segment("x", 0.0, 0.2)]}
+    b = {"phones": [Segment("y", 0.0, 0.5)]}
+    c = {"phones": [Segment("z", 0.0, 0.1 + 0.2)]}
+    out = stitch([(0.1, a), (0.1 + 0.2 - 3e-14, b), (0.8000000000000003, c)])["phones"]
+    assert [s.label for s in out] == ["x", "y", "z"]
+    assert all(left.end == right.start for left, right in zip(out[:-1], out[1:]))
+    textgrid_to_string({"phones": out}, 1.2)
+
+
 def test_coarse_pieces_cover_the_recording_and_the_transcript(tmp_path):
     from hmm_engine.alignment.aligner import prepare_transcript
 

@@ -63,7 +63,7 @@ from hmm_engine.errors import AudioError, HMMStudioError, InvalidInputError, Inv
 from hmm_engine.frontend.audio import Audio
 from hmm_engine.frontend.features import FeatureConfig, Features, extract_features
 from hmm_engine.inference.chain import chain_segment_viterbi, chain_viterbi
-from hmm_engine.segments import Segment
+from hmm_engine.segments import TIME_TOLERANCE, Segment
 
 # Longest recording accepted (seconds): 4 hours. The features of 4 h take 225 MB.
 MAX_LONG_SECONDS = 4 * 3600.0
@@ -483,7 +483,7 @@ def anchor_pieces(
 
 def _merge_edge(tier: list[Segment], seg: Segment, silence: str) -> None:
     """Append ``seg``, merging it into the last segment when both are silences that touch."""
-    if tier and tier[-1].label == seg.label == silence and seg.start - tier[-1].end < 1e-6:
+    if tier and tier[-1].label == seg.label == silence and seg.start - tier[-1].end < TIME_TOLERANCE:
         last = tier.pop()
         scores = [s for s in (last.score, seg.score) if s is not None]
         weights = [last.duration, seg.duration][:len(scores)]
@@ -502,8 +502,10 @@ def stitch(parts: Sequence[tuple[float, dict[str, list[Segment]]]], silence: str
             tier = out.setdefault(name, [])
             for s in segments:
                 seg = Segment(s.label, s.start + offset, s.end + offset, s.score)
-                if tier and seg.start < tier[-1].end - 1e-6:  # float noise at a join
-                    if seg.end <= tier[-1].end + 1e-6:
+                if tier and seg.start != tier[-1].end and seg.start < tier[-1].end + TIME_TOLERANCE:
+                    # A join: the piece's own times plus its offset differ from the previous
+                    # piece's end by float rounding (or overlap it); start exactly there.
+                    if seg.end <= tier[-1].end + TIME_TOLERANCE:
                         continue
                     seg = Segment(seg.label, tier[-1].end, seg.end, seg.score)
                 _merge_edge(tier, seg, silence)
