@@ -368,6 +368,16 @@ def _edge_optional(phones: list[str], optional: list[bool], silence: str) -> tup
     return phones, optional
 
 
+def _check_cancelled() -> None:
+    """The request's cancellation token, where the engine has one (``hmm_engine.cancellation``:
+    a cancelled dashboard request stops between windows)."""
+    try:
+        from hmm_engine.cancellation import check_cancelled
+    except ImportError:
+        return
+    check_cancelled()
+
+
 def anchor_pieces(
     models: PhoneModels, features: Features, transcript, window_seconds: float = 20.0,
     target_seconds: float = 6.0, min_piece_seconds: float = 2.0, tail_seconds: float = 5.0,
@@ -410,6 +420,7 @@ def anchor_pieces(
         if cancel is not None and cancel():
             bar.close()
             raise InvalidInputError("cancelled")
+        _check_cancelled()
         remaining = T - t0
         if remaining <= W or p0 >= P - 1:
             end = T if remaining <= W else t0 + W
