@@ -70,7 +70,7 @@ def run_size(name, B, T, K, D, Dmax, reps, rows, device):
     lengths = torch.full((B,), T, dtype=torch.long)
     with torch.no_grad():
         log_obs = model.emission_log_likelihood(x)
-    args = (log_obs, *model._params(), lengths)
+    args = (*(p.detach() for p in model._params()), log_obs, lengths)
     rows.append((name, "emission log-likelihood", median_time(lambda: model.emission_log_likelihood(x), reps)))
     fb = median_time(lambda: hsmm.hsmm_forward_backward(*args), reps)
     vit = median_time(lambda: hsmm.hsmm_viterbi(*args), reps)

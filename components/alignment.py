@@ -21,12 +21,17 @@ from hmm_engine.segments import Segment
 from components.results import AlignmentResult, AnalysisSettings
 from hmm_engine import limits
 from hmm_engine.durations import DURATION_TYPES
-from hmm_engine.errors import TextGridError, TranscriptError
+from hmm_engine.errors import HMMStudioError, TextGridError, TranscriptError
 
 SILENCE_MODE = "merge"
 SILENCES = ("sil", "sp", "pau", "_")
 # "hmm": durations from self-loops; otherwise an explicit (semi-Markov) phone-duration family.
 DURATION_CHOICES = ("hmm", *DURATION_TYPES)
+# Clips longer than this (up to the dashboard's audio cap) are aligned in pieces between anchors
+# (hmm_engine.alignment.long_form): one chain over minutes of speech needs GBs of DP memory.
+LONG_CLIP_SECONDS = 60.0
+# The mel grid of the Align tab's TTS durations download (a common 22.05 kHz recipe).
+TTS_GRID = dict(sample_rate=22050, hop_length=256, win_length=1024, center=True)
 
 
 # ------------------------------------------------------------------------------ transcript
@@ -243,10 +248,18 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
             feats, _ = P.features(loaded, s)
         text = {"phones": str(transcript)} if kind == "phones" else {"words": str(transcript)}
         with timer.stage("waiting"):
-            slot = lanes.acquire(0.0)  # alignments are bounded; they share the light lane
+            # alignments are bounded and share the light lane; a long clip (pieces, anchors, a corpus
+            # of pieces trained) is heavy work
+            slot = lanes.acquire(float("inf") if loaded.audio.duration > LONG_CLIP_SECONDS else 0.0)
         try:
             t0 = time.perf_counter()
-            if models is not None:
+            pieces = []
+            if loaded.audio.duration > LONG_CLIP_SECONDS:
+                progress(0.2, "long clip: anchors, pieces, each piece aligned, stitched")
+                out, pieces = _align_long_clip(loaded, kind, str(transcript), models, lexicon, dev)
+                if models is not None:
+                    spp, iters, durations = models.states_per_phone, 0, models.duration_type or "hmm"
+            elif models is not None:
                 # The models' own front end (a corpus model uses deltas; the display features do not).
                 progress(0.2, "Viterbi with the given phone models")
                 model_features = compute_features(loaded.audio, models.feature_config)
@@ -288,10 +301,36 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     result.history = list(out.history)
     result.transcript_fit = fit
     result.warnings = warnings
+    result.pieces = pieces
     with timer.stage("exports"):
         result.files = write_alignment_exports(result)
     result.timings = dict(timer.timings)
     return result
+
+
+def _align_long_clip(loaded, kind: str, transcript: str, models, lexicon, device):
+    """A clip over :data:`LONG_CLIP_SECONDS`: ``align_long`` (pieces between anchors, trained on
+    the clip's own pieces unless ``models``); returns ``(out, pieces)`` with ``out`` shaped like
+    ``align_utterance``'s result where the dashboard reads it."""
+    import tempfile
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from hmm_engine.alignment.long_form import align_long
+
+    with tempfile.TemporaryDirectory(prefix="hmm_studio_long_") as tmp:
+        path = Path(tmp) / "clip.wav"
+        sf.write(str(path), loaded.samples, loaded.audio.sample_rate, subtype="FLOAT")
+        long = align_long(path, transcript, phones=kind == "phones", models=models, dictionary=lexicon,
+                          device=str(device))
+    phones = long.tiers.get("phones", [])
+    out = SimpleNamespace(phones=phones, words=long.tiers.get("words"), log_likelihood=float("nan"), history=[],
+                          transcript=SimpleNamespace(phones=[s.label for s in phones]), timings={})
+    pieces = [{"piece": p.index, "start": round(p.start_frame * long.frame_shift, 3),
+               "end": round(p.end_frame * long.frame_shift, 3), "anchor": p.anchor, "status": p.status,
+               "reason": p.reason, "text": p.text} for p in long.pieces]
+    return out, pieces
 
 
 def write_alignment_exports(r: AlignmentResult) -> dict:
@@ -311,4 +350,13 @@ def write_alignment_exports(r: AlignmentResult) -> dict:
     segments_to_csv(tiers, path=files["csv"])
     segments_to_json(tiers, r.duration, path=files["json"])
     Path(files["summary"]).write_text(json.dumps(r.summary(), indent=1))
+    try:  # TTS durations on a common mel grid (python -m hmm_engine align --format durations for others)
+        from hmm_engine.alignment.tts import MelGrid, phone_durations, write_durations
+
+        grid = MelGrid(**TTS_GRID)
+        table = write_durations(d, [("alignment", phone_durations(tiers["phones"], r.duration, grid))])
+        files["durations"] = str(table)
+        files["durations_npy"] = str(d / "alignment.durations.npy")
+    except HMMStudioError:
+        pass  # an empty tier: the other downloads stand
     return files

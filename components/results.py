@@ -186,6 +186,7 @@ class AlignmentResult:
     history: list = field(default_factory=list)   # EM log-likelihood per frame, per iteration
     transcript_fit: dict | None = None            # with given phone models: aligner.transcript_fit
     warnings: list = field(default_factory=list)  # [str] what the user should know (e.g. unknown phones)
+    pieces: list = field(default_factory=list)    # a long clip's pieces (long_form.Piece as dicts)
 
     def summary(self) -> dict:
         def segs(lst):
@@ -207,6 +208,7 @@ class AlignmentResult:
             "history": self.history,
             "transcript_fit": self.transcript_fit,
             "warnings": self.warnings,
+            "pieces": self.pieces,
             "timings": self.timings,
             "total_seconds": float(sum(self.timings.values())),
             "peak_rss_mb": self.peak_rss_mb,

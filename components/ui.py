@@ -273,7 +273,8 @@ async def align_fn(
 def _alignment_outputs(result, audio) -> tuple:
     """The Align tab's outputs: timeline, hypothesis vs reference, latency, summary, downloads, state."""
     figs = render_alignment(result)
-    files = [result.files[k] for k in ("textgrid", "csv", "json", "summary") if k in result.files]
+    files = [result.files[k] for k in ("textgrid", "csv", "json", "summary", "durations", "durations_npy")
+             if k in result.files]
     seg_state = {"audio": audio, "segments": [(s.label, s.start, s.end) for s in result.phones]}
     return figs["timeline"], figs["alignment"], figs["latency"], result.summary(), files or None, seg_state
 
@@ -574,7 +575,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                                                  allow_custom_value=True)  # the API passes an index
                             a_seg_audio = gr.Audio(label="Segment", interactive=False, type="numpy", autoplay=True,
                                                    elem_id="align-segment-audio")
-                        a_files = gr.File(value=a_init[4], label="Downloads: TextGrid, CSV, JSON",
+                        a_files = gr.File(value=a_init[4], label="Downloads: TextGrid, CSV, JSON, TTS durations",
                                           file_count="multiple", interactive=False)
                     a_summary = gr.JSON(value=a_init[3], label="Summary and metrics (JSON)", open=False)
             a_state = gr.State(a_init[5])

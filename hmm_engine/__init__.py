@@ -18,10 +18,13 @@ Importing this package does not import Gradio.
 
 from .cancellation import CancelToken, Cancelled, cancellable
 from .durations import GammaDuration, GaussianDuration, NonparametricDuration, PoissonDuration, make_duration
+from .emissions import register_emission
 from .errors import HMMStudioError, InvalidInputError, InvalidParameterError, ModelFileError
 from .inference.streaming import StreamDecoder, StreamStep
 from .inputs import pad_sequences
+from .inference.results import Posteriors, StateSegment, ViterbiResult
 from .models import HMM, CategoricalHMM, GaussianHMM, MixtureGaussianHMM
+from .models.base import BaseHMM
 from .models.semimarkov import SemiMarkovHMM
 from .serialization import load, register_model, save
 from .topology import transition_mask
@@ -30,6 +33,7 @@ from .training import aic, bic, fit_em, fit_gradient, sweep
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseHMM",
     "HMM",
     "GaussianHMM",
     "MixtureGaussianHMM",
@@ -52,6 +56,10 @@ __all__ = [
     "save",
     "load",
     "register_model",
+    "register_emission",
+    "Posteriors",
+    "ViterbiResult",
+    "StateSegment",
     "HMMStudioError",
     "InvalidInputError",
     "InvalidParameterError",

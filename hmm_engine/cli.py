@@ -162,15 +162,41 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-analysis", action="store_true",
                         help="skip OUT_DIR/alignment_analysis.csv (each file's transcript fit against a free phone "
                              "loop, the worst first: where to look for wrong transcripts)")
-    parser.add_argument("--format", nargs="+", choices=tuple(EXPORT_SUFFIXES), default=["textgrid"],
+    parser.add_argument("--format", nargs="+", choices=(*EXPORT_SUFFIXES, "durations"), default=["textgrid"],
                         help="what each file gets in OUT_DIR: name.TextGrid, name.csv and/or name.json (CSV and "
-                             "JSON keep each phone's confidence; default: textgrid)")
+                             "JSON keep each phone's confidence; default: textgrid); 'durations': per-phone mel "
+                             "frame counts for TTS training (name.durations.npy and one line per file in "
+                             "durations.tsv, see --sample-rate / --hop-length / --win-length / --no-center)")
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--models", type=Path, default=None,
                         help="align with these trained models (a phone_models.pt, e.g. from train-labelled) instead "
                              "of training; the model, training and front-end options are then ignored")
+    _add_long_and_tts_options(parser)
     parser.set_defaults(run=run_align)
+
+
+def _add_long_and_tts_options(parser: argparse.ArgumentParser) -> None:
+    """Options of long recordings, TTS durations and the confidence tiers (``align``)."""
+    tts = parser.add_argument_group("TTS durations (--format durations; see docs/tts.md)")
+    tts.add_argument("--sample-rate", type=int, default=22050, help="sample rate of the mel spectrograms (Hz)")
+    tts.add_argument("--hop-length", type=int, default=256, help="mel hop length (samples)")
+    tts.add_argument("--win-length", type=int, default=1024, help="STFT frame length n_fft (samples)")
+    tts.add_argument("--no-center", action="store_true",
+                     help="frames start at i*hop (torch.stft center=False: 1+(n-win)//hop frames) instead of being "
+                          "centred on it (center=True: 1+n//hop frames)")
+    tts.add_argument("--trim-silence", action="store_true",
+                     help="drop leading/trailing silence from the durations (the kept span is in durations.tsv)")
+    tts.add_argument("--min-phone-frames", type=int, default=0, help="give every phone at least this many frames")
+    parser.add_argument("--confidence-tier", action="store_true",
+                        help="add tiers phone_confidence, word_confidence and check (implausible segments) to "
+                             "each TextGrid")
+    long = parser.add_argument_group("long recordings (see docs/long-recordings.md)")
+    long.add_argument("--long-seconds", type=float, default=60.0,
+                      help="files longer than this are aligned in pieces between anchors and stitched (default 60)")
+    long.add_argument("--max-train-minutes", type=float, default=20.0,
+                      help="with long files: train on at most this many minutes of pieces and files (0: all)")
+    long.add_argument("--window-seconds", type=float, default=20.0, help="audio per anchor-finding window")
 
 
 def _add_training_options(parser: argparse.ArgumentParser, iterations: int) -> None:
@@ -322,19 +348,36 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return 1
     started_group = _start_distributed(args.device)
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    long_results = []
     try:
         models = PhoneModels.load(args.models) if args.models is not None else None
-        report = align_corpus(
+        formats, extras = _split_formats(args)
+        long_files = _long_files(args)
+        if long_files and torch.distributed.is_initialized():
+            raise HMMStudioError(f"{len(long_files)} file(s) are longer than --long-seconds {args.long_seconds:g}: "
+                                 f"align long recordings without torchrun")
+        aligner = align_corpus
+        if long_files:
+            from hmm_engine.alignment.long_form import align_corpus_long
+
+            def aligner(*a, **k):
+                report, results = align_corpus_long(
+                    *a, long_seconds=args.long_seconds, max_train_minutes=args.max_train_minutes or None,
+                    window_seconds=args.window_seconds, **k)
+                long_results.extend(results)
+                return report
+        report = aligner(
             args.corpus_dir, args.out_dir, phones=args.phones, transcript_suffix=args.transcript_suffix,
             states_per_phone=args.states_per_phone, num_mixtures=args.mixtures, iterations=args.iterations,
             mixup_iterations=args.mixup_iterations, feature_config=FeatureConfig(frame_shift_ms=args.frame_shift_ms),
             device=args.device, show_progress=not args.no_progress, report=_report_to(out),
             duration_type=None if args.durations == "hmm" else args.durations,
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
-            acoustic_prior=args.acoustic_prior, models=models, formats=args.format, dictionary=args.dictionary,
+            acoustic_prior=args.acoustic_prior, models=models, formats=formats, dictionary=args.dictionary,
             pronunciation_rounds=args.pronunciation_rounds, analysis=not args.no_analysis,
             **_mixture_options(args),
         )
+        _finish_extras(args, extras, report, out)
     except HMMStudioError as exc:
         print(f"error: {exc}", file=out)
         return 1
@@ -344,6 +387,10 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     finally:
         if started_group:
             torch.distributed.destroy_process_group()
+    for result in long_results:
+        done = sum(p.status == "aligned" for p in result.pieces)
+        print(f"{result.name}: {result.duration / 60:.1f} min in {len(result.pieces)} pieces, {done} aligned "
+              f"(piece structure in {result.name}.pieces.csv)", file=out)
     if rank == 0:
         t = report.timings
         trained = "with the given models" if args.models is not None else \
@@ -358,6 +405,71 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if report.models_path is not None:
             print(f"models written to {report.models_path}", file=out)
     return 0 if report.aligned or rank != 0 else 1
+
+
+def _split_formats(args: argparse.Namespace) -> tuple[list[str], dict]:
+    """The formats ``align_corpus`` writes, and what :func:`_finish_extras` makes from its JSON
+    (durations, confidence tiers)."""
+    from hmm_engine.alignment.tts import MelGrid
+
+    wanted = list(dict.fromkeys(args.format))
+    grid = None
+    if "durations" in wanted:
+        grid = MelGrid(args.sample_rate, args.hop_length, args.win_length, not args.no_center)
+        if args.min_phone_frames < 0:
+            raise HMMStudioError(f"--min-phone-frames must be >= 0, got {args.min_phone_frames}")
+    formats = [f for f in wanted if f != "durations"]
+    extras = {"grid": grid, "confidence": args.confidence_tier and "textgrid" in formats,
+              "keep_json": "json" in formats, "textgrid": "textgrid" in formats}
+    if grid is not None or extras["confidence"]:
+        formats.append("json")  # keeps the confidences the extras are made from
+    return list(dict.fromkeys(formats)) or ["json"], extras
+
+
+def _long_files(args: argparse.Namespace) -> list[str]:
+    """Names of the corpus files longer than ``--long-seconds`` (read from the audio headers)."""
+    from hmm_engine.alignment.corpus import find_corpus_files
+    from hmm_engine.alignment.long_form import audio_seconds
+
+    if not args.long_seconds > 0:
+        raise HMMStudioError(f"--long-seconds must be positive, got {args.long_seconds}")
+    files, _ = find_corpus_files(args.corpus_dir, args.transcript_suffix)
+    names = []
+    for f in files:
+        try:
+            if audio_seconds(f.audio) > args.long_seconds:
+                names.append(f.name)
+        except HMMStudioError:
+            pass  # align_corpus reports it
+    return names
+
+
+def _finish_extras(args: argparse.Namespace, extras: dict, report, out: TextIO) -> None:
+    """Durations and confidence tiers of every aligned file (rank 0 after the run)."""
+    from hmm_engine.alignment.corpus import find_corpus_files
+    from hmm_engine.alignment.exports import finish_outputs
+
+    if extras["grid"] is None and not extras["confidence"]:
+        return
+    if torch_rank() != 0:
+        return
+    audio = {f.name: f.audio for f in find_corpus_files(args.corpus_dir, args.transcript_suffix)[0]}
+    items = [(name, audio[name]) for name in report.aligned if name in audio]
+    problems, table = finish_outputs(args.out_dir, items, textgrid=extras["textgrid"], keep_json=extras["keep_json"],
+                                     confidence=extras["confidence"], grid=extras["grid"],
+                                     trim_silence=args.trim_silence, min_phone_frames=args.min_phone_frames)
+    for line in problems:
+        print(f"report: {line}", file=out)
+    if table is not None:
+        g = extras["grid"]
+        print(f"TTS durations ({g.sample_rate} Hz, hop {g.hop_length}, win {g.win_length}, "
+              f"{'centred' if g.center else 'not centred'}) written to {table} and name.durations.npy", file=out)
+
+
+def torch_rank() -> int:
+    import torch
+
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
 
 
 def _print_analysis(report, out: TextIO, shown: int = 3) -> None:

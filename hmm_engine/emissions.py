@@ -43,6 +43,12 @@ def as_tensor(value, like: Tensor) -> Tensor:
     return value.to(dtype=like.dtype, device=like.device)
 
 
+def _draw_device(generator: Optional[torch.Generator], like: Tensor) -> torch.device:
+    """Random draws happen where the generator lives (a CPU generator cannot drive CUDA
+    sampling); results then move to ``like``'s device."""
+    return generator.device if generator is not None else like.device
+
+
 class Emission(nn.Module):
     """Base class: ``num_states`` K, ``event_shape`` of one observation."""
 
@@ -66,15 +72,16 @@ def _kmeans(
     """k-means++ seeding then Lloyd iterations. ``x [N, D] -> labels [N]``."""
     N = x.shape[0]
     xd = x.double()
-    first = torch.randint(N, (1,), generator=generator, device="cpu").item()
+    draw = _draw_device(generator, x)
+    first = torch.randint(N, (1,), generator=generator, device=draw).item()
     centres = [xd[first]]
     d2 = ((xd - centres[0]) ** 2).sum(-1)
     for _ in range(1, k):
         total = d2.sum()
         if total <= 0:  # fewer distinct points than clusters: take random ones
-            idx = torch.randint(N, (1,), generator=generator, device="cpu").item()
+            idx = torch.randint(N, (1,), generator=generator, device=draw).item()
         else:
-            idx = torch.multinomial((d2 / total).cpu(), 1, generator=generator).item()
+            idx = torch.multinomial((d2 / total).to(draw), 1, generator=generator).item()
         centres.append(xd[idx])
         d2 = torch.minimum(d2, ((xd - xd[idx]) ** 2).sum(-1))
     c = torch.stack(centres)
@@ -249,10 +256,15 @@ class GaussianEmission(Emission):
             quad = torch.addmm(quad, x.square(), prec.T)
             return -0.5 * (D * _LOG_2PI + log_var.sum(-1) + quad)
         L = self._tril()
+        low = L.dtype in (torch.float16, torch.bfloat16)
+        if low:  # the [G, D, D] factor work in float32 (no half triangular solve on CPU); frames stay half
+            L = L.float()
         log_det = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1).abs()).sum(-1)  # [G]
         eye = torch.eye(D, dtype=L.dtype, device=L.device)
         # U = L^-T, so (x-m)^T S^-1 (x-m) = |(x-m) U|^2.
         U = torch.linalg.solve_triangular(L, eye.expand_as(L), upper=False).transpose(-1, -2)
+        if low:
+            U, log_det = U.to(x.dtype), log_det.to(x.dtype)
         if self.covariance_type == "tied":
             group = torch.arange(self.num_states, device=x.device) // (self.num_states // self.num_tied_groups)
             if self.num_tied_groups == 1:
@@ -364,7 +376,8 @@ class GaussianEmission(Emission):
         """Draw one observation per entry of ``states [N]`` -> ``[N, D]``."""
         with torch.no_grad():
             mu = self.means_param[states]
-            z = torch.randn(states.shape[0], self.obs_dim, generator=generator, dtype=mu.dtype, device="cpu").to(mu.device)
+            z = torch.randn(states.shape[0], self.obs_dim, generator=generator, dtype=mu.dtype,
+                            device=_draw_device(generator, mu)).to(mu.device)
             if self.covariance_type in ("diag", "spherical"):
                 std = (0.5 * self.cov_param).exp()
                 std = std[states] if self.covariance_type == "diag" else std[states].unsqueeze(-1)
@@ -524,7 +537,7 @@ class MixtureGaussianEmission(Emission):
         state.initialize_from_stats(stats)
         mu, var = state.means, state.covars  # [K, D]
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        signs = (torch.rand(K, M, D, generator=gen, dtype=torch.float64) < 0.5).double() * 2 - 1
+        signs = (torch.rand(K, M, D, generator=gen, dtype=torch.float64, device=gen.device) < 0.5).double() * 2 - 1
         signs[:, 0] = 0.0
         means = mu.unsqueeze(1) + 0.5 * signs.to(mu.device) * var.sqrt().unsqueeze(1)
         self.means = means
@@ -541,7 +554,8 @@ class MixtureGaussianEmission(Emission):
 
     def sample(self, states: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         with torch.no_grad():
-            comp = torch.multinomial(self.weights[states], 1, generator=generator).squeeze(-1)
+            w = self.weights[states]
+            comp = torch.multinomial(w.to(_draw_device(generator, w)), 1, generator=generator).squeeze(-1).to(w.device)
             return self.components.sample(states * self.num_mixtures + comp, generator)
 
 
@@ -605,9 +619,11 @@ class CategoricalEmission(Emission):
     def initialize(self, x: Tensor, generator: torch.Generator, groups: Optional[Tensor] = None) -> None:
         """Random rows near the symbols' overall frequencies (symmetry breaking)."""
         x = self._symbols(x).reshape(-1)
-        freq = torch.bincount(x, minlength=self.num_symbols).to(torch.float64) + 1.0
+        # Small [K, S] work: on the CPU, with the noise drawn where the generator lives.
+        freq = torch.bincount(x, minlength=self.num_symbols).to("cpu", torch.float64) + 1.0
         freq = freq / freq.sum()
-        noise = torch.rand(self.num_states, self.num_symbols, generator=generator, dtype=torch.float64) + 0.5
+        noise = torch.rand(self.num_states, self.num_symbols, generator=generator, dtype=torch.float64,
+                           device=_draw_device(generator, freq)).cpu() + 0.5
         rows = freq.unsqueeze(0) * noise
         if groups is not None:
             rows = rows + torch.zeros_like(rows).index_add_(
@@ -624,7 +640,9 @@ class CategoricalEmission(Emission):
         self.emissionprob = (counts / counts.sum(-1, keepdim=True)).to(self.logits.dtype)
 
     def sample(self, states: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        return torch.multinomial(self.emissionprob[states].cpu(), 1, generator=generator).squeeze(-1).to(states.device)
+        probs = self.emissionprob[states]
+        drawn = torch.multinomial(probs.to(_draw_device(generator, probs)), 1, generator=generator)
+        return drawn.squeeze(-1).to(states.device)
 
 
 def _check_stochastic(value: Tensor, name: str, mask: Optional[Tensor] = None) -> None:
@@ -637,3 +655,38 @@ def _check_stochastic(value: Tensor, name: str, mask: Optional[Tensor] = None) -
         raise InvalidParameterError(f"every row of {name} must sum to 1, got sums {sums.flatten().tolist()[:8]}")
     if mask is not None and (value[~mask.to(value.device)] != 0).any():
         raise InvalidParameterError(f"{name} puts probability on transitions the topology forbids")
+
+
+def emission_from_config(config: dict, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """Rebuild one of the engine's emission modules from its ``get_config()``."""
+    kind = config.get("type")
+    if kind == "gaussian":
+        return GaussianEmission(
+            config["num_states"], config["obs_dim"], config["covariance_type"], config["min_covar"],
+            num_tied_groups=config.get("num_tied_groups", 1), dtype=dtype,
+        )
+    if kind == "mixture":
+        return MixtureGaussianEmission(
+            config["num_states"], config["obs_dim"], config["num_mixtures"], config["covariance_type"],
+            config["min_covar"], config.get("weight_pseudocount", 0.0), dtype=dtype,
+        )
+    if kind == "categorical":
+        return CategoricalEmission(config["num_states"], config["num_symbols"], config.get("pseudocount", 0.0), dtype=dtype)
+    raise InvalidParameterError(f"cannot rebuild an emission of type {kind!r}")
+
+
+_EMISSION_CLASSES: Dict[str, type] = {}
+
+
+def register_emission(cls: type) -> type:
+    """Make :func:`hmm_engine.load` able to rebuild ``HMM(emission=cls(...))`` files without
+    being handed the class (usable as a class decorator). The class is rebuilt with
+    ``cls.from_config(config)`` if it has one, else ``cls(**config)`` from its ``get_config()``,
+    else ``cls()``; its weights come from the file (no pickled code is ever loaded)."""
+    _EMISSION_CLASSES[f"{cls.__module__}.{cls.__qualname__}"] = cls
+    return cls
+
+
+def emission_class(name: str) -> Optional[type]:
+    """A registered emission class by its qualified name, or None."""
+    return _EMISSION_CLASSES.get(name)

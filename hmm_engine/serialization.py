@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterable, Union
 import torch
 
 from . import limits
-from .errors import ModelFileError
+from .errors import HMMStudioError, ModelFileError
 
 FORMAT = "hmm-studio-model"
 VERSION = 1
@@ -43,7 +43,7 @@ def save(model: torch.nn.Module, path: Union[str, Path]) -> Path:
         "format": FORMAT,
         "version": VERSION,
         "class": name,
-        "config": json.dumps(model.get_config()),
+        "config": _config_json(model),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
@@ -60,6 +60,13 @@ def save(model: torch.nn.Module, path: Union[str, Path]) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def _config_json(model: torch.nn.Module) -> str:
+    try:
+        return json.dumps(model.get_config())
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{type(model).__name__}'s config is not plain data (numbers, strings, lists): {err}") from None
 
 
 def read_archive(path: Union[str, Path], what: str = "model file",
@@ -139,8 +146,12 @@ def check_config_size(config: Any, state: Any, what: str) -> None:
                              f"{held:,}: the file is damaged or was edited")
 
 
-def load(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> torch.nn.Module:
+def load(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu", emission=None) -> torch.nn.Module:
     """Rebuild a model saved by :func:`save`.
+
+    ``emission``: for ``HMM(emission=<your module>)``, your emission class or an instance
+    (or register the class once with :func:`hmm_engine.register_emission`). Only its weights
+    come from the file, which holds no code.
 
     Raises:
         ModelFileError: missing, corrupt, oversized or foreign file, unknown version or class,
@@ -170,9 +181,11 @@ def load(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ModelFileError(f"{what}: unknown parameter type {payload['dtype']!r}")
     try:
-        model = _REGISTRY[name](config)
+        model = _REGISTRY[name](config) if emission is None else _REGISTRY[name](config, emission=emission)
         model = model.to(dtype)
         model.load_state_dict(payload["state"], strict=True)
+    except HMMStudioError:
+        raise  # the engine's own errors say what to do (e.g. name the custom emission class)
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path} does not match its model class {name}: {err}") from None
     return model.to(map_location)

@@ -20,7 +20,7 @@ from hmm_engine.durations import (
 from hmm_engine.emissions import MixtureGaussianEmission
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
 from hmm_engine.inference.hsmm import (
-    Segment,
+    StateSegment as Segment,
     hsmm_forward_backward,
     hsmm_log_likelihood,
     hsmm_sample,
@@ -51,7 +51,7 @@ def brute_force(log_obs, ls, lt, ld, censored):
     Dmax = ld.shape[1]
     scored = []
     for segs in _segmentations(T, K):
-        lp = segments_log_prob(log_obs, segs, ls, lt, ld, censored)
+        lp = segments_log_prob(ls, lt, ld, log_obs, segs, censored)
         if lp > NEG:
             scored.append((lp, segs))
     out = dict(ll=NEG, post=torch.zeros(T, K, dtype=torch.float64), best=NEG, best_segs=[],
@@ -113,9 +113,9 @@ def test_matches_brute_force(K, Dmax, T, min_d, censored, forbid, blocked, seed)
         log_obs[0, T // 2, 0] = NEG
     log_obs[1, lengths[1]:] = float("nan")  # padding is never read
 
-    fb = hsmm_forward_backward(log_obs, ls, lt, ld, lengths, censored)
-    vit = hsmm_viterbi(log_obs, ls, lt, ld, lengths, censored)
-    ll_only = hsmm_log_likelihood(log_obs, ls, lt, ld, lengths, censored)
+    fb = hsmm_forward_backward(ls, lt, ld, log_obs, lengths, censored)
+    vit = hsmm_viterbi(ls, lt, ld, log_obs, lengths, censored)
+    ll_only = hsmm_log_likelihood(ls, lt, ld, log_obs, lengths, censored)
     totals = {k: 0 for k in ("trans", "dur", "cens", "start")}
     for b in range(B):
         L = int(lengths[b])
@@ -132,7 +132,7 @@ def test_matches_brute_force(K, Dmax, T, min_d, censored, forbid, blocked, seed)
         assert (fb.posteriors[b, L:] == 0).all()
         assert vit.score[b].item() == pytest.approx(ref["best"], abs=1e-9)
         segs = vit.segments[b]
-        assert segments_log_prob(log_obs[b, :L], segs, ls, lt, ld, censored) == pytest.approx(ref["best"], abs=1e-9)
+        assert segments_log_prob(ls, lt, ld, log_obs[b, :L], segs, censored) == pytest.approx(ref["best"], abs=1e-9)
         expected_path = torch.full((T,), -1, dtype=torch.long)
         for k, s, e in segs:
             expected_path[s:e] = k
@@ -165,7 +165,7 @@ def test_sampling_matches_enumerated_distribution():
     log_obs = torch.zeros(1, T, 2, dtype=torch.float64)
     probs = {}
     for segs in _segmentations(T, 2):
-        lp = segments_log_prob(log_obs[0], segs, ls, lt, ld)
+        lp = segments_log_prob(ls, lt, ld, log_obs[0], segs)
         if lp > NEG:
             probs[tuple(segs)] = lp
     norm = torch.logsumexp(torch.tensor(list(probs.values())), 0).item()
@@ -207,13 +207,13 @@ def test_ragged_batch_equals_one_by_one():
     lengths = torch.tensor([50, 17, 33])
     log_obs = torch.randn(3, 50, K, generator=g, dtype=torch.float64) * 3
     for censored in (False, True):
-        fb = hsmm_forward_backward(log_obs, ls, lt, ld, lengths, censored)
-        vit = hsmm_viterbi(log_obs, ls, lt, ld, lengths, censored)
+        fb = hsmm_forward_backward(ls, lt, ld, log_obs, lengths, censored)
+        vit = hsmm_viterbi(ls, lt, ld, log_obs, lengths, censored)
         stats = [0, 0, 0]
         for b in range(3):
             L = int(lengths[b])
-            one = hsmm_forward_backward(log_obs[b : b + 1, :L], ls, lt, ld, None, censored)
-            v1 = hsmm_viterbi(log_obs[b : b + 1, :L], ls, lt, ld, None, censored)
+            one = hsmm_forward_backward(ls, lt, ld, log_obs[b : b + 1, :L], None, censored)
+            v1 = hsmm_viterbi(ls, lt, ld, log_obs[b : b + 1, :L], None, censored)
             torch.testing.assert_close(fb.posteriors[b, :L], one.posteriors[0])
             torch.testing.assert_close(fb.log_likelihood[b], one.log_likelihood[0])
             assert vit.segments[b] == v1.segments[0]
@@ -231,15 +231,15 @@ def test_long_sequence_float32_matches_float64():
     K, Dmax = 3, 20
     ls, lt, ld = random_params(g, K, Dmax, 1, forbid=False)
     log_obs = torch.randn(1, 20000, K, generator=g, dtype=torch.float64) * 3 - 40.0
-    r64 = hsmm_forward_backward(log_obs, ls, lt, ld)
-    r32 = hsmm_forward_backward(log_obs.float(), ls.float(), lt.float(), ld.float())
+    r64 = hsmm_forward_backward(ls, lt, ld, log_obs)
+    r32 = hsmm_forward_backward(ls.float(), lt.float(), ld.float(), log_obs.float())
     assert torch.isfinite(r32.log_likelihood).all() and torch.isfinite(r32.posteriors).all()
     rel = ((r32.log_likelihood.double() - r64.log_likelihood) / r64.log_likelihood).abs()
     assert rel.item() < 1e-6
     assert (r32.posteriors.double() - r64.posteriors).abs().max() < 1e-3
     torch.testing.assert_close(r32.expected_durations.double(), r64.expected_durations, rtol=1e-3, atol=1e-2)
-    v64 = hsmm_viterbi(log_obs, ls, lt, ld)
-    v32 = hsmm_viterbi(log_obs.float(), ls.float(), lt.float(), ld.float())
+    v64 = hsmm_viterbi(ls, lt, ld, log_obs)
+    v32 = hsmm_viterbi(ls.float(), lt.float(), ld.float(), log_obs.float())
     assert (v32.score.double() - v64.score).abs().item() < 1e-6 * v64.score.abs().item()
     assert (v32.path != v64.path).float().mean() < 1e-3
 
@@ -251,30 +251,30 @@ def test_device_and_dtype_agreement(device):
     ls, lt, ld = random_params(g, K, Dmax, 1, forbid=True)
     log_obs = torch.randn(2, 30, K, generator=g, dtype=torch.float64)
     lengths = torch.tensor([30, 21])
-    ref = hsmm_forward_backward(log_obs, ls, lt, ld, lengths, True)
-    args = [t.to(device).float() for t in (log_obs, ls, lt, ld)]
+    ref = hsmm_forward_backward(ls, lt, ld, log_obs, lengths, True)
+    args = [t.to(device).float() for t in (ls, lt, ld, log_obs)]
     got = hsmm_forward_backward(*args, lengths.to(device), True)
     assert got.posteriors.device.type == device and got.posteriors.dtype == torch.float32
     torch.testing.assert_close(got.posteriors.cpu().double(), ref.posteriors, atol=1e-5, rtol=0)
     torch.testing.assert_close(got.log_likelihood.cpu().double(), ref.log_likelihood, atol=1e-4, rtol=1e-6)
     v = hsmm_viterbi(*args, lengths.to(device), True)
     assert v.path.device.type == device
-    assert v.segments == hsmm_viterbi(log_obs, ls, lt, ld, lengths, True).segments
+    assert v.segments == hsmm_viterbi(ls, lt, ld, log_obs, lengths, True).segments
 
 
 def test_input_validation():
     ls, lt, ld = _tiny_model()
     x = torch.zeros(1, 5, 3, dtype=torch.float64)
     with pytest.raises(InvalidInputError):
-        hsmm_forward_backward(x[0], ls, lt, ld)
+        hsmm_forward_backward(ls, lt, ld, x[0])
     with pytest.raises(InvalidInputError):
-        hsmm_forward_backward(x, ls, lt, ld, torch.tensor([6]))
+        hsmm_forward_backward(ls, lt, ld, x, torch.tensor([6]))
     with pytest.raises(InvalidParameterError):
-        hsmm_forward_backward(x, ls, lt, ld[:2])
+        hsmm_forward_backward(ls, lt, ld[:2], x)
     bad = x.clone()
     bad[0, 2, 1] = float("nan")
     with pytest.raises(InvalidInputError):
-        hsmm_viterbi(bad, ls, lt, ld)
+        hsmm_viterbi(ls, lt, ld, bad)
     with pytest.raises(InvalidInputError):  # min duration 5 cannot fill 3 frames
         dl = torch.full((3, 6), NEG, dtype=torch.float64)
         dl[:, 4:] = math.log(0.5)

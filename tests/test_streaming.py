@@ -294,7 +294,7 @@ def test_semi_markov_stream_matches_offline(data):
     T = x.shape[0]
     lo = model.emission_log_likelihood(x[None]).detach()
     params = model._params()
-    offline = hsmm.hsmm_viterbi(lo, *params, None, model.right_censored)
+    offline = hsmm.hsmm_viterbi(*params, lo, None, model.right_censored)
     dec = model.stream()
     sizes = data.draw(chunkings(T))
     if not math.isfinite(float(offline.score[0])):
@@ -308,13 +308,13 @@ def test_semi_markov_stream_matches_offline(data):
     segs, s = [], 0
     for t in range(1, T + 1):
         if t == T or path[t] != path[s]:
-            segs.append(hsmm.Segment(path[s], s, t))
+            segs.append(hsmm.StateSegment(path[s], s, t))
             s = t
     # no self-transitions: runs of one state are the segments
-    ref = hsmm.segments_log_prob(lo[0], segs, *params, model.right_censored)
+    ref = hsmm.segments_log_prob(*params, lo[0], segs, model.right_censored)
     assert float(ref) == pytest.approx(float(offline.score[0]), abs=1e-8)
     for t in sorted({0, T // 2, T - 1}):
-        post = hsmm.hsmm_forward_backward(lo[:, :t + 1], *params, None, True).posteriors[0, t]
+        post = hsmm.hsmm_forward_backward(*params, lo[:, :t + 1], None, True).posteriors[0, t]
         torch.testing.assert_close(out["filtered"][t], post, atol=1e-9, rtol=0)
 
 
@@ -385,7 +385,7 @@ def test_semi_markov_fixed_lag_keeps_its_lag(data):
     T = x.shape[0]
     lag = data.draw(st.integers(0, 4))
     lo = model.emission_log_likelihood(x[None]).detach()
-    offline = hsmm.hsmm_viterbi(lo, *model._params(), None, model.right_censored)
+    offline = hsmm.hsmm_viterbi(*model._params(), lo, None, model.right_censored)
     dec = model.stream(lag)
     seen = committed = 0
     try:

@@ -26,7 +26,7 @@ import torch
 
 from hmm_engine.segments import Segment, validate_tier
 from hmm_engine.alignment.textgrids import textgrid_to_string
-from hmm_engine.errors import InvalidInputError
+from hmm_engine.errors import HMMStudioError, InvalidInputError
 
 SEGMENT_COLUMNS = ("tier", "label", "start", "end", "score")
 
@@ -243,3 +243,56 @@ def read_frames_json(source: str | os.PathLike) -> dict:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"not a frames JSON export: {exc}") from None
     return payload
+
+
+def finish_outputs(
+    out_dir: str | os.PathLike,
+    items: Sequence[tuple[str, str | os.PathLike]],
+    *,
+    textgrid: bool = True,
+    keep_json: bool = True,
+    confidence: bool = False,
+    grid=None,
+    trim_silence: bool = False,
+    min_phone_frames: int = 0,
+) -> tuple[list[str], Path | None]:
+    """Outputs made from the ``OUT_DIR/name.json`` of aligned files (which keep confidences):
+    with ``confidence``, ``name.TextGrid`` rewritten with the confidence and check tiers
+    (:func:`~hmm_engine.alignment.textgrids.confidence_tiers`; the check tier's "phone over
+    non-speech" rule reads the audio's frame energy); with a ``grid``
+    (:class:`~hmm_engine.alignment.tts.MelGrid`), TTS durations
+    (:func:`~hmm_engine.alignment.tts.write_durations`). ``items`` are ``(name, audio path)``.
+    ``keep_json=False`` removes the JSON files afterwards.
+
+    Returns ``(problems, durations table path or None)``; a file that fails is a problem line.
+    """
+    import soundfile as sf
+
+    from hmm_engine.alignment.long_form import frame_energy
+    from hmm_engine.alignment.textgrids import confidence_tiers, write_textgrid
+    from hmm_engine.alignment.tts import phone_durations, write_durations
+
+    out = Path(out_dir)
+    problems: list[str] = []
+    durations = []
+    for name, audio in items:
+        source = out / f"{name}.json"
+        try:
+            tiers, duration = read_segments_json(source)
+            if confidence and textgrid:
+                energy = frame_energy(audio, 0.01)
+                extra = confidence_tiers(tiers, energy, 0.01)
+                write_textgrid(out / f"{name}.TextGrid", {**tiers, **extra}, duration)
+            if grid is not None:
+                info = sf.info(os.fspath(audio))
+                samples = round(info.frames * grid.sample_rate / info.samplerate)
+                durations.append((name, phone_durations(tiers["phones"], duration, grid, trim_silence,
+                                                        min_phone_frames, num_samples=samples)))
+        except (HMMStudioError, OSError, KeyError, RuntimeError) as exc:
+            problems.append(f"{name}: extra outputs not written: {exc}")
+        finally:
+            if not keep_json:
+                source.unlink(missing_ok=True)
+    table = write_durations(out, durations) if grid is not None and durations else None
+    return problems, table
+

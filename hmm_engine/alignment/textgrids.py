@@ -1,6 +1,9 @@
 """Praat TextGrid reading and writing (interval tiers) through praatio.
 
-Scores are not stored in TextGrids; use :mod:`hmm_engine.alignment.exports` (CSV/JSON) to keep them.
+A TextGrid label holds text only: scores travel in CSV/JSON (:mod:`hmm_engine.alignment.exports`),
+or, with :func:`confidence_tiers`, as extra interval tiers labelled with each phone's and word's
+confidence, beside a ``check`` tier flagging implausible segments (:func:`read_confidences`
+reads them back).
 """
 
 from __future__ import annotations
@@ -129,3 +132,113 @@ def textgrid_to_string(tiers: Mapping[str, Sequence[Segment]], duration: float) 
         target = Path(folder) / "out.TextGrid"
         write_textgrid(target, tiers, duration)
         return target.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- confidence and check tiers
+
+PHONE_CONFIDENCE_TIER = "phone_confidence"
+WORD_CONFIDENCE_TIER = "word_confidence"
+CHECK_TIER = "check"
+# Labels that are silence in the check rules.
+_SILENCE = frozenset({"sil", "sp", "spn", "pau", "_", ""})
+# A speech phone lasting longer than this (seconds) is flagged: sentence-final vowels of read
+# speech reach about 0.4 s; a phone of 0.6 s has usually swallowed a pause or a noise.
+MAX_PHONE_SECONDS = 0.6
+# A word longer than ``WORD_SLACK_SECONDS`` + this much per phone is flagged ("far longer than
+# its phones allow": 0.4 s a phone is slow speech already).
+WORD_SECONDS_PER_PHONE = 0.4
+WORD_SLACK_SECONDS = 0.3
+# A speech phone is "over non-speech" when this share of its frames is quiet (see quiet_frames).
+NON_SPEECH_SHARE = 0.8
+
+
+def quiet_frames(energy):
+    """``[T]`` True where a loudness track (e.g. log frame energy) is in the quiet range of its
+    recording: below 25% of the way from its 5th to its 95th percentile."""
+    import numpy as np
+
+    energy = np.asarray(energy, dtype=np.float64)
+    lo, hi = np.percentile(energy, [5, 95])
+    return energy < lo + 0.25 * (hi - lo)
+
+
+def confidence_tiers(
+    tiers: Mapping[str, Sequence[Segment]], energy=None, frame_shift: float | None = None,
+) -> dict[str, list[Segment]]:
+    """Extra tiers for a TextGrid: each phone's and each word's confidence, and a check tier.
+
+    ``phone_confidence``: the phones' intervals labelled with their confidence (``score``, 3
+    decimals; unlabelled when unknown). ``word_confidence``: the words' intervals labelled with
+    the duration-weighted mean confidence of the phones inside. ``check``: intervals of
+    implausible segments, labelled with the reason: a word longer than
+    ``WORD_SLACK_SECONDS + WORD_SECONDS_PER_PHONE`` per phone ("long word"), a speech phone
+    over ``MAX_PHONE_SECONDS`` ("long phone"), and, when a loudness track ``energy [T]`` on
+    ``frame_shift`` is given, a speech phone whose frames are mostly quiet ("phone over
+    non-speech"). Overlapping flags are merged into one interval with both reasons.
+    """
+    import numpy as np
+
+    phones = list(tiers.get("phones", []))
+    words = list(tiers.get("words", []) or [])
+    out: dict[str, list[Segment]] = {
+        PHONE_CONFIDENCE_TIER: [Segment("" if s.score is None else f"{s.score:.3f}", s.start, s.end) for s in phones]
+    }
+    flags: list[tuple[float, float, str]] = []
+    if words:
+        out[WORD_CONFIDENCE_TIER] = []
+        for w in words:
+            inside = [p for p in phones if p.start >= w.start - TIME_TOLERANCE and p.end <= w.end + TIME_TOLERANCE]
+            scored = [p for p in inside if p.score is not None]
+            label = ""
+            if scored:
+                label = f"{np.average([p.score for p in scored], weights=[p.duration for p in scored]):.3f}"
+            out[WORD_CONFIDENCE_TIER].append(Segment(label, w.start, w.end))
+            speech = [p for p in inside if p.label not in _SILENCE]
+            if w.duration > WORD_SLACK_SECONDS + WORD_SECONDS_PER_PHONE * max(1, len(speech)):
+                flags.append((w.start, w.end, f"long word: {w.duration:.2f} s for {len(speech)} phones"))
+    quiet = None
+    if energy is not None:
+        if not (frame_shift and frame_shift > 0):
+            raise InvalidInputError("confidence_tiers: energy needs a positive frame_shift")
+        quiet = quiet_frames(energy)
+    for p in phones:
+        if p.label in _SILENCE:
+            continue
+        if p.duration > MAX_PHONE_SECONDS:
+            flags.append((p.start, p.end, f"long phone: {p.label} {p.duration:.2f} s"))
+        if quiet is not None:
+            a = min(len(quiet) - 1, int(round(p.start / frame_shift)))
+            b = max(a + 1, min(len(quiet), int(round(p.end / frame_shift))))
+            if quiet[a:b].mean() >= NON_SPEECH_SHARE:
+                flags.append((p.start, p.end, f"phone over non-speech: {p.label}"))
+    merged: list[list] = []
+    for a, b, why in sorted(flags):
+        if merged and a < merged[-1][1] - TIME_TOLERANCE:
+            merged[-1][1] = max(merged[-1][1], b)
+            merged[-1][2] += f"; {why}"
+        else:
+            merged.append([a, b, why])
+    out[CHECK_TIER] = [Segment(why, a, b) for a, b, why in merged]
+    return out
+
+
+def read_confidences(path: str | os.PathLike) -> dict[str, list[tuple[str, float, float, float | None]]]:
+    """The confidence tiers of a TextGrid written with :func:`confidence_tiers`:
+    ``{"phones": [(label, start, end, confidence or None)], "words": [...]}``; the labels come
+    from the ``phones`` / ``words`` tiers, the confidences from the tiers beside them."""
+    tiers = read_textgrid(path)
+    out = {}
+    for base, conf_name in (("phones", PHONE_CONFIDENCE_TIER), ("words", WORD_CONFIDENCE_TIER)):
+        if base not in tiers or conf_name not in tiers:
+            continue
+        confidences = {(round(s.start, 6), round(s.end, 6)): s.label for s in tiers[conf_name]}
+        rows = []
+        for s in tiers[base]:
+            label = confidences.get((round(s.start, 6), round(s.end, 6)), "")
+            try:
+                value = float(label) if label else None
+            except ValueError:
+                raise TextGridError(f"'{path}': tier {conf_name!r} holds {label!r}, not a number") from None
+            rows.append((s.label, s.start, s.end, value))
+        out[base] = rows
+    return out

@@ -12,6 +12,20 @@ from .hmm import (
 from .hsmm import hsmm_forward_backward, hsmm_log_likelihood, hsmm_sample, hsmm_viterbi
 from .scan import scan_forward, scan_viterbi
 from .streaming import StreamDecoder, StreamStep
+from .results import (
+    ChainPosteriors,
+    ForwardBackwardResult,
+    ForwardResult,
+    HSMMPosteriors,
+    HSMMSample,
+    HSMMViterbiResult,
+    NormalizedBackward,
+    NormalizedForward,
+    Posteriors,
+    SegmentChainPosteriors,
+    StateSegment,
+    ViterbiResult,
+)
 
 __all__ = [
     "backward",
@@ -29,4 +43,16 @@ __all__ = [
     "scan_viterbi",
     "StreamDecoder",
     "StreamStep",
+    "ChainPosteriors",
+    "ForwardBackwardResult",
+    "ForwardResult",
+    "HSMMPosteriors",
+    "HSMMSample",
+    "HSMMViterbiResult",
+    "NormalizedBackward",
+    "NormalizedForward",
+    "Posteriors",
+    "SegmentChainPosteriors",
+    "StateSegment",
+    "ViterbiResult",
 ]

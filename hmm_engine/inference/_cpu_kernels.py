@@ -160,45 +160,128 @@ def backward_kernel(log_A, A, log_obs, lengths, log_beta, log_shift, tiny):
 
 @njit(cache=_CACHE, nogil=True)
 def viterbi_kernel(log_start, log_A, log_obs, lengths, path, score):
-    """Fill ``path [B,T]`` (-1 past each length) and ``score [B]``.
+    """Fill ``path [B,T]`` (-1 past each length) and the float64 ``score [B]``.
 
-    The max over predecessors runs with the destination state innermost, as
-    branch-free selects over contiguous rows of ``log_A``, which the compiler turns
-    into SIMD code (2x faster than a per-destination argmax loop). A strict ``>``
-    keeps the lowest predecessor index on ties.
+    Runs in the dtype of ``log_obs`` (``log_start``/``log_A`` given in the same dtype), with
+    each frame's scores shifted to a maximum of 0 and the shifts summed in float64: the
+    max-product works on relative numbers, which float32 holds to ~1e-6 nats, at twice the
+    SIMD width of float64 (the float32 kernel measured 2.1x faster than a float64 one).
+
+    The max over predecessors runs with the destination state innermost, as branch-free
+    selects over contiguous rows of ``log_A``, which the compiler turns into SIMD code (2x
+    faster than a per-destination argmax loop). A strict ``>`` keeps the lowest predecessor
+    index on ties (exact ties stay exact: both sides are shifted by the same number).
     """
     B, T, K = log_obs.shape
     for b in range(B):
         n = lengths[b]
         back = np.empty((n, K), np.int32)
-        delta = np.empty(K, np.float64)
-        best = np.empty(K, np.float64)
+        delta = np.empty(K, log_obs.dtype)
+        best = np.empty(K, log_obs.dtype)
         arg = np.empty(K, np.int32)
+        offset = 0.0
         for k in range(K):
             delta[k] = log_start[k] + log_obs[b, 0, k]
-        for t in range(1, n):
-            d0 = delta[0]
-            for j in range(K):
-                best[j] = d0 + log_A[0, j]
-                arg[j] = 0
-            for i in range(1, K):
-                di = delta[i]
+        for t in range(n):
+            if t > 0:
+                d0 = delta[0]
                 for j in range(K):
-                    w = di + log_A[i, j]
-                    better = w > best[j]
-                    best[j] = w if better else best[j]
-                    arg[j] = i if better else arg[j]
-            for j in range(K):
-                delta[j] = best[j] + log_obs[b, t, j]
-                back[t, j] = arg[j]
+                    best[j] = d0 + log_A[0, j]
+                    arg[j] = 0
+                for i in range(1, K):
+                    di = delta[i]
+                    for j in range(K):
+                        w = di + log_A[i, j]
+                        better = w > best[j]
+                        best[j] = w if better else best[j]
+                        arg[j] = i if better else arg[j]
+                for j in range(K):
+                    delta[j] = best[j] + log_obs[b, t, j]
+                    back[t, j] = arg[j]
+            m = delta[0]
+            for k in range(1, K):
+                m = delta[k] if delta[k] > m else m
+            if m > -np.inf:  # an impossible prefix stays -inf, unshifted
+                offset += m
+                for k in range(K):
+                    delta[k] -= m
         s = 0
         for k in range(1, K):
             if delta[k] > delta[s]:
                 s = k
-        score[b] = delta[s]
+        score[b] = offset + delta[s]
         path[b, n - 1] = s
         for t in range(n - 1, 0, -1):
             s = back[t, s]
             path[b, t - 1] = s
         for t in range(n, T):
             path[b, t] = -1
+
+
+@njit(cache=_CACHE, nogil=True)
+def counts_kernel(log_A, A, log_obs, log_alpha, log_beta, lengths, counts, tiny):
+    """Expected transition counts ``counts [B, K, K]`` (float64) from per-frame normalised
+    ``log_alpha``/``log_beta`` (any per-frame constant cancels: each pair posterior is
+    normalised by its own sum ``Z``). One frame costs 2 K exps and 2 K^2 multiply-adds; a
+    frame whose ``Z`` fell below ``tiny`` (underflowed terms could matter) is redone exactly
+    in log space."""
+    B, T, K = log_obs.shape
+    for b in range(B):
+        n = lengths[b]
+        ea = np.empty(K, np.float64)
+        ev = np.empty(K, np.float64)
+        u = np.empty(K, np.float64)
+        acc = np.zeros((K, K), np.float64)
+        for t in range(n - 1):
+            ma = -np.inf
+            mv = -np.inf
+            for k in range(K):
+                a = log_alpha[b, t, k]
+                v = log_obs[b, t + 1, k] + log_beta[b, t + 1, k]
+                ea[k] = a
+                ev[k] = v
+                if a > ma:
+                    ma = a
+                if v > mv:
+                    mv = v
+            if ma == -np.inf or mv == -np.inf:
+                continue  # an impossible sequence: no counts
+            for k in range(K):
+                ea[k] = np.exp(ea[k] - ma)
+                ev[k] = np.exp(ev[k] - mv)
+            # u = A ev, Z = ea . u
+            Z = 0.0
+            for i in range(K):
+                s = 0.0
+                for j in range(K):
+                    s += A[i, j] * ev[j]
+                u[i] = s
+                Z += ea[i] * s
+            if Z >= tiny:
+                inv = 1.0 / Z
+                for i in range(K):
+                    w = ea[i] * inv
+                    if w != 0.0:
+                        for j in range(K):
+                            acc[i, j] += w * A[i, j] * ev[j]
+            else:
+                # Exact frame: log pair scores, normalised by their log-sum-exp.
+                m = -np.inf
+                for i in range(K):
+                    for j in range(K):
+                        p = log_alpha[b, t, i] + log_A[i, j] + log_obs[b, t + 1, j] + log_beta[b, t + 1, j]
+                        if p > m:
+                            m = p
+                if m == -np.inf:
+                    continue
+                tot = 0.0
+                for i in range(K):
+                    for j in range(K):
+                        tot += np.exp(log_alpha[b, t, i] + log_A[i, j] + log_obs[b, t + 1, j] + log_beta[b, t + 1, j] - m)
+                for i in range(K):
+                    for j in range(K):
+                        acc[i, j] += np.exp(log_alpha[b, t, i] + log_A[i, j] + log_obs[b, t + 1, j]
+                                            + log_beta[b, t + 1, j] - m) / tot
+        for i in range(K):
+            for j in range(K):
+                counts[b, i, j] = acc[i, j]

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from . import _chain_kernels as _k
+from .results import ChainPosteriors, SegmentChainPosteriors, ViterbiResult
 
 __all__ = [
     "Chain",
@@ -38,6 +39,7 @@ __all__ = [
     "chain_to_dense",
     "homogeneous_segmentation",
     "Loop",
+    "ViterbiResult",
     "loop_viterbi",
     "loop_to_dense",
 ]
@@ -90,24 +92,6 @@ class Chain:
         return Chain(f(log_start), f(log_final), f(log_stay), f(log_next), i(skip_src), i(skip_dst), f(log_skip))
 
 
-@dataclass(frozen=True)
-class ChainPosteriors:
-    """Result of :func:`chain_forward_backward` (numpy, float64).
-
-    Attributes:
-        gamma: ``[T, S]`` posterior of each position at each frame.
-        log_likelihood: log p(x) summed over all allowed paths.
-        stay_count, next_count: ``[S]`` expected numbers of self-loops / steps to ``s + 1``.
-        skip_count: ``[E]`` expected uses of each skip arc.
-    """
-
-    gamma: np.ndarray
-    log_likelihood: float
-    stay_count: np.ndarray
-    next_count: np.ndarray
-    skip_count: np.ndarray
-
-
 def _obs_numpy(chain: Chain, log_obs) -> np.ndarray:
     if isinstance(log_obs, Tensor):
         log_obs = log_obs.detach().to("cpu", torch.float64).numpy()
@@ -147,14 +131,15 @@ def chain_forward_backward(chain: Chain, log_obs) -> ChainPosteriors:
     return ChainPosteriors(gamma, float(log_lik), stay, nxt, skip)
 
 
-def chain_viterbi(chain: Chain, log_obs) -> Tuple[np.ndarray, float]:
+def chain_viterbi(chain: Chain, log_obs) -> ViterbiResult:
     """Most likely position path.
 
     Args:
         chain: the topology (S positions).
         log_obs: ``[T, S]`` (tensor or numpy).
     Returns:
-        ``(path [T] int64 positions, score)``; score is the joint log-probability of the path.
+        :class:`ViterbiResult` ``(path [T] int64 positions, score float)``; score is the joint
+        log-probability of the path.
     Raises:
         InvalidInputError: no allowed path (e.g. fewer frames than mandatory states).
     """
@@ -163,31 +148,7 @@ def chain_viterbi(chain: Chain, log_obs) -> Tuple[np.ndarray, float]:
     score = _k.chain_viterbi(chain.log_start, chain.log_final, *chain._args(), obs, path)
     if not np.isfinite(score):
         raise InvalidInputError(f"no path through the {chain.num_states}-state chain explains {obs.shape[0]} frames")
-    return path, float(score)
-
-
-@dataclass(frozen=True)
-class SegmentChainPosteriors:
-    """Result of :func:`chain_segment_forward_backward` (numpy, float64).
-
-    Attributes:
-        gamma: ``[T, S]`` posterior of each position at each frame.
-        log_likelihood: log p(x) summed over all allowed segmentations.
-        duration_count: ``[S, Dmax]`` expected number of visits to position s lasting d frames
-            (column ``d - 1``); zero rows for geometric positions.
-        stay_count, leave_count: ``[S]`` the geometric equivalents: expected frames that
-            continue a visit (``sum (d - 1) c_d``) and expected visits (``sum c_d``).
-        next_count: ``[S]`` expected uses of the step ``s -> s + 1``.
-        skip_count: ``[E]`` expected uses of each skip arc.
-    """
-
-    gamma: np.ndarray
-    log_likelihood: float
-    duration_count: np.ndarray
-    stay_count: np.ndarray
-    leave_count: np.ndarray
-    next_count: np.ndarray
-    skip_count: np.ndarray
+    return ViterbiResult(path, float(score))
 
 
 def _segment_inputs(chain: Chain, log_obs, log_durations, log_geometric):
@@ -258,12 +219,12 @@ def chain_segment_forward_backward(chain: Chain, log_obs, log_durations, log_geo
     return SegmentChainPosteriors(gamma, float(log_lik), dur_count, stay, leave, nxt, skip)
 
 
-def chain_segment_viterbi(chain: Chain, log_obs, log_durations, log_geometric=None) -> Tuple[np.ndarray, float]:
+def chain_segment_viterbi(chain: Chain, log_obs, log_durations, log_geometric=None) -> ViterbiResult:
     """Most likely segmentation of a chain with explicit durations, as a position path.
 
     Args: as :func:`chain_segment_forward_backward`.
     Returns:
-        ``(path [T] int64 positions, score)``; score is the joint log-probability.
+        :class:`ViterbiResult` ``(path [T] int64 positions, score float)``, the joint log-probability.
     Raises:
         InvalidInputError: no allowed segmentation.
     """
@@ -274,7 +235,7 @@ def chain_segment_viterbi(chain: Chain, log_obs, log_durations, log_geometric=No
     if not np.isfinite(score):
         raise InvalidInputError(
             f"no segmentation of {obs.shape[0]} frames fits the {chain.num_states}-state chain and its durations")
-    return path, float(score)
+    return ViterbiResult(path, float(score))
 
 
 def chain_to_dense(chain: Chain) -> Tuple[Tensor, Tensor]:
@@ -348,9 +309,9 @@ def _loop_stay(loop: Loop) -> np.ndarray:
     return np.where(both, np.logaddexp(loop.log_stay, loop.log_exit + loop.log_enter), loop.log_stay)
 
 
-def loop_viterbi(loop: Loop, log_obs) -> Tuple[np.ndarray, float]:
+def loop_viterbi(loop: Loop, log_obs) -> ViterbiResult:
     """Most likely position path through ``loop`` for ``log_obs [T, S]`` (tensor or numpy):
-    ``(path [T] int64, score)``; the same as :func:`hmm_engine.inference.hmm.viterbi` on
+    :class:`ViterbiResult` ``(path [T] int64, score float)``; the same as :func:`hmm_engine.inference.hmm.viterbi` on
     :func:`loop_to_dense` (tested), in O(T S).
 
     Raises:
@@ -365,7 +326,7 @@ def loop_viterbi(loop: Loop, log_obs) -> Tuple[np.ndarray, float]:
                             loop.log_enter, obs, path)
     if not np.isfinite(score):
         raise InvalidInputError(f"no path through the {loop.num_states}-position loop explains {obs.shape[0]} frames")
-    return path, float(score)
+    return ViterbiResult(path, float(score))
 
 
 def loop_to_dense(loop: Loop) -> Tuple[Tensor, Tensor, Tensor]:

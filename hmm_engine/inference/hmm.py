@@ -18,6 +18,21 @@ Two implementations compute the same numbers:
   differentiable and run on any device.
 
 ``backend="torch"`` or ``"kernel"`` forces one (tests use this to check both).
+
+The contract shared with :mod:`.hsmm` and :mod:`.chain`: parameters first, then
+``log_obs``, then ``lengths``, then options; results are the named tuples of
+:mod:`.results` (tuple unpacking still works).
+
+Gradients: :func:`log_likelihood` has an analytic backward on every backend (see
+:class:`_LogLikelihood`): posteriors for ``log_obs``, expected transition counts for
+``log_transmat``, first-frame posteriors for ``log_startprob``; one backward recursion on
+top of the forward, memory ``O(B T K)``. The torch recursions stay differentiable by
+autograd too (tests compare both).
+
+Precision: float32 and float64 inputs give outputs of their own dtype. float16/bfloat16
+scores are promoted: the recursions accumulate in float64 (kernels) or float32 (torch) and
+results come back float32 (a half-precision log-likelihood of a long sequence would keep no
+digit after the point). Integer scores are an error.
 """
 
 from __future__ import annotations
@@ -26,17 +41,23 @@ import contextlib
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional
 
 import torch
 from torch import Tensor
 
 from ..errors import InvalidInputError
 from ..threads import single_thread
+from .results import ForwardBackwardResult, ForwardResult, NormalizedBackward, NormalizedForward, ViterbiResult
 
 Backend = Literal["auto", "torch", "kernel"]
 
 __all__ = [
+    "ForwardResult",
+    "NormalizedForward",
+    "NormalizedBackward",
+    "ForwardBackwardResult",
+    "ViterbiResult",
     "check_inputs",
     "forward",
     "backward",
@@ -66,6 +87,8 @@ def check_inputs(
     """
     if log_obs.dim() != 3:
         raise InvalidInputError(f"log_obs must be [B, T, K], got shape {tuple(log_obs.shape)}")
+    if not log_obs.is_floating_point():
+        raise InvalidInputError(f"log_obs must be a floating-point tensor, got {log_obs.dtype}")
     B, T, K = log_obs.shape
     if T == 0 or B == 0:
         raise InvalidInputError("log_obs has no frames")
@@ -85,6 +108,20 @@ def check_inputs(
     return lengths
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _working(log_obs: Tensor) -> Tensor:
+    """Scores the recursions can take: half precision is promoted to float32."""
+    return log_obs.float() if log_obs.dtype in _HALF else log_obs
+
+
+def _opaque(fn):
+    """Keep torch.compile out of the dynamic programs: they call numba kernels and loop over
+    time, which dynamo cannot trace (it graph-breaks here and runs them as they are)."""
+    return torch.compiler.disable(fn, recursive=True)
+
+
 def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
     if backend == "kernel":
         if tensors[0].device.type != "cpu":
@@ -94,9 +131,13 @@ def _use_kernel(backend: Backend, *tensors: Tensor) -> bool:
         return False
     if tensors[0].device.type != "cpu":
         return False
-    # The compiled kernels are not differentiable: keep torch ops when a gradient is wanted.
+    # The compiled kernels are not differentiable: keep torch ops when autograd must see the
+    # recursion (log_likelihood's analytic gradient calls this without grad).
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
+
+# Elements per block of frames in transition_counts (B * frames * K), a few MB in float64.
+_COUNT_BLOCK = 1 << 18
 
 # Below this a shifted float64 sum may have lost underflowed terms that matter: recompute exactly.
 _TINY = 1e-280
@@ -162,13 +203,14 @@ def _length_mask(lengths: Tensor, T: int) -> Tensor:
 # --------------------------------------------------------------------------- forward / backward
 
 
+@_opaque
 def forward(
     log_startprob: Tensor,
     log_transmat: Tensor,
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor]:
+) -> ForwardResult:
     """Forward (alpha) recursion.
 
     Args:
@@ -177,14 +219,15 @@ def forward(
         log_obs: ``[B, T, K]``.
         lengths: ``[B]`` or None.
     Returns:
-        log_alpha: ``[B, T, K]``, log p(x_{0:t}, z_t = k); -inf past each length.
-        log_likelihood: ``[B]``, log p(x_{0:len-1}).
+        :class:`ForwardResult` ``(log_alpha [B, T, K], log_likelihood [B])``: log p(x_{0:t}, z_t = k)
+        (-inf past each length) and log p(x_{0:len-1}).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     hat, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
     cum = norm.cumsum(1)
     log_alpha = (hat.to(cum.dtype) + cum.unsqueeze(-1)).to(log_obs.dtype)
-    return log_alpha, norm.sum(1).to(log_obs.dtype)
+    return ForwardResult(log_alpha, norm.sum(1).to(log_obs.dtype))
 
 
 def forward_normalized(
@@ -193,16 +236,18 @@ def forward_normalized(
     log_obs: Tensor,
     lengths: Tensor,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor]:
+) -> NormalizedForward:
     """The forward recursion with every frame renormalised (how it is computed).
 
-    Returns:
+    Args: as :func:`forward` (``lengths`` as returned by :func:`check_inputs`).
+    Returns: :class:`NormalizedForward`:
         log_alpha_hat: ``[B, T, K]``, log p(z_t = k | x_{0:t}): each real frame log-sums to 0.
         log_norm: ``[B, T]`` float64, log p(x_t | x_{0:t-1}); 0 past each length, so
             ``log_norm.sum(1)`` is the log-likelihood and ``cumsum`` restores log_alpha.
     Keeping the running scale apart keeps float32 results exact to float32 precision
     even at 100,000 frames, where log_alpha itself reaches -1e5 or so.
     """
+    log_obs = _working(log_obs)
     if _use_kernel(backend, log_obs, log_startprob, log_transmat):
         k = _kernels()
         # float64 in and out: the float32 specialisation of this kernel measured 2.7x slower.
@@ -214,8 +259,8 @@ def forward_normalized(
             k.forward_kernel, (_np(log_startprob.double()), _np(lt), _np(lt.exp())),
             (obs64.numpy(), _np(lengths), hat.numpy(), norm.numpy()), (_TINY,),
         )
-        return hat.to(log_obs.dtype), norm
-    return _forward_torch(log_startprob, log_transmat, log_obs, lengths)
+        return NormalizedForward(hat.to(log_obs.dtype), norm)
+    return NormalizedForward(*_forward_torch(log_startprob, log_transmat, log_obs, lengths))
 
 
 def _forward_torch(log_startprob, log_transmat, log_obs, lengths):
@@ -242,6 +287,7 @@ def _forward_torch(log_startprob, log_transmat, log_obs, lengths):
     return hat.masked_fill(~real.unsqueeze(-1), -math.inf), torch.where(real, norm, torch.zeros_like(norm))
 
 
+@_opaque
 def backward(
     log_transmat: Tensor,
     log_obs: Tensor,
@@ -259,6 +305,7 @@ def backward(
     """
     K = log_obs.shape[-1]
     lengths = check_inputs(log_obs.new_zeros(K), log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     hat, shift = backward_normalized(log_transmat, log_obs, lengths, backend)
     rest = shift.flip(1).cumsum(1).flip(1)
     return (hat.to(rest.dtype) + rest.unsqueeze(-1)).to(log_obs.dtype)
@@ -266,13 +313,14 @@ def backward(
 
 def backward_normalized(
     log_transmat: Tensor, log_obs: Tensor, lengths: Tensor, backend: Backend = "auto"
-) -> Tuple[Tensor, Tensor]:
+) -> NormalizedBackward:
     """The backward recursion with each frame shifted to a maximum of 0.
 
-    Returns:
+    Returns: :class:`NormalizedBackward`:
         log_beta_hat: ``[B, T, K]``.
         log_shift: ``[B, T]`` float64; log_beta[t] = log_beta_hat[t] + sum_{s>=t} log_shift[s].
     """
+    log_obs = _working(log_obs)
     if _use_kernel(backend, log_obs, log_transmat):
         k = _kernels()
         log_obs = log_obs.contiguous()
@@ -283,8 +331,8 @@ def backward_normalized(
             k.backward_kernel, (_np(lt), _np(lt.exp())),
             (_np(log_obs), _np(lengths), hat.numpy(), shift.numpy()), (_TINY,),
         )
-        return hat, shift
-    return _backward_torch(log_transmat, log_obs, lengths)
+        return NormalizedBackward(hat, shift)
+    return NormalizedBackward(*_backward_torch(log_transmat, log_obs, lengths))
 
 
 def _backward_torch(log_transmat, log_obs, lengths):
@@ -308,22 +356,27 @@ def _backward_torch(log_transmat, log_obs, lengths):
         return torch.stack(hats, dim=1), torch.stack(shifts, dim=1).double()
 
 
+@_opaque
 def forward_backward(
     log_startprob: Tensor,
     log_transmat: Tensor,
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> ForwardBackwardResult:
     """State posteriors by the forward-backward algorithm.
 
+    Args: as :func:`forward`.
     Returns:
-        posteriors: ``[B, T, K]``, p(z_t = k | x); rows sum to 1 on real frames, 0 on padding.
-        log_likelihood: ``[B]``.
-        log_alpha_hat, log_beta_hat: ``[B, T, K]`` each, the per-frame normalised recursions
-            (exact up to one constant per frame: what :func:`transition_counts` needs).
+        :class:`ForwardBackwardResult`:
+        posteriors ``[B, T, K]``, p(z_t = k | x); rows sum to 1 on real frames, 0 on padding
+        and for impossible sequences;
+        log_likelihood ``[B]`` (-inf for an impossible sequence);
+        log_alpha_hat, log_beta_hat ``[B, T, K]`` each, the per-frame normalised recursions
+        (exact up to one constant per frame: what :func:`transition_counts` needs).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     hat_a, norm = forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)
     hat_b, _ = backward_normalized(log_transmat, log_obs, lengths, backend)
     # Normalising per frame cancels both recursions' scales: no large numbers are subtracted.
@@ -333,9 +386,10 @@ def forward_backward(
         posteriors = torch.nan_to_num(posteriors, nan=0.0)
     else:
         posteriors.nan_to_num_(nan=0.0)
-    return posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b
+    return ForwardBackwardResult(posteriors, norm.sum(1).to(log_obs.dtype), hat_a, hat_b)
 
 
+@_opaque
 def log_likelihood(
     log_startprob: Tensor,
     log_transmat: Tensor,
@@ -343,11 +397,60 @@ def log_likelihood(
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
 ) -> Tensor:
-    """``[B]`` log p(x) of each sequence (the forward pass alone); differentiable on the torch path."""
+    """``[B]`` log p(x) of each sequence: the forward pass alone.
+
+    Args: as :func:`forward`.
+    Differentiable in ``log_startprob``, ``log_transmat`` and ``log_obs`` on every backend,
+    with the analytic gradient of :class:`_LogLikelihood` (no autograd through the time loop).
+    """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
-    return forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend)[1].sum(1).to(log_obs.dtype)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (log_startprob, log_transmat, log_obs)):
+        return _LogLikelihood.apply(log_startprob, log_transmat, log_obs, lengths, backend)
+    log_obs = _working(log_obs)
+    return forward_normalized(log_startprob, log_transmat, log_obs, lengths, backend).log_norm.sum(1).to(log_obs.dtype)
 
 
+class _LogLikelihood(torch.autograd.Function):
+    """log p(x) with the closed-form gradient of a log-likelihood (Baum-Welch statistics):
+
+        d log p(x) / d log_obs[t, k]        = p(z_t = k | x)
+        d log p(x) / d log_transmat[i, j]   = sum_t p(z_t = i, z_{t+1} = j | x)
+        d log p(x) / d log_startprob[k]     = p(z_0 = k | x)
+
+    The forward keeps its per-frame normalised alphas; the backward adds one backward
+    recursion and the transition counts (one batched matmul), all ``O(B T K)`` memory.
+    """
+
+    @staticmethod
+    def forward(ctx, log_startprob, log_transmat, log_obs, lengths, backend):
+        work = _working(log_obs)
+        hat_a, norm = forward_normalized(log_startprob, log_transmat, work, lengths, backend)
+        ctx.save_for_backward(log_startprob, log_transmat, log_obs, lengths, hat_a)
+        ctx.backend = backend
+        return norm.sum(1).to(work.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        log_startprob, log_transmat, log_obs, lengths, hat_a = ctx.saved_tensors
+        need_start, need_trans, need_obs = ctx.needs_input_grad[:3]
+        work = _working(log_obs)
+        hat_b = backward_normalized(log_transmat, work, lengths, ctx.backend).log_beta_hat
+        post = torch.softmax(hat_a + hat_b, dim=-1).nan_to_num_(nan=0.0)  # 0: padding, impossible
+        w = grad.to(post.dtype).nan_to_num(0.0)
+        g_start = g_trans = g_obs = None
+        if need_obs:
+            g_obs = (post * w[:, None, None]).to(log_obs.dtype)
+        if need_start:
+            g_start = (post[:, 0] * w[:, None]).sum(0).to(log_startprob.dtype)
+        if need_trans:
+            counts = transition_counts(log_transmat.detach(), work, hat_a, hat_b, lengths)
+            g_trans = (counts * w.to(counts.dtype)[:, None, None]).sum(0).to(log_transmat.dtype)
+            g_trans = g_trans.masked_fill(log_transmat == -math.inf, 0.0)
+        return g_start, g_trans, g_obs, None, None
+
+
+@_opaque
 def transition_counts(
     log_transmat: Tensor,
     log_obs: Tensor,
@@ -361,7 +464,9 @@ def transition_counts(
 
         sum_t p(z_t = i, z_{t+1} = j | x)   over t = 0 .. len-2.
 
-    Computed as one batched matrix product. For each t the pair posterior is
+    On the CPU (without autograd) a compiled kernel does it frame by frame
+    (:func:`._cpu_kernels.counts_kernel`); elsewhere blocks of batched matrix products. For
+    each t the pair posterior is
     ``ea_t(i) A_ij ev_t(j) / Z_t`` with ``ea = exp(alpha - max)``,
     ``ev = exp(obs + beta - max)`` and ``Z_t`` its own sum (a pair posterior sums
     to 1 at every t), so no likelihood term can overflow. Frames whose normaliser
@@ -372,56 +477,79 @@ def transition_counts(
         lengths = torch.full((B,), T, dtype=torch.long, device=log_obs.device)
     if T < 2:
         return log_obs.new_zeros(B, K, K)
+    if log_obs.device.type == "cpu" and not (
+        torch.is_grad_enabled() and any(t.requires_grad for t in (log_transmat, log_obs, log_alpha, log_beta))
+    ):
+        k = _kernels()
+        lt = log_transmat.detach().double()
+        counts = torch.empty(B, K, K, dtype=torch.float64)
+        dt = log_obs.dtype if log_obs.dtype in (torch.float32, torch.float64) else torch.float32
+        _run_kernel(
+            k.counts_kernel, (_np(lt), _np(lt.exp())),
+            (_np(log_obs.to(dt)), _np(log_alpha.to(dt)), _np(log_beta.to(dt)), _np(lengths.to(torch.long)), counts.numpy()),
+            (_TINY,),
+        )
+        return counts.to(log_obs.dtype)
     work = torch.float64 if log_obs.device.type == "cpu" else log_obs.dtype
-    la = log_alpha[:, :-1].to(work)
-    v = (log_obs[:, 1:] + log_beta[:, 1:]).to(work)
     A = log_transmat.to(work).exp()
-    ma = la.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
-    mv = v.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
-    ea = (la - ma).exp()  # [B, T-1, K]
-    ev = (v - mv).exp()
-    Z = ((ea @ A) * ev).sum(-1)  # [B, T-1]
-    valid = _length_mask(lengths - 1, T - 1)
-    bad = valid & ~(Z > _tiny(work))
-    weights = torch.where(valid & ~bad, 1.0 / Z.clamp_min(_tiny(work)), torch.zeros_like(Z))
-    counts = A * (ea.transpose(1, 2) @ (ev * weights.unsqueeze(-1)))
-    if bad.any():
-        bi, ti = bad.nonzero(as_tuple=True)
-        pair = la[bi, ti].unsqueeze(-1) + log_transmat.to(work) + v[bi, ti].unsqueeze(-2)
-        pair = (pair - torch.logsumexp(pair.flatten(1), -1).view(-1, 1, 1)).exp()
-        counts = counts.index_put((bi,), torch.nan_to_num(pair), accumulate=True)
-    return counts.to(log_obs.dtype)
+    counts = torch.zeros(B, K, K, dtype=work, device=log_obs.device)
+    exact = torch.zeros_like(counts)  # frames recomputed in log space (already include A)
+    valid_all = _length_mask(lengths - 1, T - 1)
+    # Blocks of frames keep the float64 temporaries at a few MB whatever T is.
+    step = max(1, _COUNT_BLOCK // max(1, B * K))
+    for t0 in range(0, T - 1, step):
+        t1 = min(T - 1, t0 + step)
+        la = log_alpha[:, t0:t1].to(work)
+        v = (log_obs[:, t0 + 1 : t1 + 1] + log_beta[:, t0 + 1 : t1 + 1]).to(work)
+        ma = la.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
+        mv = v.amax(-1, keepdim=True).clamp_min(torch.finfo(work).min)
+        ea = (la - ma).exp_()  # [B, n, K]
+        ev = (v - mv).exp_()
+        Z = ((ea @ A) * ev).sum(-1)  # [B, n]
+        valid = valid_all[:, t0:t1]
+        bad = valid & ~(Z > _tiny(work))
+        weights = torch.where(valid & ~bad, 1.0 / Z.clamp_min(_tiny(work)), torch.zeros_like(Z))
+        counts += ea.transpose(1, 2) @ (ev * weights.unsqueeze(-1))
+        if bad.any():
+            bi, ti = bad.nonzero(as_tuple=True)
+            pair = la[bi, ti].unsqueeze(-1) + log_transmat.to(work) + v[bi, ti].unsqueeze(-2)
+            pair = (pair - torch.logsumexp(pair.flatten(1), -1).view(-1, 1, 1)).exp()
+            exact = exact.index_put((bi,), torch.nan_to_num(pair), accumulate=True)
+    return (A * counts + exact).to(log_obs.dtype)
 
 
 # --------------------------------------------------------------------------- Viterbi
 
 
+@_opaque
 def viterbi(
     log_startprob: Tensor,
     log_transmat: Tensor,
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
     backend: Backend = "auto",
-) -> Tuple[Tensor, Tensor]:
+) -> ViterbiResult:
     """Most likely state path of each sequence.
 
+    Args: as :func:`forward`.
     Returns:
-        path: ``[B, T]`` int64, -1 past each length. Ties go to the lowest state index.
-        score: ``[B]``, log p(x, path).
+        :class:`ViterbiResult`: path ``[B, T]`` int64, -1 past each length (ties go to the
+        lowest state index); score ``[B]``, log p(x, path) (-inf: impossible sequence).
     """
     lengths = check_inputs(log_startprob, log_transmat, log_obs, lengths)
+    log_obs = _working(log_obs)
     B, T, K = log_obs.shape
     if _use_kernel(backend, log_obs):
         k = _kernels()
         dt = log_obs.dtype
         path = torch.empty(B, T, dtype=torch.long)
-        score = torch.empty(B, dtype=dt)
+        score = torch.empty(B, dtype=torch.float64)
         _run_kernel(
-            k.viterbi_kernel, (_np(log_startprob.double()), _np(log_transmat.double())),
+            k.viterbi_kernel, (_np(log_startprob.to(dt)), _np(log_transmat.to(dt))),
             (_np(log_obs), _np(lengths), path.numpy(), score.numpy()),
         )
-        return path, score
-    return _viterbi_torch(log_startprob, log_transmat, log_obs, lengths)
+        return ViterbiResult(path, score.to(dt))
+    return ViterbiResult(*_viterbi_torch(log_startprob, log_transmat, log_obs, lengths))
 
 
 def _viterbi_torch(log_startprob, log_transmat, log_obs, lengths):
@@ -471,8 +599,13 @@ def sample_states(
     """
     if num_sequences < 1 or length < 1:
         raise InvalidInputError("num_sequences and length must be positive")
-    states = torch.empty(num_sequences, length, dtype=torch.long, device=startprob.device)
+    out_device = startprob.device
+    # Draw where the generator lives (a CPU generator cannot drive a CUDA multinomial),
+    # return on the parameters' device.
+    device = generator.device if generator is not None else startprob.device
+    startprob, transmat = startprob.to(device), transmat.to(device)
+    states = torch.empty(num_sequences, length, dtype=torch.long, device=device)
     states[:, 0] = torch.multinomial(startprob.expand(num_sequences, -1), 1, generator=generator).squeeze(1)
     for t in range(1, length):
         states[:, t] = torch.multinomial(transmat[states[:, t - 1]], 1, generator=generator).squeeze(1)
-    return states
+    return states.to(out_device)

@@ -19,7 +19,8 @@ always starts at frame 0.
 
 Shapes (``B`` sequences, ``T`` padded frames, ``K`` states, ``Dmax`` maximum duration)
 ------------------------------------------------------------------------------------
-``log_obs [B, T, K]`` frame log-likelihoods (float32 or float64; the working dtype),
+``log_obs [B, T, K]`` frame log-likelihoods (float32 or float64: the working dtype; float16
+and bfloat16 are promoted to float32),
 ``lengths [B]`` valid frames per sequence (``None``: all ``T``), ``log_startprob [K]``,
 ``log_transmat [K, K]``, ``log_durations [K, Dmax]`` with ``log_durations[k, d - 1] = log p_k(d)``.
 Frames at or past ``lengths[b]`` are ignored (they may hold anything, NaN included).
@@ -44,8 +45,13 @@ work on are therefore *relative* (bounded by a few segments' worth of scores), w
 absolute parts (sums over thousands of frames) live in float64. A float32 run on ``T = 20000``
 frames matches a float64 run.
 
-All functions run under ``torch.no_grad()``: they are inference/EM routines, not
-differentiable losses.
+Argument order (the engine's one contract, as in :mod:`.hmm`): parameters first
+(``log_startprob, log_transmat, log_durations``), then ``log_obs``, then ``lengths`` and
+options. Results are the named tuples of :mod:`.results`.
+
+Gradients: :func:`hsmm_log_likelihood` is differentiable with an analytic backward (the
+expected statistics of :func:`hsmm_forward_backward`); the other functions are inference/EM
+routines and run under ``torch.no_grad()``.
 """
 
 from __future__ import annotations
@@ -61,8 +67,10 @@ import torch
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
 from hmm_engine.threads import single_thread
 
+from .results import HSMMPosteriors, HSMMSample, HSMMViterbiResult, StateSegment
+
 __all__ = [
-    "Segment",
+    "StateSegment",
     "HSMMPosteriors",
     "HSMMViterbiResult",
     "HSMMSample",
@@ -74,57 +82,6 @@ __all__ = [
     "impute_censored_durations",
     "segments_log_prob",
 ]
-
-
-class Segment(NamedTuple):
-    """One segment of a segmentation: frames ``[start, end)`` spent in ``state``."""
-
-    state: int
-    start: int
-    end: int
-
-
-class HSMMPosteriors(NamedTuple):
-    """Output of :func:`hsmm_forward_backward` (expected statistics are summed over the batch).
-
-    posteriors [B, T, K]: P(state at t = k | x), zero past each length.
-    log_likelihood [B]: log p(x_b); ``-inf`` for a sequence the model cannot produce.
-    expected_transitions [K, K]: expected number of k -> j segment changes.
-    expected_durations [K, Dmax]: expected number of segments of state k with (complete)
-        duration d. Under right-censoring the censored last segments are included with their
-        true duration imputed from the current duration model (EM for censored data).
-    expected_starts [K]: expected number of sequences starting in state k.
-    censored_durations [K, Dmax]: expected number of censored last segments of state k that
-        were observed for d frames (zeros without right-censoring).
-    """
-
-    posteriors: torch.Tensor
-    log_likelihood: torch.Tensor
-    expected_transitions: torch.Tensor
-    expected_durations: torch.Tensor
-    expected_starts: torch.Tensor
-    censored_durations: torch.Tensor
-
-
-class HSMMViterbiResult(NamedTuple):
-    """Output of :func:`hsmm_viterbi`.
-
-    path [B, T] long: best state per frame, ``-1`` past each length (all ``-1`` when the
-        sequence is impossible under the model).
-    score [B]: log-probability of the best segmentation jointly with x.
-    segments: per sequence, the list of :class:`Segment` of the best segmentation.
-    """
-
-    path: torch.Tensor
-    score: torch.Tensor
-    segments: List[List[Segment]]
-
-
-class HSMMSample(NamedTuple):
-    """Output of :func:`hsmm_sample`: ``states [B, T]`` (``-1`` past length) and segments."""
-
-    states: torch.Tensor
-    segments: List[List[Segment]]
 
 
 def log_survival(log_durations: torch.Tensor) -> torch.Tensor:
@@ -140,7 +97,7 @@ def impute_censored_durations(censored: torch.Tensor, log_durations: torch.Tenso
     ``censored [K, Dmax]`` holds the expected number of censored segments per observed length.
     """
     log_surv = log_survival(log_durations)
-    ratio = torch.where(censored > 0, censored / log_surv.exp().clamp_min(1e-300), torch.zeros_like(censored))
+    ratio = torch.where(censored != 0, censored / log_surv.exp().clamp_min(1e-300), torch.zeros_like(censored))
     return torch.cumsum(ratio, dim=-1) * log_durations.exp()
 
 
@@ -183,8 +140,11 @@ def _exp_exact(x: torch.Tensor) -> torch.Tensor:
 def _validate(log_obs, lengths, log_startprob, log_transmat, log_durations):
     if not torch.is_tensor(log_obs) or log_obs.dim() != 3:
         raise InvalidInputError(f"log_obs must be a [B, T, K] tensor, got {getattr(log_obs, 'shape', type(log_obs))}")
+    if log_obs.dtype in (torch.float16, torch.bfloat16):
+        # Half-precision scores: the recursions accumulate in float32 (results are float32).
+        log_obs = log_obs.float()
     if log_obs.dtype not in (torch.float32, torch.float64):
-        raise InvalidInputError(f"log_obs must be float32 or float64, got {log_obs.dtype}")
+        raise InvalidInputError(f"log_obs must be floating point (float16/bfloat16/float32/float64), got {log_obs.dtype}")
     batch, frames, states = log_obs.shape
     if batch == 0 or frames == 0 or states == 0:
         raise InvalidInputError(f"log_obs must be non-empty, got shape {tuple(log_obs.shape)}")
@@ -412,16 +372,63 @@ def _final(fwd: _Forward, prep: _Prepared):
 # ----------------------------------------------------------------------------- public API
 
 
-@_single_threaded_on_cpu
+@torch.compiler.disable
 def hsmm_log_likelihood(
-    log_obs: torch.Tensor,
     log_startprob: torch.Tensor,
     log_transmat: torch.Tensor,
     log_durations: torch.Tensor,
+    log_obs: torch.Tensor,
     lengths: Optional[torch.Tensor] = None,
     right_censored: bool = False,
 ) -> torch.Tensor:
-    """Forward pass only: ``log p(x_b)`` -> ``[B]`` in the dtype of ``log_obs``."""
+    """``log p(x_b)`` -> ``[B]`` in the dtype of ``log_obs`` (float32 for half inputs).
+
+    Differentiable in all four tensors with an analytic backward: the gradients are the
+    expected statistics of :func:`hsmm_forward_backward` (frame posteriors for ``log_obs``,
+    expected starts, segment transitions and durations for the parameters), so a backward
+    costs one forward-backward on top of the forward, in ``O(B T K)`` memory.
+    """
+    tensors = [t for t in (log_startprob, log_transmat, log_durations, log_obs) if torch.is_tensor(t)]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _HSMMLogLikelihood.apply(log_startprob, log_transmat, log_durations, log_obs, lengths, right_censored)
+    return _hsmm_log_likelihood(log_startprob, log_transmat, log_durations, log_obs, lengths, right_censored)
+
+
+class _HSMMLogLikelihood(torch.autograd.Function):
+    """``sum_b g_b log p(x_b)`` has gradient ``sum_b g_b E[statistics_b]``: one weighted
+    forward-backward (the weights take any sign, e.g. ``g = -1`` for a loss)."""
+
+    @staticmethod
+    def forward(ctx, log_startprob, log_transmat, log_durations, log_obs, lengths, right_censored):
+        ctx.save_for_backward(log_startprob, log_transmat, log_durations, log_obs)
+        ctx.lengths, ctx.right_censored = lengths, right_censored
+        return _hsmm_log_likelihood(log_startprob, log_transmat, log_durations, log_obs, lengths, right_censored)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        ls, lt, ld, lo = ctx.saved_tensors
+        res = hsmm_forward_backward(ls, lt, ld, lo, ctx.lengths, ctx.right_censored, weights=grad.detach())
+        need = ctx.needs_input_grad
+
+        def cast(value, like):
+            return value.to(dtype=like.dtype, device=like.device) if torch.is_tensor(like) else value
+
+        g_obs = g_start = g_trans = g_dur = None
+        if need[3]:
+            w = grad.detach().to(res.posteriors.dtype).nan_to_num(0.0)
+            g_obs = cast(res.posteriors * w[:, None, None], lo)
+        if need[0]:
+            g_start = cast(res.expected_starts, ls)
+        if need[1]:
+            g_trans = cast(res.expected_transitions, lt)
+        if need[2]:
+            g_dur = cast(res.expected_durations, ld)
+        return g_start, g_trans, g_dur, g_obs, None, None
+
+
+@_single_threaded_on_cpu
+def _hsmm_log_likelihood(log_startprob, log_transmat, log_durations, log_obs, lengths, right_censored):
     with torch.no_grad():
         log_obs, lengths, log_startprob, log_transmat, log_durations = _validate(
             log_obs, lengths, log_startprob, log_transmat, log_durations
@@ -431,20 +438,25 @@ def hsmm_log_likelihood(
         return _final(fwd, prep)[0].to(log_obs.dtype)
 
 
+@torch.compiler.disable
 @_single_threaded_on_cpu
 def hsmm_forward_backward(
-    log_obs: torch.Tensor,
     log_startprob: torch.Tensor,
     log_transmat: torch.Tensor,
     log_durations: torch.Tensor,
+    log_obs: torch.Tensor,
     lengths: Optional[torch.Tensor] = None,
     right_censored: bool = False,
+    *,
+    weights: Optional[torch.Tensor] = None,
 ) -> HSMMPosteriors:
     """State posteriors, log-likelihood and summed expected statistics for EM.
 
     Args:
-        log_obs [B, T, K], log_startprob [K], log_transmat [K, K] (diagonal ``-inf``),
-        log_durations [K, Dmax], lengths [B] (optional), right_censored (see module doc).
+        log_startprob [K], log_transmat [K, K] (diagonal ``-inf``), log_durations [K, Dmax],
+        log_obs [B, T, K], lengths [B] (optional), right_censored (see module doc).
+        weights: optional [B] (any sign) weighting each sequence's expected statistics in the
+            batch sums (the analytic gradient of ``sum_b w_b log p(x_b)`` uses it).
 
     Returns:
         :class:`HSMMPosteriors` — posteriors [B, T, K], log_likelihood [B], and the batch sums
@@ -463,6 +475,13 @@ def hsmm_forward_backward(
         fwd = _forward(prep, log_startprob, log_transmat, log_durations, right_censored, viterbi=False)
         loglik, rel_ll = _final(fwd, prep)
         possible = torch.isfinite(rel_ll)
+        if weights is not None:
+            weights = torch.as_tensor(weights).to(device=device, dtype=torch.float64).reshape(-1)
+            if weights.shape != (batch,):
+                raise InvalidInputError(f"weights must have {batch} entries, got {weights.numel()}")
+        # Weight of each sequence in the batch sums (impossible sequences count 0).
+        seq_w = possible.to(torch.float64) * (1.0 if weights is None else weights)
+        seq_w_dt = seq_w.to(dtype)
         rel_ll = torch.where(possible, rel_ll, torch.zeros_like(rel_ll))
         batch_idx = torch.arange(batch, device=device)
 
@@ -506,6 +525,8 @@ def hsmm_forward_backward(
                     # Posterior of each segment [s, s + d): exp(start + terms - ll), reusing the
                     # exps of the log-sum-exp (the factor is <= 1: it is the best segment's).
                     seg_post = weights * _exp_exact(start_minus_ll[s] + shift)  # [Dmax, B, K]
+                    if weights is not None:
+                        seg_post = seg_post * seq_w_dt[None, :, None]
                     if right_censored:
                         cens = seg_post * ends_here[:, :, None]
                         cens_counts += cens.sum(1)
@@ -545,15 +566,17 @@ def hsmm_forward_backward(
             t1 = min(frames, t0 + chunk)
             joint = fwd.alpha[t0:t1, :, :, None] + beta_rel[t0:t1, :, None, :]
             joint += log_transmat
-            expected_trans += joint.clamp_min_(_EXP_FLOOR[dtype]).exp_().sum((0, 1), dtype=torch.float64)
-        expected_trans.masked_fill_((log_transmat == -math.inf) | (expected_trans < _COUNT_FLUSH[dtype] * frames * batch), 0.0)
-
-        seq_weight = possible.to(torch.float64)[:, None]
-        expected_starts = (start_post[0] * seq_weight).sum(0)
-        # Impossible sequences have -inf alphas, so their terms above are already exp(-inf) = 0.
+            joint = joint.clamp_min_(_EXP_FLOOR[dtype]).exp_()
+            if weights is not None:
+                joint *= seq_w_dt[None, :, None, None]
+            expected_trans += joint.sum((0, 1), dtype=torch.float64)
         flush = _COUNT_FLUSH[dtype] * frames * batch
-        dur_counts_k = dur_counts.t().masked_fill(dur_counts.t() < flush, 0.0)
-        cens_counts_k = cens_counts.t().masked_fill(cens_counts.t() < flush, 0.0)
+        expected_trans.masked_fill_((log_transmat == -math.inf) | (expected_trans.abs() < flush), 0.0)
+
+        expected_starts = (start_post[0] * seq_w[:, None]).sum(0)
+        # Impossible sequences have -inf alphas, so their terms above are already exp(-inf) = 0.
+        dur_counts_k = dur_counts.t().masked_fill(dur_counts.t().abs() < flush, 0.0)
+        cens_counts_k = cens_counts.t().masked_fill(cens_counts.t().abs() < flush, 0.0)
         if right_censored:
             dur_counts_k = dur_counts_k + impute_censored_durations(cens_counts_k, log_durations.to(torch.float64))
         return HSMMPosteriors(
@@ -566,12 +589,13 @@ def hsmm_forward_backward(
         )
 
 
+@torch.compiler.disable
 @_single_threaded_on_cpu
 def hsmm_viterbi(
-    log_obs: torch.Tensor,
     log_startprob: torch.Tensor,
     log_transmat: torch.Tensor,
     log_durations: torch.Tensor,
+    log_obs: torch.Tensor,
     lengths: Optional[torch.Tensor] = None,
     right_censored: bool = False,
 ) -> HSMMViterbiResult:
@@ -582,7 +606,7 @@ def hsmm_viterbi(
     Returns:
         :class:`HSMMViterbiResult` — path [B, T] long (``-1`` past each length), score [B]
         (``-inf`` and an all ``-1`` path for an impossible sequence), and per sequence the list
-        of :class:`Segment` ``(state, start, end)`` with ``end`` exclusive.
+        of :class:`StateSegment` ``(state, start, end)`` with ``end`` exclusive.
     """
     with torch.no_grad():
         log_obs, lengths, log_startprob, log_transmat, log_durations = _validate(
@@ -604,14 +628,14 @@ def hsmm_viterbi(
         finite = torch.isfinite(rel_best).cpu().tolist()
         states_host = last_state.cpu().tolist()
         path = np.full((batch, frames), -1, dtype=np.int64)
-        segments: List[List[Segment]] = []
+        segments: List[List[StateSegment]] = []
         for b in range(batch):
-            segs: List[Segment] = []
+            segs: List[StateSegment] = []
             if finite[b]:
                 end, state = lengths_host[b], states_host[b]
                 while True:
                     start = end - (dmax - int(best_d[end, b, state]))
-                    segs.append(Segment(state, start, end))
+                    segs.append(StateSegment(state, start, end))
                     path[b, start:end] = state
                     if start <= 0:
                         break
@@ -629,6 +653,7 @@ def _gumbel_argmax(logits: torch.Tensor, generator: Optional[torch.Generator]) -
     return (logits.to(torch.float64) + gumbel).argmax(-1)
 
 
+@torch.compiler.disable
 @_single_threaded_on_cpu
 def hsmm_sample(
     log_startprob: torch.Tensor,
@@ -716,10 +741,10 @@ def hsmm_sample(
             end[active] = start
 
         states_out = np.full((batch, frames), -1, dtype=np.int64)
-        segments: List[List[Segment]] = [[] for _ in range(batch)]
+        segments: List[List[StateSegment]] = [[] for _ in range(batch)]
         for ids, ks, ss, es in records:
             for b, k, s, e in zip(ids.tolist(), ks.tolist(), ss.tolist(), es.tolist()):
-                segments[b].append(Segment(k, s, e))
+                segments[b].append(StateSegment(k, s, e))
                 states_out[b, s:e] = k
         for segs in segments:
             segs.reverse()
@@ -727,11 +752,11 @@ def hsmm_sample(
 
 
 def segments_log_prob(
-    log_obs: torch.Tensor,
-    segments: List[Segment],
     log_startprob: torch.Tensor,
     log_transmat: torch.Tensor,
     log_durations: torch.Tensor,
+    log_obs: torch.Tensor,
+    segments: List[StateSegment],
     right_censored: bool = False,
 ) -> float:
     """Joint log-probability of one sequence ``log_obs [T, K]`` and a given segmentation.

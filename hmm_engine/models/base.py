@@ -14,14 +14,15 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..emissions import Stats, _check_stochastic, as_tensor
+from ..emissions import Stats, as_tensor, emission_class, emission_from_config
 from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hmm as inference
+from ..inference.results import Posteriors, ViterbiResult
 from ..inputs import ArrayLike, pad_sequences, prepare_inputs
 from ..threads import cpu_single_thread
 from ..topology import Topology, start_mask, transition_mask
 
-__all__ = ["HMM", "pad_sequences", "prepare_inputs", "real_frames"]
+__all__ = ["BaseHMM", "HMM", "masked_log_softmax", "pad_sequences", "prepare_inputs", "real_frames"]
 
 
 def real_frames(x: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
@@ -30,11 +31,209 @@ def real_frames(x: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
     return x[mask], mask
 
 
-class TrainableMixin:
-    """EM training and information criteria for any model with ``prepare``, ``emission``,
-    ``initialize``/``accumulate``/``m_step``, ``score`` and ``num_free_parameters`` (the HMM
-    and the semi-Markov HMM share these thin entry points into :mod:`hmm_engine.training`)."""
+def masked_log_softmax(logits: Tensor, mask: Tensor) -> Tensor:
+    """``log_softmax`` over allowed entries (last axis); forbidden entries are exactly -inf, and
+    rows with nothing allowed are all -inf. Gradients are 0 on forbidden entries and never NaN
+    (a fully masked row is softmaxed as zeros, then masked, so no -inf - -inf appears)."""
+    rows = mask.any(-1, keepdim=True)
+    logits = logits.masked_fill(~mask, -math.inf).masked_fill(~rows, 0.0)
+    return torch.log_softmax(logits, -1).masked_fill(~mask, -math.inf)
 
+
+class BaseHMM(nn.Module):
+    """What every hidden Markov model of the engine shares (``HMM``, ``SemiMarkovHMM``).
+
+    - **Inputs**: :meth:`prepare` brings every accepted form (``[T, D]``, ``[B, T, D]`` with
+      ``lengths``, a list, hmmlearn's concatenation) to a padded batch on the model's device
+      and dtype (:func:`~hmm_engine.inputs.prepare_inputs`).
+    - **Parameters**: ``start`` and ``trans`` logits (``nn.Parameter``), turned into
+      ``log_startprob() [K]`` / ``log_transmat() [K, K]`` by a masked log-softmax, so that
+      forbidden moves stay exactly impossible under gradient steps and EM alike.
+    - **Device and dtype**: those of the start parameter; :meth:`prepare` casts inputs to them.
+    - **Impossible sequences** (no state path explains them): :meth:`score` / ``forward``
+      return ``-inf`` for them (their log-likelihood); anything that needs a posterior or a
+      path (:meth:`forward_backward`, :meth:`viterbi_decode`, EM) raises
+      :class:`~hmm_engine.errors.InvalidInputError` naming the sequences.
+    - **Gradients**: ``model(x, lengths)`` (``forward``) is :meth:`score`, the log-likelihood
+      ``[B]``, differentiable in every parameter with an analytic backward (posteriors,
+      expected transition counts, first-frame posteriors: one more pass, ``O(B T K)``
+      memory), so DDP, ``torch.utils.checkpoint`` and gradient training work as on any module.
+    - **Training**: EM (:meth:`fit`) and information criteria through :mod:`hmm_engine.training`.
+
+    Subclasses set ``_start_name`` / ``_trans_name`` (their parameter attribute names, kept for
+    saved files), the ``start_mask`` / ``transition_mask`` buffers, and implement
+    :meth:`_log_likelihood`, :meth:`_posteriors` and :meth:`_viterbi` on prepared inputs.
+    """
+
+    _start_name = "start_logits"
+    _trans_name = "trans_logits"
+    num_states: int
+    emission: nn.Module
+
+    # ------------------------------------------------------------------ device / dtype
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(self, self._start_name).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return getattr(self, self._start_name).device
+
+    # ------------------------------------------------------------------ parameters
+    def log_startprob(self) -> Tensor:
+        """``[K]`` (differentiable); states the topology cannot start in are exactly -inf."""
+        return masked_log_softmax(getattr(self, self._start_name), self.start_mask)
+
+    def log_transmat(self) -> Tensor:
+        """``[K, K]`` (differentiable), rows = from-state; forbidden moves are exactly -inf."""
+        return masked_log_softmax(getattr(self, self._trans_name), self.transition_mask)
+
+    @property
+    def startprob(self) -> Tensor:
+        """``[K]`` initial-state probabilities."""
+        return self.log_startprob().detach().exp()
+
+    @startprob.setter
+    def startprob(self, value: ArrayLike) -> None:
+        param = getattr(self, self._start_name)
+        tol = 1e-4 if isinstance(value, Tensor) and value.dtype != torch.float64 else 1e-6
+        tol = 1e-4 if isinstance(value, Tensor) and value.dtype != torch.float64 else 1e-6
+        value = as_tensor(value, param).to(torch.float64)
+        if value.shape != (self.num_states,):
+            raise InvalidParameterError(f"startprob must be [{self.num_states}], got {tuple(value.shape)}")
+        self._check_rows(value[None], self.start_mask[None].cpu(), "startprob", tol)
+        with torch.no_grad():
+            param.copy_(value.log())
+
+    @property
+    def transmat(self) -> Tensor:
+        """``[K, K]`` transition probabilities, rows = from-state."""
+        return self.log_transmat().detach().exp()
+
+    @transmat.setter
+    def transmat(self, value: ArrayLike) -> None:
+        param = getattr(self, self._trans_name)
+        tol = 1e-4 if isinstance(value, Tensor) and value.dtype != torch.float64 else 1e-6
+        tol = 1e-4 if isinstance(value, Tensor) and value.dtype != torch.float64 else 1e-6
+        value = as_tensor(value, param).to(torch.float64)
+        K = self.num_states
+        if value.shape != (K, K):
+            raise InvalidParameterError(f"transmat must be [{K}, {K}], got {tuple(value.shape)}")
+        self._check_rows(value, self.transition_mask.cpu(), "transmat", tol)
+        with torch.no_grad():
+            param.copy_(value.log())
+
+    _forbidden_message = "puts probability on transitions the topology forbids"
+
+    def _check_rows(self, value: Tensor, mask: Tensor, name: str, tol: float = 1e-5) -> None:
+        """Rows must be distributions over allowed entries (rows with nothing allowed: zero)."""
+        value = value.cpu()
+        if not torch.isfinite(value).all() or (value < 0).any():
+            raise InvalidParameterError(f"{name} must be finite and non-negative")
+        if (value[~mask] != 0).any():
+            raise InvalidParameterError(f"{name} {self._forbidden_message}")
+        sums = value.sum(-1)
+        want = mask.any(-1).to(value.dtype)
+        if not torch.allclose(sums, want, atol=tol, rtol=0):
+            raise InvalidParameterError(f"every row of {name} must sum to 1, got sums {sums.flatten().tolist()[:8]}")
+
+    # ------------------------------------------------------------------ inputs
+    def prepare(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor, bool]:
+        """See :func:`~hmm_engine.inputs.prepare_inputs`; casts to this model's dtype and device."""
+        return prepare_inputs(x, lengths, getattr(self.emission, "event_dims", 1), self.dtype, self.device)
+
+    def emission_log_likelihood(self, x: Tensor) -> Tensor:
+        """``[B, T, ...] -> [B, T, K]`` (in the emission's dtype, possibly half precision:
+        the recursions then accumulate in float32/float64)."""
+        out = self.emission(x)
+        if out.dim() != 3 or out.shape[:2] != x.shape[:2] or out.shape[-1] != self.num_states:
+            raise InvalidParameterError(
+                f"emission returned shape {tuple(out.shape)}, expected [{x.shape[0]}, {x.shape[1]}, {self.num_states}]"
+            )
+        return out
+
+    # ------------------------------------------------------------------ the impossible-sequence policy
+    def _impossible_message(self, bad: List[int], lengths: Tensor) -> str:
+        return f"sequences {bad} (lengths {lengths[bad].tolist()}) have zero probability under the model"
+
+    def _raise_impossible(self, log_lik: Tensor, lengths: Tensor) -> None:
+        bad = ~torch.isfinite(log_lik)
+        if bad.any():
+            idx = bad.nonzero().flatten().tolist()
+            raise InvalidInputError(self._impossible_message(idx, lengths.cpu()))
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _log_likelihood(self, log_obs: Tensor, lengths: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _posteriors(self, log_obs: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _viterbi(self, log_obs: Tensor, lengths: Tensor):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ inference
+    @cpu_single_thread
+    def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
+        """Log-likelihood ``[B]`` of each sequence (``-inf`` for an impossible one).
+
+        Differentiable w.r.t. every parameter (analytic gradient). float32 or float64 as the
+        model; float32 when the model runs in half precision.
+        """
+        x, lengths, _ = self.prepare(x, lengths)
+        return self._log_likelihood(self.emission_log_likelihood(x), lengths)
+
+    def forward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
+        """``model(x, lengths)``: the log-likelihood ``[B]``, as :meth:`score` (a module's
+        forward, so DDP, checkpointing and ``torch.compile`` wrap a model like any other)."""
+        return self.score(x, lengths)
+
+    @cpu_single_thread
+    def forward_backward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Posteriors:
+        """:class:`~hmm_engine.inference.results.Posteriors`: ``posteriors [B, T, K]`` (0 past
+        each length) and ``log_likelihood [B]``. ``x`` is ``[T, D]`` or ``[B, T, D]``; the
+        outputs always carry the batch dimension.
+
+        Raises:
+            InvalidInputError: a sequence the model cannot produce (it has no posterior).
+        """
+        x, lengths, _ = self.prepare(x, lengths)
+        with torch.no_grad():
+            post, ll = self._posteriors(self.emission_log_likelihood(x), lengths)
+        self._raise_impossible(ll, lengths)
+        return Posteriors(post, ll)
+
+    def predict_proba(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
+        """hmmlearn's name for the posteriors."""
+        return self.forward_backward(x, lengths).posteriors
+
+    @cpu_single_thread
+    def viterbi_decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> ViterbiResult:
+        """:class:`~hmm_engine.inference.results.ViterbiResult`: best paths ``[B, T]`` (int64,
+        -1 past each length) and their joint log-probabilities ``[B]``.
+
+        Raises:
+            InvalidInputError: a sequence the model cannot produce (it has no path).
+        """
+        res = self._decode(x, lengths)
+        return ViterbiResult(res.path, res.score)
+
+    def _decode(self, x, lengths):
+        x, lengths, _ = self.prepare(x, lengths)
+        with torch.no_grad():
+            res = self._viterbi(self.emission_log_likelihood(x), lengths)
+        self._raise_impossible(res.score, lengths)
+        return res
+
+    def predict(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
+        """hmmlearn's name: the Viterbi paths ``[B, T]``."""
+        return self.viterbi_decode(x, lengths).path
+
+    def _generator(self, seed: Optional[int]) -> Optional[torch.Generator]:
+        """A seeded generator on the model's device (draws then stay on that device)."""
+        return torch.Generator(device=self.device).manual_seed(int(seed)) if seed is not None else None
+
+    # ------------------------------------------------------------------ training
     @cpu_single_thread
     def fit(
         self,
@@ -58,6 +257,11 @@ class TrainableMixin:
                 f"{type(self.emission).__name__} has no closed-form M-step (accumulate/m_step/initialize): "
                 "train it with hmm_engine.fit_gradient instead"
             )
+        if self.dtype not in (torch.float32, torch.float64):
+            raise InvalidParameterError(
+                f"EM needs float32 or float64 parameters, the model is {self.dtype}: "
+                "train in float32 (model.float()) and convert after"
+            )
         return fit_em(self, x, lengths, max_iter=max_iter, tol=tol, seed=seed, init=init, callback=callback)
 
     @cpu_single_thread
@@ -75,8 +279,7 @@ class TrainableMixin:
         return aic(self, x, lengths)
 
 
-
-class HMM(TrainableMixin, nn.Module):
+class HMM(BaseHMM):
     """Hidden Markov model with any emission module.
 
     Args:
@@ -136,102 +339,22 @@ class HMM(TrainableMixin, nn.Module):
         rows = torch.where(has_fwd, eye * stay + fwd * (1 - stay) / nfwd.clamp_min(1), mask / mask.sum(-1, keepdim=True))
         return rows
 
-    # ------------------------------------------------------------------ parameters
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.start_logits.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.start_logits.device
-
-    def log_startprob(self) -> Tensor:
-        """``[K]`` (differentiable)."""
-        return torch.log_softmax(self.start_logits, -1)
-
-    def log_transmat(self) -> Tensor:
-        """``[K, K]`` (differentiable); forbidden moves are exactly -inf."""
-        return torch.log_softmax(self.trans_logits.masked_fill(~self.transition_mask, -math.inf), -1)
-
-    @property
-    def startprob(self) -> Tensor:
-        """``[K]`` initial-state probabilities."""
-        return self.log_startprob().detach().exp()
-
-    @startprob.setter
-    def startprob(self, value: ArrayLike) -> None:
-        value = as_tensor(value, self.start_logits)
-        if value.shape != (self.num_states,):
-            raise InvalidParameterError(f"startprob must be [{self.num_states}], got {tuple(value.shape)}")
-        _check_stochastic(value, "startprob")
-        with torch.no_grad():
-            self.start_logits.copy_(value.log())
-
-    @property
-    def transmat(self) -> Tensor:
-        """``[K, K]`` transition probabilities, rows = from-state."""
-        return self.log_transmat().detach().exp()
-
-    @transmat.setter
-    def transmat(self, value: ArrayLike) -> None:
-        value = as_tensor(value, self.start_logits)
-        K = self.num_states
-        if value.shape != (K, K):
-            raise InvalidParameterError(f"transmat must be [{K}, {K}], got {tuple(value.shape)}")
-        _check_stochastic(value, "transmat", self.transition_mask)
-        with torch.no_grad():
-            self.trans_logits.copy_(value.log())
-
     def num_free_parameters(self) -> int:
         """Free parameters: start (allowed - 1), each transition row (allowed - 1), emissions."""
         start = int(self.start_mask.sum()) - 1
         trans = int((self.transition_mask.sum(-1) - 1).sum())
         return start + trans + int(self.emission.num_free_parameters())
 
-    # ------------------------------------------------------------------ inputs
-    def prepare(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor, bool]:
-        """See :func:`prepare_inputs`; casts to this model's dtype and device."""
-        return prepare_inputs(x, lengths, getattr(self.emission, "event_dims", 1), self.dtype, self.device)
+    # ------------------------------------------------------------------ inference (prepared inputs)
+    def _log_likelihood(self, log_obs: Tensor, lengths: Tensor) -> Tensor:
+        return inference.log_likelihood(self.log_startprob(), self.log_transmat(), log_obs, lengths)
 
-    def emission_log_likelihood(self, x: Tensor) -> Tensor:
-        """``[B, T, ...] -> [B, T, K]``."""
-        out = self.emission(x)
-        if out.shape[:2] != x.shape[:2] or out.shape[-1] != self.num_states:
-            raise InvalidParameterError(
-                f"emission returned shape {tuple(out.shape)}, expected [{x.shape[0]}, {x.shape[1]}, {self.num_states}]"
-            )
-        return out
+    def _posteriors(self, log_obs: Tensor, lengths: Tensor) -> Tuple[Tensor, Tensor]:
+        res = inference.forward_backward(self.log_startprob(), self.log_transmat(), log_obs, lengths)
+        return res.posteriors, res.log_likelihood
 
-    # ------------------------------------------------------------------ inference
-    @cpu_single_thread
-    def forward_backward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
-        """State posteriors ``[B, T, K]`` (0 past each length) and log-likelihoods ``[B]``.
-
-        ``x`` is ``[T, D]`` or ``[B, T, D]``; the outputs always carry the batch dimension.
-        """
-        x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad():
-            post, ll, _, _ = inference.forward_backward(
-                self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths
-            )
-        return post, ll
-
-    def predict_proba(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
-        """hmmlearn's name for the posteriors."""
-        return self.forward_backward(x, lengths)[0]
-
-    @cpu_single_thread
-    def viterbi_decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
-        """Best state paths ``[B, T]`` (int64, -1 past each length) and their log-probabilities ``[B]``."""
-        x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad():
-            return inference.viterbi(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
-
-    @cpu_single_thread
-    def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
-        """Log-likelihood ``[B]`` of each sequence; differentiable w.r.t. the parameters."""
-        x, lengths, _ = self.prepare(x, lengths)
-        return inference.log_likelihood(self.log_startprob(), self.log_transmat(), self.emission_log_likelihood(x), lengths)
+    def _viterbi(self, log_obs: Tensor, lengths: Tensor):
+        return inference.viterbi(self.log_startprob(), self.log_transmat(), log_obs, lengths)
 
     def stream(self, lag: Optional[int] = None):
         """Online decoding of one stream: ``dec.push(x)`` per ``[t, D]`` chunk gives filtered
@@ -242,12 +365,12 @@ class HMM(TrainableMixin, nn.Module):
 
     @cpu_single_thread
     def sample(self, num_sequences: int = 1, length: int = 100, seed: Optional[int] = None) -> Tuple[Tensor, Tensor]:
-        """Draw ``(observations [N, L, ...], states [N, L])``."""
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        """Draw ``(observations [N, L, ...], states [N, L])`` on the model's device."""
+        gen = self._generator(seed)
         with torch.no_grad():
-            states = inference.sample_states(self.startprob.cpu(), self.transmat.cpu(), num_sequences, length, gen)
-            obs = self.emission.sample(states.reshape(-1).to(self.device), gen)
-        return obs.reshape(num_sequences, length, *obs.shape[1:]), states.to(self.device)
+            states = inference.sample_states(self.startprob, self.transmat, num_sequences, length, gen)
+            obs = self.emission.sample(states.reshape(-1), gen)
+        return obs.reshape(num_sequences, length, *obs.shape[1:]), states
 
     # ------------------------------------------------------------------ EM pieces
     def initial_groups(self, x: Tensor, lengths: Tensor) -> Optional[Tensor]:
@@ -345,10 +468,60 @@ class HMM(TrainableMixin, nn.Module):
     # ------------------------------------------------------------------ config
     def get_config(self) -> dict:
         return dict(
-            emission=self.emission.get_config(),
+            emission=emission_config(self.emission),
             topology=self.topology if self.topology != "custom" else self.transition_mask.int().tolist(),
             max_skip=self.max_skip,
             start_pseudocount=self.start_pseudocount,
             trans_pseudocount=self.trans_pseudocount,
             init=self.init,
         )
+
+    @classmethod
+    def from_config(cls, config: dict, emission=None) -> "HMM":
+        """Rebuild from :meth:`get_config`. ``emission``: for a user's emission module, its
+        class (rebuilt from the saved config) or an instance (used as is; its weights are
+        then loaded); without it the class must have been registered with
+        :func:`hmm_engine.register_emission`."""
+        topology = config["topology"]
+        if not isinstance(topology, str):
+            topology = torch.tensor(topology, dtype=torch.bool)
+        module = build_emission(config["emission"], emission)
+        return cls(
+            module, topology, max_skip=config["max_skip"], start_pseudocount=config["start_pseudocount"],
+            trans_pseudocount=config["trans_pseudocount"], init=config["init"],
+        )
+
+
+_ENGINE_EMISSIONS = ("gaussian", "mixture", "categorical")
+
+
+def emission_config(emission: nn.Module) -> dict:
+    """An emission's config for saving: the engine's own describe themselves; a user's module
+    is saved by class name, with its ``get_config()`` if it has one (plain data only)."""
+    config = emission.get_config() if hasattr(emission, "get_config") else None
+    if isinstance(config, dict) and config.get("type") in _ENGINE_EMISSIONS:
+        return config
+    cls = type(emission)
+    return dict(type="custom", cls=f"{cls.__module__}.{cls.__qualname__}", num_states=int(emission.num_states), config=config)
+
+
+def build_emission(config: dict, emission=None, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The emission module of a saved model (see :func:`emission_config`)."""
+    if config.get("type") != "custom":
+        return emission_from_config(config, dtype)
+    if isinstance(emission, nn.Module):
+        if int(getattr(emission, "num_states", -1)) != int(config["num_states"]):
+            raise InvalidParameterError(
+                f"the emission given has {getattr(emission, 'num_states', '?')} states, the file {config['num_states']}"
+            )
+        return emission
+    cls = emission if isinstance(emission, type) else emission_class(config["cls"])
+    if cls is None:
+        raise InvalidParameterError(
+            f"the model uses the custom emission {config['cls']}: pass it to load (emission={config['cls'].rsplit('.', 1)[-1]}) "
+            "or register it with hmm_engine.register_emission"
+        )
+    saved = config.get("config")
+    if hasattr(cls, "from_config"):
+        return cls.from_config(saved)
+    return cls(**saved) if isinstance(saved, dict) else cls()

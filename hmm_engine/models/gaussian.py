@@ -109,5 +109,5 @@ class CategoricalHMM(HMM):
     )
 
 
-for _cls in (GaussianHMM, MixtureGaussianHMM, CategoricalHMM):
+for _cls in (HMM, GaussianHMM, MixtureGaussianHMM, CategoricalHMM):
     register_model(_cls.__name__, _cls.from_config)

@@ -22,41 +22,23 @@ import torch
 from torch import Tensor, nn
 
 from ..durations import DurationDistribution, duration_from_config, make_duration
-from ..emissions import CategoricalEmission, GaussianEmission, MixtureGaussianEmission
+from ..emissions import GaussianEmission, MixtureGaussianEmission, emission_from_config
 from ..errors import InvalidInputError, InvalidParameterError
 from ..inference import hsmm
-from ..threads import single_thread
-from ..inference.hsmm import Segment
+from ..inference.results import HSMMViterbiResult, StateSegment
 from ..segments import label_runs
 from ..serialization import register_model
+from ..threads import cpu_single_thread, single_thread
 from ..topology import Topology, start_mask, transition_mask
-from .base import TrainableMixin, prepare_inputs, real_frames
+from .base import BaseHMM, real_frames
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence]
 Stats = dict
 
-__all__ = ["SemiMarkovHMM", "Segment"]
+__all__ = ["SemiMarkovHMM", "StateSegment"]
 
 
-def _emission_from_config(config: dict, dtype: torch.dtype) -> nn.Module:
-    """Rebuild one of the engine's emission modules from its ``get_config()``."""
-    kind = config.get("type")
-    if kind == "gaussian":
-        return GaussianEmission(
-            config["num_states"], config["obs_dim"], config["covariance_type"], config["min_covar"],
-            num_tied_groups=config.get("num_tied_groups", 1), dtype=dtype,
-        )
-    if kind == "mixture":
-        return MixtureGaussianEmission(
-            config["num_states"], config["obs_dim"], config["num_mixtures"], config["covariance_type"],
-            config["min_covar"], config.get("weight_pseudocount", 0.0), dtype=dtype,
-        )
-    if kind == "categorical":
-        return CategoricalEmission(config["num_states"], config["num_symbols"], config.get("pseudocount", 0.0), dtype=dtype)
-    raise InvalidParameterError(f"cannot rebuild an emission of type {kind!r}")
-
-
-class SemiMarkovHMM(TrainableMixin, nn.Module):
+class SemiMarkovHMM(BaseHMM):
     """Hidden semi-Markov model with explicit state durations.
 
     Args:
@@ -82,7 +64,19 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         init: "auto" (k-means for ergodic/custom, uniform segmentation for chains), "kmeans",
             "uniform" or "none".
         dtype: float32 (default) or float64.
+
+    Inputs, parameters, device/dtype, the impossible-sequence policy and gradients are those
+    of :class:`~hmm_engine.models.base.BaseHMM`: ``model(x, lengths)`` is the differentiable
+    log-likelihood (analytic gradient through :func:`~hmm_engine.inference.hsmm.hsmm_log_likelihood`;
+    the duration log-pmf gets a gradient too when its parameters require one).
     """
+
+    _start_name = "log_startprob_"
+    _trans_name = "log_transmat_"
+    _forbidden_message = (
+        "puts probability on moves the topology forbids (self-loops are not allowed in a "
+        "semi-Markov model: durations model the stay)"
+    )
 
     def __init__(
         self,
@@ -154,19 +148,13 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         mask = transition_mask(topology, K, max_skip) & ~eye
         self.register_buffer("transition_mask", mask)
         self.register_buffer("start_mask", start_mask(topology, K))
-        self.register_buffer("log_startprob_", torch.zeros(K, dtype=dtype))
-        self.register_buffer("log_transmat_", torch.zeros(K, K, dtype=dtype))
+        # Parameters (log-probabilities, normalised by a masked log-softmax): EM writes them,
+        # gradient training moves them. Names kept from earlier files.
+        self.log_startprob_ = nn.Parameter(torch.zeros(K, dtype=dtype))
+        self.log_transmat_ = nn.Parameter(torch.zeros(K, K, dtype=dtype))
         self._reset_chain()
 
     # ------------------------------------------------------------------ parameters
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.log_startprob_.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.log_startprob_.device
-
     def _uniform_transmat(self) -> Tensor:
         mask = self.transition_mask.to(torch.float64)
         return mask / mask.sum(-1, keepdim=True).clamp_min(1.0)
@@ -176,58 +164,6 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
             start = self.start_mask.to(torch.float64)
             self.log_startprob_.copy_((start / start.sum()).log())
             self.log_transmat_.copy_(self._uniform_transmat().log())
-
-    def log_startprob(self) -> Tensor:
-        """``[K]``."""
-        return self.log_startprob_
-
-    def log_transmat(self) -> Tensor:
-        """``[K, K]``; the diagonal and forbidden moves are exactly ``-inf``."""
-        return self.log_transmat_
-
-    @property
-    def startprob(self) -> Tensor:
-        """``[K]`` initial-state probabilities."""
-        return self.log_startprob_.exp()
-
-    @startprob.setter
-    def startprob(self, value: ArrayLike) -> None:
-        value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value, dtype=torch.float64)
-        if value.shape != (self.num_states,):
-            raise InvalidParameterError(f"startprob must be [{self.num_states}], got {tuple(value.shape)}")
-        self._check_rows(value[None], self.start_mask[None].cpu(), "startprob")
-        with torch.no_grad():
-            self.log_startprob_.copy_(value.log())
-
-    @property
-    def transmat(self) -> Tensor:
-        """``[K, K]`` segment-to-segment transition probabilities (zero diagonal)."""
-        return self.log_transmat_.exp()
-
-    @transmat.setter
-    def transmat(self, value: ArrayLike) -> None:
-        value = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value, dtype=torch.float64)
-        K = self.num_states
-        if value.shape != (K, K):
-            raise InvalidParameterError(f"transmat must be [{K}, {K}], got {tuple(value.shape)}")
-        self._check_rows(value, self.transition_mask.cpu(), "transmat")
-        with torch.no_grad():
-            self.log_transmat_.copy_(value.log())
-
-    @staticmethod
-    def _check_rows(value: Tensor, mask: Tensor, name: str) -> None:
-        """Rows must be distributions over allowed entries; rows with nothing allowed are zero."""
-        if not torch.isfinite(value).all() or (value < 0).any():
-            raise InvalidParameterError(f"{name} must be finite and non-negative")
-        if (value[~mask] != 0).any():
-            raise InvalidParameterError(
-                f"{name} puts probability on moves the topology forbids (self-loops are not allowed in a "
-                "semi-Markov model: durations model the stay)"
-            )
-        sums = value.sum(-1)
-        want = mask.any(-1).to(value.dtype)
-        if not torch.allclose(sums, want, atol=1e-5, rtol=0):
-            raise InvalidParameterError(f"every row of {name} must sum to 1, got sums {sums.tolist()[:8]}")
 
     @property
     def durations(self) -> Tensor:
@@ -249,90 +185,47 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         trans = int((per_row - 1).clamp_min(0).sum())
         return start + trans + int(self.duration.num_free_parameters()) + int(self.emission.num_free_parameters())
 
-    # ------------------------------------------------------------------ inputs
-    def prepare(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor, bool]:
-        """Padded batch ``(x [B, T, ...], lengths [B], unbatched)`` in this model's dtype/device.
-
-        Raises:
-            InvalidInputError: malformed input, or a sequence shorter than ``min_duration``
-                (unless ``right_censored``).
-        """
-        x, lengths, unbatched = prepare_inputs(x, lengths, getattr(self.emission, "event_dims", 1), self.dtype, self.device)
-        # Under right-censoring a short sequence is one cut segment, which is possible.
-        short = lengths < self.min_duration
-        if short.any() and not self.right_censored:
-            raise InvalidInputError(
-                f"sequences {short.nonzero().flatten().tolist()} are shorter than min_duration={self.min_duration} frames"
-            )
-        return x, lengths, unbatched
-
-    def emission_log_likelihood(self, x: Tensor) -> Tensor:
-        """``[B, T, ...] -> [B, T, K]``."""
-        out = self.emission(x)
-        if out.shape[:2] != x.shape[:2] or out.shape[-1] != self.num_states:
-            raise InvalidParameterError(
-                f"emission returned shape {tuple(out.shape)}, expected [{x.shape[0]}, {x.shape[1]}, {self.num_states}]"
-            )
-        return out
-
     def _threads(self):
         """Single intra-op thread on CPU: this model's work is many small kernels, for which
         thread hand-offs cost more than they save (measured 3-10x on 2 cores)."""
         return single_thread() if self.device.type == "cpu" else contextlib.nullcontext()
 
     def _params(self):
-        return self.log_startprob_, self.log_transmat_, self.duration.log_pmf()
+        """``(log_startprob [K], log_transmat [K, K], log_durations [K, Dmax])``, differentiable."""
+        return self.log_startprob(), self.log_transmat(), self.duration.log_pmf()
 
-    def _raise_impossible(self, log_lik: Tensor, lengths: Tensor) -> None:
-        bad = ~torch.isfinite(log_lik)
-        if bad.any():
-            idx = bad.nonzero().flatten().tolist()
-            raise InvalidInputError(
-                f"sequences {idx} (lengths {lengths[bad].tolist()}) have zero probability under the model: "
-                f"with durations {self.min_duration}..{self.max_duration} frames and the "
-                f"'{self.topology}' topology they cannot be segmented"
-                + ("" if self.right_censored else " (right_censored=True allows a cut last segment)")
-            )
+    def _impossible_message(self, bad: List[int], lengths: Tensor) -> str:
+        short = [b for b in bad if int(lengths[b]) < self.min_duration]
+        return (
+            f"sequences {bad} (lengths {lengths[bad].tolist()}) have zero probability under the model: "
+            + (f"sequences {short} are shorter than min_duration={self.min_duration} frames; " if short else "")
+            + f"with durations {self.min_duration}..{self.max_duration} frames and the "
+            f"'{self.topology}' topology they cannot be segmented"
+            + ("" if self.right_censored else " (right_censored=True allows a cut last segment)")
+        )
 
-    # ------------------------------------------------------------------ inference
-    def forward_backward(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
-        """State posteriors ``[B, T, K]`` (0 past each length) and log-likelihoods ``[B]``."""
-        x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad(), self._threads():
-            res = hsmm.hsmm_forward_backward(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
-        self._raise_impossible(res.log_likelihood, lengths)
+    # ------------------------------------------------------------------ inference (prepared inputs)
+    def _log_likelihood(self, log_obs: Tensor, lengths: Tensor) -> Tensor:
+        return hsmm.hsmm_log_likelihood(*self._params(), log_obs, lengths, self.right_censored)
+
+    def _posteriors(self, log_obs: Tensor, lengths: Tensor):
+        res = hsmm.hsmm_forward_backward(*self._params(), log_obs, lengths, self.right_censored)
         return res.posteriors, res.log_likelihood
 
-    def predict_proba(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
-        """hmmlearn's name for the posteriors."""
-        return self.forward_backward(x, lengths)[0]
+    def _viterbi(self, log_obs: Tensor, lengths: Tensor) -> HSMMViterbiResult:
+        return hsmm.hsmm_viterbi(*self._params(), log_obs, lengths, self.right_censored)
 
-    def _viterbi(self, x, lengths):
-        x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad(), self._threads():
-            res = hsmm.hsmm_viterbi(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
-        self._raise_impossible(res.score, lengths)
-        return res
+    @cpu_single_thread
+    def viterbi_segments(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> List[List[StateSegment]]:
+        """Best segmentation of each sequence: lists of ``StateSegment(state, start, end)``
+        in frames, end exclusive."""
+        return self._decode(x, lengths).segments
 
-    def viterbi_decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tuple[Tensor, Tensor]:
-        """Best frame paths ``[B, T]`` (int64, -1 past each length) and their log-probabilities ``[B]``."""
-        res = self._viterbi(x, lengths)
-        return res.path, res.score
-
-    def viterbi_segments(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> List[List[Segment]]:
-        """Best segmentation of each sequence: lists of ``Segment(state, start, end)``, end exclusive."""
-        return self._viterbi(x, lengths).segments
-
-    def decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None):
-        """``(path [B, T], score [B], segments)`` in one pass."""
-        res = self._viterbi(x, lengths)
-        return res.path, res.score, res.segments
-
-    def score(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> Tensor:
-        """Log-likelihood ``[B]`` of each sequence (``-inf`` if it cannot be segmented)."""
-        x, lengths, _ = self.prepare(x, lengths)
-        with torch.no_grad(), self._threads():
-            return hsmm.hsmm_log_likelihood(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
+    @cpu_single_thread
+    def decode(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> HSMMViterbiResult:
+        """:class:`~hmm_engine.inference.results.HSMMViterbiResult` ``(path [B, T], score [B],
+        segments)`` in one pass."""
+        return self._decode(x, lengths)
 
     def stream(self, lag: Optional[int] = None):
         """Online decoding over (state, frames so far): see :mod:`hmm_engine.inference.streaming`
@@ -356,7 +249,7 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         """Like :meth:`sample`, also returning the segment lists."""
         if int(num_sequences) < 1 or int(length) < 1:
             raise InvalidInputError("num_sequences and length must be >= 1")
-        gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+        gen = self._generator(seed)
         with torch.no_grad():
             log_start, log_trans, log_dur = (p.detach().cpu().to(torch.float64) for p in self._params())
             drawn = hsmm.hsmm_sample(
@@ -455,7 +348,7 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
         ``num_frames`` (0-d), all float64 except the emission's own.
         """
         with torch.no_grad(), self._threads():
-            res = hsmm.hsmm_forward_backward(self.emission_log_likelihood(x), *self._params(), lengths, self.right_censored)
+            res = hsmm.hsmm_forward_backward(*self._params(), self.emission_log_likelihood(x), lengths, self.right_censored)
             self._raise_impossible(res.log_likelihood, lengths)
             frames, mask = real_frames(x, lengths)
             stats = self.emission.accumulate(frames, res.posteriors[mask])
@@ -511,7 +404,7 @@ class SemiMarkovHMM(TrainableMixin, nn.Module):
             config["max_duration"],
             duration=duration_from_config(config["duration"]),
             min_duration=config["min_duration"],
-            emission=_emission_from_config(config["emission"], torch.float32),
+            emission=emission_from_config(config["emission"], torch.float32),
             topology=topology,
             max_skip=config["max_skip"],
             right_censored=config["right_censored"],
