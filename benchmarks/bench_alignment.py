@@ -53,7 +53,7 @@ import torch  # noqa: E402
 
 from dataclasses import replace  # noqa: E402
 
-from hmm_engine.alignment.aligner import (  # noqa: E402
+from hmm_engine.alignment import (  # noqa: E402
     SINGLE_UTTERANCE_FEATURES,
     align_features,
     align_utterance,
@@ -61,7 +61,7 @@ from hmm_engine.alignment.aligner import (  # noqa: E402
     prepare_transcript,
     transcript_fit,
 )
-from hmm_engine.alignment.corpus import MIN_FRAMES_PER_GAUSSIAN, MODEL_FILE, align_corpus, train_labelled  # noqa: E402
+from hmm_engine.alignment import MIN_FRAMES_PER_GAUSSIAN, MODEL_FILE, align_corpus, train_labelled  # noqa: E402
 from hmm_engine.alignment.metrics import boundary_classes, compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa: E402

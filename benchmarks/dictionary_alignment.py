@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from bench_alignment import ensure_corpus  # noqa: E402
-from hmm_engine.alignment.corpus import align_corpus  # noqa: E402
+from hmm_engine.alignment import align_corpus  # noqa: E402
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid  # noqa: E402
 from hmm_engine.alignment.transcripts import dictionary_to_words, read_dictionary  # noqa: E402

@@ -53,9 +53,9 @@ from torch import nn  # noqa: E402
 
 from bench_alignment import ensure_corpus, score  # noqa: E402
 from hmm_engine.alignment import phone_models as phone_models_module  # noqa: E402
-from hmm_engine.alignment.aligner import align_features, utterance_stats  # noqa: E402
-from hmm_engine.alignment.corpus import (  # noqa: E402
-    align_corpus, find_corpus_files, load_corpus, load_labelled_segments, train_corpus, train_labelled,
+from hmm_engine.alignment import align_features, utterance_stats  # noqa: E402
+from hmm_engine.alignment import (  # noqa: E402
+    align_corpus, find_corpus_files, load_corpus, load_labelled_segments, train_corpus, train_labelled, TrainingConfig,
 )
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.segments import Segment  # noqa: E402
@@ -63,7 +63,9 @@ from hmm_engine.alignment.textgrids import read_textgrid, write_textgrid  # noqa
 from hmm_engine.frontend.audio import load_audio  # noqa: E402
 from hmm_engine.frontend.features import FeatureConfig, extract_features  # noqa: E402
 
-CORPUS_SETTINGS = dict(num_mixtures=4, iterations=20)  # the CLI's defaults
+# The CLI's defaults (align_corpus): global flat start annealed from 0.1, 4 Gaussians, 20 iterations.
+CORPUS_TRAINING = TrainingConfig(num_mixtures=4, iterations=20, init="global", anneal=0.1,
+                                 min_frames_per_gaussian=50.0)
 QUIET = dict(show_progress=False, report=lambda line: None)
 METHODS = ("lda", "refine", "hybrid", "cmvn", "per-synth", "per-voice", "voice-map", "map")
 
@@ -140,8 +142,7 @@ def lda(models: PhoneModels, loaded, scorer: Scorer, context: int = 4, dims: int
         originals[z.data_ptr()] = phone_models_module.acoustic_cues(features.values, features.config)
         projected.append((item, dataclasses.replace(features, values=z), transcript))
     with cues_from(originals):
-        lda_models, _ = train_corpus([(f, t) for _, f, t in projected], init="global", anneal=0.1,
-                                     min_frames_per_gaussian=50.0, **CORPUS_SETTINGS)
+        lda_models, _ = train_corpus([(f, t) for _, f, t in projected], CORPUS_TRAINING)
         out = scorer.write("lda", projected, lambda f, t: align_features(f, t, lda_models, False).phones)
     scorer.row(f"lda: spliced +-{context} statics -> {dims} dims, trained again", out, time.perf_counter() - t0)
 
@@ -243,8 +244,7 @@ def voice_cmvn(loaded, scorer: Scorer) -> None:
         mean, std = stats[voice[item.name]]
         values = ((features.values.double() - mean) / std).float()
         normalised.append((item, dataclasses.replace(features, values=values, config=loaded[0][1].config), transcript))
-    models, _ = train_corpus([(f, t) for _, f, t in normalised], init="global", anneal=0.1,
-                             min_frames_per_gaussian=50.0, **CORPUS_SETTINGS)
+    models, _ = train_corpus([(f, t) for _, f, t in normalised], CORPUS_TRAINING)
     out = scorer.write("cmvn", normalised, lambda f, t: align_features(f, t, models, False).phones)
     scorer.row(f"cmvn: per voice ({len(stats)} voices) instead of per utterance", out, time.perf_counter() - t0)
 
@@ -282,8 +282,7 @@ def per_group(loaded, scorer: Scorer, by: str) -> None:
         name = entry[0].name
         groups.setdefault(name.split("_")[0] if by == "synth" else voice[name], []).append(entry)
     for entries in groups.values():
-        models, _ = train_corpus([(f, t) for _, f, t in entries], init="global", anneal=0.1,
-                                 min_frames_per_gaussian=50.0, **CORPUS_SETTINGS)
+        models, _ = train_corpus([(f, t) for _, f, t in entries], CORPUS_TRAINING)
         scorer.write(f"per_{by}", entries, lambda f, t: align_features(f, t, models, False).phones)
     title = "each synthesizer" if by == "synth" else f"each voice ({len(groups)})"
     scorer.row(f"per-{by}: {title} trained on its own utterances", scorer.work / f"per_{by}",
@@ -355,7 +354,7 @@ def main(argv=None) -> int:
         work = Path(tmp)
         t0 = time.perf_counter()
         flat = align_corpus(args.corpus, work / "flat", phones=True, transcript_suffix=".phones.lab",
-                            device="cpu", **CORPUS_SETTINGS, **QUIET)
+                            device="cpu", num_mixtures=4, iterations=20, **QUIET)
         models = PhoneModels.load(flat.models_path)
         files, _ = find_corpus_files(args.corpus, ".phones.lab")
         loaded = [entry for entry in load_corpus(files, True, models.feature_config)[0]

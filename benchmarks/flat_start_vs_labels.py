@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from bench_alignment import ensure_corpus, score  # noqa: E402
-from hmm_engine.alignment.aligner import align_features, reestimate, utterance_posteriors  # noqa: E402
-from hmm_engine.alignment.corpus import align_corpus, find_corpus_files, load_corpus, train_labelled  # noqa: E402
+from hmm_engine.alignment import align_features, reestimate, utterance_posteriors  # noqa: E402
+from hmm_engine.alignment import align_corpus, find_corpus_files, load_corpus, train_labelled  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 from hmm_engine.alignment.textgrids import write_textgrid  # noqa: E402
 

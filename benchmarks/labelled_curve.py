@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from bench_alignment import ensure_corpus, score  # noqa: E402
-from hmm_engine.alignment.corpus import MIN_FRAMES_PER_GAUSSIAN, align_corpus, train_labelled  # noqa: E402
+from hmm_engine.alignment import MIN_FRAMES_PER_GAUSSIAN, align_corpus, train_labelled  # noqa: E402
 from hmm_engine.alignment.phone_models import PhoneModels  # noqa: E402
 
 

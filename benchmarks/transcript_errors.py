@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import torch  # noqa: E402
 
 from bench_alignment import ensure_corpus  # noqa: E402
-from hmm_engine.alignment.corpus import align_corpus  # noqa: E402
+from hmm_engine.alignment import align_corpus  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid  # noqa: E402
 
 KINDS = ("swapped", "substituted", "deleted", "inserted")

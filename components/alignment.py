@@ -1,6 +1,6 @@
 """Forced alignment for the dashboard: audio + transcript (+ reference TextGrid) -> results.
 
-The alignment is ``hmm_engine.alignment.aligner.align_utterance`` (tied left-to-right phone
+The alignment is ``hmm_engine.alignment.align_utterance`` (tied left-to-right phone
 HMMs trained on the utterance by flat start + EM, then Viterbi); this module adds the
 dashboard's caches, timings, memory, scoring against a reference TextGrid with
 ``hmm_engine.alignment.metrics.compare_tiers`` and the downloads.
@@ -41,7 +41,7 @@ def aligner_defaults() -> dict:
     """The aligner's own defaults (its authors measured them): states per phone, EM iterations."""
     import inspect
 
-    from hmm_engine.alignment.aligner import align_utterance
+    from hmm_engine.alignment import align_utterance
 
     params = inspect.signature(align_utterance).parameters
     def default(name, fallback):
@@ -175,7 +175,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     states per phone, EM iterations and durations come from the file. With ``dictionary`` (a
     CMUdict / MFA pronunciation dictionary) a text transcript's words are looked up there
     instead of going through espeak-ng."""
-    from hmm_engine.alignment.aligner import (
+    from hmm_engine.alignment import (
         SINGLE_UTTERANCE_FEATURES,
         align_utterance,
         compute_features,
@@ -290,7 +290,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         settings={"transcript_kind": kind, "states_per_phone": spp,
                   "feature_kind": models.feature_config.kind if models is not None else s.feature_kind,
                   "max_iter": iters, "device": s.device, "seed": int(s.seed), "durations": durations,
-                  "aligner": "hmm_engine.alignment.aligner.align_utterance",
+                  "aligner": "hmm_engine.alignment.align_utterance",
                   "phone_models": models_name, "dictionary": lexicon_name},
         duration=feats.duration, frame_shift=feats.frame_shift, spectrogram_db=feats.db, freqs=feats.freqs,
         phones=hyp, words=words, reference=_as_like(reference), reference_tier=ref_name, metrics=metrics,
@@ -299,7 +299,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         rtf=compute / max(feats.duration, 1e-9),
     )
     result.history = list(out.history)
-    result.transcript_fit = fit
+    result.transcript_fit = fit.as_dict() if fit is not None else None
     result.warnings = warnings
     result.pieces = pieces
     with timer.stage("exports"):

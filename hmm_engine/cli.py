@@ -299,7 +299,7 @@ def run_train_labelled(args: argparse.Namespace, out: TextIO | None = None) -> i
     """Train on labelled boundaries; returns 0, or 1 when nothing could be trained on or the options are invalid."""
     import torch
 
-    from hmm_engine.alignment.corpus import train_labelled
+    from hmm_engine.alignment import train_labelled
     from hmm_engine.frontend.features import FeatureConfig
 
     out = out if out is not None else sys.stdout
@@ -337,7 +337,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Align a corpus; returns 0, or 1 when nothing could be aligned or the options are invalid."""
     import torch
 
-    from hmm_engine.alignment.corpus import align_corpus
+    from hmm_engine.alignment import align_corpus
     from hmm_engine.alignment.phone_models import PhoneModels
     from hmm_engine.frontend.features import FeatureConfig
 

@@ -47,6 +47,13 @@ def save(model: torch.nn.Module, path: Union[str, Path]) -> Path:
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    return write_atomically(payload, path)
+
+
+def write_atomically(payload: dict, path: Union[str, Path]) -> Path:
+    """``torch.save(payload)`` to a temporary file beside ``path``, fsync, then rename it into
+    place: a crash leaves the old file or the new one, never half of one. Returns the path."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

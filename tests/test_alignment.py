@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from hmm_engine.alignment.aligner import (
+from hmm_engine.alignment import (
     align_utterance,
     compute_features,
     flat_start_stats,
     prepare_transcript,
     utterance_stats,
 )
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, find_corpus_files
+from hmm_engine.alignment import MODEL_FILE, align_corpus, find_corpus_files
 from hmm_engine.alignment.exports import read_segments_csv, read_segments_json
 from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
 from hmm_engine.alignment.phone_models import PhoneModels
@@ -598,7 +598,7 @@ def test_transcript_fit_points_at_a_wrong_phone(sample_corpus_alignment):
     """With fixed models, the right transcript fits its audio better than one with a phone
     substituted, and the worst-fitting phone of the wrong one is the substitute, where the
     reference phone it replaced was spoken."""
-    from hmm_engine.alignment.aligner import align_features, transcript_fit
+    from hmm_engine.alignment import align_features, transcript_fit
 
     out, _ = sample_corpus_alignment
     models = PhoneModels.load(out / MODEL_FILE)
@@ -611,18 +611,18 @@ def test_transcript_fit_points_at_a_wrong_phone(sample_corpus_alignment):
     for key, sequence in (("right", phones), ("wrong", wrong)):
         transcript = prepare_transcript(phones=sequence)
         fits[key] = transcript_fit(models, features, align_features(features, transcript, models))
-    assert fits["wrong"]["transcript_fit_per_frame"] < fits["right"]["transcript_fit_per_frame"]
-    assert fits["wrong"]["worst_phone_fit"] < fits["right"]["worst_phone_fit"]
-    assert fits["wrong"]["worst_phone"] == "s"
+    assert fits["wrong"].transcript_fit_per_frame < fits["right"].transcript_fit_per_frame
+    assert fits["wrong"].worst_phone_fit < fits["right"].worst_phone_fit
+    assert fits["wrong"].worst_phone == "s"
     reference = read_textgrid(SYNTH / f"{name}.TextGrid", tier="phones")["phones"][5]
     assert reference.label == "oy"
-    assert reference.start - 0.1 <= fits["wrong"]["worst_phone_start_s"] <= reference.end
+    assert reference.start - 0.1 <= fits["wrong"].worst_phone_start_s <= reference.end
 
 
 def test_corpus_writes_the_alignment_analysis_worst_fit_first(sample_corpus_alignment):
     import csv
 
-    from hmm_engine.alignment.corpus import ANALYSIS_COLUMNS, ANALYSIS_FILE
+    from hmm_engine.alignment import ANALYSIS_COLUMNS, ANALYSIS_FILE
 
     out, report = sample_corpus_alignment
     assert report.analysis_path == out / ANALYSIS_FILE
@@ -655,7 +655,7 @@ def test_alignment_analysis_with_context_states(tmp_path):
 def test_utterances_too_long_to_align_in_one_piece_are_refused(tmp_path, monkeypatch):
     """Above MAX_CHAIN_CELLS (frames x chain states) an utterance gets a clear error before any
     DP runs: align_utterance raises, corpus mode skips exactly the files over the limit."""
-    from hmm_engine.alignment import aligner
+    from hmm_engine.alignment import inputs
 
     sizes = {}
     for wav in sorted(SYNTH.glob("*.wav")):
@@ -663,7 +663,7 @@ def test_utterances_too_long_to_align_in_one_piece_are_refused(tmp_path, monkeyp
         frames = compute_features(wav).num_frames
         sizes[wav.stem] = frames * (len(prepare_transcript(phones=phones).phones)) * 3
     limit = sorted(sizes.values())[len(sizes) // 2]
-    monkeypatch.setattr(aligner, "MAX_CHAIN_CELLS", limit)
+    monkeypatch.setattr(inputs, "MAX_CHAIN_CELLS", limit)
     lines: list[str] = []
     report = align_corpus(SYNTH, tmp_path / "out", phones=True, transcript_suffix=".phones.lab", iterations=2,
                           num_mixtures=1, show_progress=False, report=lines.append)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled
+from hmm_engine.alignment import MODEL_FILE, align_corpus, train_labelled
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.textgrids import read_textgrid
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from brute import segmentations
-from hmm_engine.alignment.aligner import align_utterance, prepare_transcript, viterbi_segments
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus
+from hmm_engine.alignment import MODEL_FILE, align_corpus, align_utterance, prepare_transcript, viterbi_segments
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
 from hmm_engine.frontend.features import FeatureConfig, Features
@@ -209,8 +208,8 @@ def test_explicit_duration_models_survive_save_load(tmp_path):
     transcript = prepare_transcript(phones="a b")
     a = viterbi_segments(result.models, feats, transcript)
     b = viterbi_segments(loaded, feats, transcript)
-    assert [(s.label, s.start, s.end) for s in a["phones"]] == [(s.label, s.start, s.end) for s in b["phones"]]
-    assert a["log_likelihood"] == pytest.approx(b["log_likelihood"], abs=1e-9)
+    assert [(s.label, s.start, s.end) for s in a.phones] == [(s.label, s.start, s.end) for s in b.phones]
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, abs=1e-9)
 
 
 def test_duration_option_errors():

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from hmm_engine.alignment.aligner import compute_features
-from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, train_labelled
+from hmm_engine.alignment import compute_features
+from hmm_engine.alignment import MODEL_FILE, align_corpus, train_labelled
 from hmm_engine.alignment.metrics import SILENCE_LABELS, compare_tiers, pool_comparisons
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.segments import frame_labels_from_segments

@@ -77,7 +77,7 @@ def test_class_knowledge_improves_single_utterance_alignment_on_sample():
     durations (the defaults) 85.5. The thresholds leave a few points of margin."""
     from pathlib import Path
 
-    from hmm_engine.alignment.aligner import align_utterance
+    from hmm_engine.alignment import align_utterance
     from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
     from hmm_engine.alignment.textgrids import read_textgrid
 

@@ -16,7 +16,7 @@ chain position of class ``c`` then gets ``scale * (LOUDNESS[c] * z_energy[t] + T
 z_tilt[t])`` added to its emission log-likelihood at frame ``t`` (:func:`prior_scores`). The
 weights are fixed numbers written from the two facts above, not fitted to any data; only
 ``scale`` was chosen, on synthetic tuning corpora (see
-:mod:`hmm_engine.alignment.aligner`).
+docs/alignment-tuning.md).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from hmm_engine.durations import DURATION_TYPES, make_duration
 from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, ModelFileError
 from hmm_engine.frontend.features import FeatureConfig
+from hmm_engine.serialization import write_atomically
 from hmm_engine.inference.chain import Chain, Loop
 
 FORMAT = "hmm_studio.phone_models"
@@ -258,7 +259,7 @@ class PhoneModels(nn.Module):
         own; phones of unknown class and states never seen keep their maximum-likelihood
         mean). On one utterance most phones occur once or twice: without the pull a phone's
         Gaussian can drift towards its neighbours' frames and the whole alignment slides;
-        measured in :mod:`hmm_engine.alignment.aligner`. The covariances stay the maximum-
+        measured in docs/alignment-tuning.md. The covariances stay the maximum-
         likelihood ones given the statistics (an empirical-Bayes step, not exact EM).
         """
         self.emission.m_step(stats)
@@ -585,12 +586,11 @@ class PhoneModels(nn.Module):
         )
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write config + parameters to ``path`` (``torch.save``; written atomically)."""
+        """Write config + parameters to ``path`` (``torch.save`` of plain data, atomic and fsynced
+        through :func:`hmm_engine.serialization.write_atomically`, like every other model)."""
         payload = {"format": FORMAT, "version": VERSION, "config": self.get_config(),
                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
-        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        write_atomically(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: str | torch.device = "cpu") -> "PhoneModels":

@@ -1,5 +1,5 @@
 """Transcripts: phone strings, text -> phones through espeak-ng or a pronunciation dictionary,
-and the phone sequence to align.
+and the phone sequence to align (:func:`prepare_transcript`: phones, optional silences, word spans).
 
 ``text_to_phones`` runs the ``espeak-ng`` program once per word (``-q -x --sep=' '``), so each
 word keeps its own phones even where espeak-ng would merge or re-split words in running
@@ -20,9 +20,9 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 from hmm_engine import limits
 from hmm_engine.errors import TranscriptError
@@ -287,3 +287,102 @@ def build_phone_sequence(
     if edge_silence:
         phones.append(silence)
     return phones, spans
+
+
+# --------------------------------------------------------------------------- the sequence to align
+
+SilenceOption = Literal["optional", "always", "never"]
+
+@dataclass(frozen=True)
+class PreparedTranscript:
+    """The phone sequence to align.
+
+    Attributes:
+        phones: ``[P]`` symbols, silences included.
+        optional: ``[P]`` True where the phone may be skipped (silences we added).
+        spans: one :class:`WordSpan` per word (empty for bare phones).
+        words: the words it was built from (empty for bare phones), with any dictionary
+            variants (:func:`~hmm_engine.alignment.pronunciations.choose_pronunciations`).
+    """
+
+    phones: list[str]
+    optional: list[bool]
+    spans: list[WordSpan]
+    words: list[Word] = field(default_factory=list)
+
+
+def prepare_transcript(
+    phones: str | Sequence[str] | None = None,
+    words: str | Sequence[Word] | None = None,
+    silence: str = "sil",
+    edge_silence: SilenceOption = "optional",
+    word_silence: SilenceOption = "optional",
+    voice: str = "en-us",
+    dictionary: Dictionary | None = None,
+) -> PreparedTranscript:
+    """Build the phone sequence of a transcript, with silences.
+
+    Args:
+        phones: space-separated phones or a list of phones (any symbol set).
+        words: orthographic text (converted with espeak-ng, or looked up in ``dictionary``)
+            or a list of :class:`Word`.
+        silence: silence symbol.
+        edge_silence: ``"optional"`` (skippable ``silence`` at each edge), ``"always"`` or
+            ``"never"``. No silence is added at an edge that already has one.
+        word_silence: the same between words (words only).
+        voice: espeak-ng voice for ``words`` text.
+        dictionary: a pronunciation dictionary (:func:`~hmm_engine.alignment.transcripts.read_dictionary`)
+            for ``words`` text instead of espeak-ng; each word starts with its first pronunciation.
+
+    Raises:
+        TranscriptError: neither or both of phones/words given, empty transcript, bad option,
+            a word missing from ``dictionary``.
+    """
+    for name, value in (("edge_silence", edge_silence), ("word_silence", word_silence)):
+        if value not in ("optional", "always", "never"):
+            raise TranscriptError(f"{name} must be 'optional', 'always' or 'never', got {value!r}")
+    if (phones is None) == (words is None):
+        raise TranscriptError("give exactly one of phones= or words=")
+    if phones is not None:
+        items: list = parse_phones(phones) if isinstance(phones, str) else list(phones)
+    elif isinstance(words, str):
+        items = dictionary_to_words(words, dictionary) if dictionary is not None else text_to_phones(words, voice=voice)
+    else:
+        items = list(words)
+    if not items:
+        raise TranscriptError("transcript is empty: nothing to align")
+    seq, spans = build_phone_sequence(items, silence=silence, edge_silence=False,
+                                      word_silence=word_silence != "never")
+    optional = [False] * len(seq)
+    if word_silence == "optional":
+        # build_phone_sequence puts a silence between words: mark exactly those optional.
+        inner = {span.start - 1 for span in spans[1:]}
+        optional = [i in inner and p == silence for i, p in enumerate(seq)]
+    if edge_silence != "never":
+        flag = edge_silence == "optional"
+        if seq[0] != silence:
+            seq.insert(0, silence)
+            optional.insert(0, flag)
+            spans = [WordSpan(s.text, s.start + 1, s.end + 1) for s in spans]
+        if seq[-1] != silence:
+            seq.append(silence)
+            optional.append(flag)
+    if all(p == silence for p in seq):
+        raise TranscriptError("the transcript holds only silence: nothing to align")
+    return PreparedTranscript(seq, optional, spans, [w for w in items if isinstance(w, Word)])
+
+
+
+def with_pronunciation(transcript: PreparedTranscript, index: int, phones: Sequence[str]) -> PreparedTranscript:
+    """``transcript`` with word ``index`` spoken as ``phones`` (the spans after it shifted)."""
+    span = transcript.spans[index]
+    delta = len(phones) - (span.end - span.start)
+    spans = [s if i < index else WordSpan(s.text, s.start + (delta if i > index else 0), s.end + delta)
+             for i, s in enumerate(transcript.spans)]
+    words = list(transcript.words)
+    words[index] = replace(words[index], phones=tuple(phones))
+    return PreparedTranscript(
+        transcript.phones[:span.start] + list(phones) + transcript.phones[span.end:],
+        transcript.optional[:span.start] + [False] * len(phones) + transcript.optional[span.end:],
+        spans, words,
+    )
