@@ -37,6 +37,20 @@ TTS_GRID = dict(sample_rate=22050, hop_length=256, win_length=1024, center=True)
 # ------------------------------------------------------------------------------ transcript
 
 
+# The Align tab's intro: what to expect, honestly (figures: benchmarks/real_speech.py and
+# benchmarks/bench_alignment.py; docs/real-recordings.md).
+ALIGN_INTRO = (
+    "Forced alignment of one recording: phone models are trained on this clip alone, then Viterbi places every "
+    "phone. Words go through CMUdict (espeak-ng for words it lacks). Background noise before, after and between "
+    "words is kept off the phones. What to expect: on real read speech about 60% of phone boundaries fall within "
+    "20 ms of pocketsphinx's (an aligner trained on real speech), about 80% on clean synthetic speech; "
+    "corpus mode (`hmm-engine align`, many files) or trained *phone models* do better. A phone's confidence is low "
+    "where it lies over background noise or is squeezed to its shortest duration, and a warning says so in words "
+    "when the transcript seems not to fit the audio. Same defaults on the command line: "
+    "`hmm-engine align-one AUDIO TRANSCRIPT OUT.TextGrid`."
+)
+
+
 def aligner_defaults() -> dict:
     """The aligner's own defaults (its authors measured them): states per phone, EM iterations."""
     import inspect
@@ -182,7 +196,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         transcript_fit,
     )
     from hmm_engine.alignment.phone_models import PhoneModels
-    from hmm_engine.alignment.transcripts import read_dictionary
+    from hmm_engine.alignment.transcripts import DEFAULT_LEXICON, read_dictionary
     from hmm_engine.frontend.features import Features
 
     # The aligner's own single-utterance front end (static coefficients, no deltas: with one
@@ -263,7 +277,8 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
                 # The models' own front end (a corpus model uses deltas; the display features do not).
                 progress(0.2, "Viterbi with the given phone models")
                 model_features = compute_features(loaded.audio, models.feature_config)
-                out = align_utterance(model_features, **text, models=models, device=dev, dictionary=lexicon)
+                out = align_utterance(model_features, **text, models=models, device=dev,
+                                      dictionary=lexicon if lexicon is not None else DEFAULT_LEXICON)
                 spp, iters = models.states_per_phone, 0
                 durations = models.duration_type or "hmm"
                 # Models trained elsewhere can judge the transcript (models trained on the clip cannot).
@@ -275,7 +290,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
                 progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
                 out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
                                       device=dev, duration_type=None if durations == "hmm" else durations,
-                                      dictionary=lexicon)
+                                      dictionary=lexicon if lexicon is not None else DEFAULT_LEXICON)
         finally:
             slot.release()
         elapsed = time.perf_counter() - t0 - timer.timings.get("transcript fit", 0.0)
@@ -300,8 +315,8 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     )
     result.history = list(out.history)
     result.transcript_fit = fit.as_dict() if fit is not None else None
-    result.warnings = warnings
     result.pieces = pieces
+    result.warnings = warnings + list(getattr(out, "warnings", []))
     with timer.stage("exports"):
         result.files = write_alignment_exports(result)
     result.timings = dict(timer.timings)

@@ -26,7 +26,7 @@ import gradio as gr
 from components import history as H
 from components import lanes
 from components import pipeline as P
-from components.alignment import aligner_defaults
+from components.alignment import ALIGN_INTRO, aligner_defaults
 from components.guide import HELP, WorkProgress
 from components.lab_ui import build_lab_tab
 from components.runs_ui import (CLICK_CSS, after_analysis, after_analysis_text, build_runs_tab, click_bridge,
@@ -522,6 +522,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                        api_visibility="private", queue=False)
 
         with gr.Tab("Align"):
+            gr.Markdown(ALIGN_INTRO, elem_classes="hmm-note")
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
                     a_audio = gr.Audio(value=initial_audio, sources=["upload", "microphone"], type="filepath",

@@ -32,7 +32,7 @@ from hmm_engine.alignment.metrics import (
 )
 from hmm_engine.alignment.textgrids import read_textgrid
 from hmm_engine.durations import DURATION_TYPES
-from hmm_engine.errors import HMMStudioError
+from hmm_engine.errors import HMMStudioError, TranscriptError
 
 
 def _format(value: float | int) -> str:
@@ -173,6 +173,9 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="align with these trained models (a phone_models.pt, e.g. from train-labelled) instead "
                              "of training; the model, training and front-end options are then ignored")
     _add_long_and_tts_options(parser)
+    parser.add_argument("--speech-prior", type=float, default=None,
+                        help="log-score a speech phone pays per frame of a long stretch of the file's own noise "
+                             "floor (0: off; default hmm_engine.alignment.recipes.SPEECH_PRIOR)")
     parser.set_defaults(run=run_align)
 
 
@@ -376,6 +379,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             acoustic_prior=args.acoustic_prior, models=models, formats=formats, dictionary=args.dictionary,
             pronunciation_rounds=args.pronunciation_rounds, analysis=not args.no_analysis,
             **_mixture_options(args),
+            **({} if args.speech_prior is None else {"speech_prior": args.speech_prior}),
         )
         _finish_extras(args, extras, report, out)
     except HMMStudioError as exc:
@@ -482,6 +486,75 @@ def _print_analysis(report, out: TextIO, shown: int = 3) -> None:
               f"{report.analysis_path}", file=out)
 
 
+def add_align_one_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "align-one",
+        help="align one recording with its transcript (the Align tab's defaults), write a TextGrid",
+        description="Force-align AUDIO with the words (or, with --phones, the phones) in TRANSCRIPT and write "
+                    "OUT.TextGrid (tiers phones and words), training phone models on this one recording with "
+                    "exactly the Align tab's defaults (CMUdict where installed, espeak-ng for other words; "
+                    "non-speech kept off phones). Prints each phone with its confidence and says in words "
+                    "when the transcript seems not to fit the audio. With --models, aligns with trained models "
+                    "(a phone_models.pt from 'align' or 'train-labelled') instead: far more accurate.",
+    )
+    parser.add_argument("audio", type=Path, help="audio file (wav, flac, ogg, mp3)")
+    parser.add_argument("transcript", help="transcript file (a .lab / .txt), or '-' to read it from standard input")
+    parser.add_argument("out", type=Path, help="output TextGrid")
+    parser.add_argument("--phones", action="store_true", help="the transcript holds space-separated phones")
+    parser.add_argument("--dictionary", type=Path, default=None,
+                        help="your pronunciation dictionary (CMUdict / MFA format) instead of the default lexicon")
+    parser.add_argument("--models", type=Path, default=None, help="align with these trained phone models")
+    parser.add_argument("--csv", type=Path, default=None, help="also write the phones with confidences as CSV")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--quiet", action="store_true", help="do not print the phones")
+    parser.set_defaults(run=run_align_one)
+
+
+def run_align_one(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Align one file; returns 0, or 1 with an error line when the input cannot be aligned."""
+    import torch
+
+    from hmm_engine.alignment import align_utterance
+    from hmm_engine.alignment.exports import segments_to_csv
+    from hmm_engine.alignment.phone_models import PhoneModels
+    from hmm_engine.alignment.textgrids import write_textgrid
+    from hmm_engine.alignment.transcripts import DEFAULT_LEXICON, read_dictionary
+    from hmm_engine.threads import single_thread
+
+    out = out if out is not None else sys.stdout
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else \
+        ("cpu" if args.device == "auto" else args.device)
+    try:
+        if args.transcript == "-":
+            text = sys.stdin.read()
+        else:
+            try:
+                text = Path(args.transcript).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise TranscriptError(f"cannot read the transcript '{args.transcript}': {exc}") from None
+        if args.phones and args.dictionary is not None:
+            raise TranscriptError("--dictionary is for word transcripts; --phones gives phones")
+        lexicon = read_dictionary(args.dictionary) if args.dictionary is not None else DEFAULT_LEXICON
+        models = PhoneModels.load(args.models) if args.models is not None else None
+        text_arg = {"phones": text} if args.phones else {"words": text, "dictionary": lexicon}
+        with single_thread():
+            result = align_utterance(args.audio, **text_arg, models=models, device=device)
+        write_textgrid(args.out, result.tiers(), result.duration)
+        if args.csv is not None:
+            segments_to_csv(result.tiers(), args.csv)
+    except HMMStudioError as exc:
+        print(f"error: {exc}", file=out)
+        return 1
+    if not args.quiet:
+        for seg in result.phones:
+            print(f"{seg.start:8.3f} {seg.end:8.3f}  {seg.label:<6} confidence {seg.score:.2f}", file=out)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=out)
+    print(f"aligned {len(result.phones)} segments of {result.duration:.2f} s in {result.timings['total']:.1f} s; "
+          f"wrote {args.out}", file=out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     # "hmm-engine" once installed (console script), "python -m hmm_engine" from a checkout: the same CLI.
     parser = argparse.ArgumentParser(prog="hmm-engine", description="HMM Studio command-line tools")
@@ -489,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_align_parser(subparsers)
     add_train_labelled_parser(subparsers)
+    add_align_one_parser(subparsers)
     return parser
 
 
@@ -498,4 +572,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["main", "build_parser", "add_evaluate_parser", "run_evaluate", "add_align_parser", "run_align",
-           "add_train_labelled_parser", "run_train_labelled", "DEFAULT_THRESHOLDS_MS"]
+           "add_train_labelled_parser", "run_train_labelled", "add_align_one_parser", "run_align_one",
+           "DEFAULT_THRESHOLDS_MS"]

@@ -2,10 +2,21 @@
 its chain, per-segment confidences from forward-backward, optional posterior boundaries, and
 the :class:`AlignmentResult` every alignment mode returns.
 
-Confidence of a phone segment: the mean, over its frames, of the posterior probability
-(forward-backward, same models) of the chain state that Viterbi chose for the frame. It is
-in [0, 1]; near 1 means the models leave little doubt about the boundaries around that
-frame run, low values flag segments whose extent is uncertain.
+Confidence of a phone segment, in [0.001, 1]: the mean, over its frames, of the posterior
+probability (forward-backward, same models) that the frame belongs to the phone Viterbi gave
+it; near 1 means the models leave little doubt about the boundaries around that frame run.
+Two things the models cannot see lower it, because on real recordings they mean a wrong
+alignment whatever the posteriors say:
+
+- a speech phone over stretches that look like the clip's own noise floor
+  (:func:`hmm_engine.frontend.speech.nonspeech_stretches`) is multiplied by the fraction of
+  its frames that are not there;
+- a speech phone squeezed to the fewest frames its states allow is multiplied by
+  :data:`SQUEEZED_FACTOR` (real phones are rarely that short; a transcript with words the audio
+  lacks squeezes them).
+
+The floor of 0.001 keeps every confidence visible as a number (a CSV rounds to 4 decimals).
+:func:`fit_warnings` says in words when the transcript seems not to fit the audio.
 """
 
 from __future__ import annotations
@@ -29,9 +40,16 @@ from hmm_engine.inference.chain import (
     chain_segment_viterbi,
     chain_viterbi,
 )
+from hmm_engine.frontend.speech import nonspeech_stretches, speech_activity
 from hmm_engine.segments import Segment, label_runs
 
 BoundaryOption = Literal["viterbi", "posterior"]
+SQUEEZED_FACTOR = 0.2
+# Mean speech-phone duration above which fit_warnings says the transcript may lack words.
+MAX_MEAN_PHONE_SECONDS = 0.25
+MIN_CONFIDENCE = 0.001
+# Shortest non-speech stretch (frames) that lowers a phone's confidence / counts in the warnings.
+NONSPEECH_FRAMES = 12
 
 
 @dataclass
@@ -105,7 +123,10 @@ def viterbi_segments(
     post = None
     if confidence or boundaries == "posterior":
         post = chain_segment_forward_backward(chain, log_obs, *log_dur) if explicit else chain_forward_backward(chain, log_obs)
-        frame_conf = post.gamma[np.arange(path.shape[0]), path] if confidence else None
+        if confidence:
+            # Posterior of the frame's phone (all its states), not of one state.
+            phone_post = post.gamma.reshape(path.shape[0], len(transcript.phones), -1).sum(2)
+            frame_conf = phone_post[np.arange(path.shape[0]), phone_of[path]]
         log_lik = post.log_likelihood
     frame_phones = phone_of[path]
     shift, duration = features.frame_shift, features.duration
@@ -123,8 +144,18 @@ def viterbi_segments(
             edges = moved
     segments: list[Segment] = []
     phone_extent: dict[int, tuple[float, float]] = {}
+    quiet = nonspeech_stretches(speech_activity(features.values.detach().cpu().numpy(), features.config),
+                                NONSPEECH_FRAMES) if frame_conf is not None else None
+    min_frames = models.states_per_phone
     for k, (index, a, b) in enumerate(runs):
-        seg_score = float(frame_conf[a:b].mean()) if frame_conf is not None else None
+        seg_score = None
+        if frame_conf is not None:
+            seg_score = float(frame_conf[a:b].mean())
+            if transcript.phones[index] != models.silence:
+                seg_score *= 1.0 - float(quiet[a:b].mean())
+                if b - a <= min_frames:
+                    seg_score *= SQUEEZED_FACTOR
+            seg_score = min(1.0, max(MIN_CONFIDENCE, seg_score))
         seg = Segment(transcript.phones[index], edges[k] * shift, min(edges[k + 1] * shift, duration), seg_score)
         segments.append(seg)
         phone_extent[index] = (seg.start, seg.end)
@@ -137,6 +168,51 @@ def viterbi_segments(
                 words.append(Segment(span.text, inside[0][0], inside[-1][1]))
     return Decoded(segments, words, state_ids[path], frame_phones, float(viterbi_score), float(log_lik))
 
+
+
+def fit_warnings(phones: list[Segment], features: Features, silence: str, states_per_phone: int) -> list[str]:
+    """Sentences saying where the transcript seems not to fit the audio (empty when it fits):
+    speech phones over the clip's noise floor, phones squeezed to their minimum duration, and
+    long speech-like stretches aligned to silence (words the transcript may lack). Each starts
+    with "the transcript may not match the audio"."""
+    shift = features.frame_shift
+    activity = speech_activity(features.values.detach().cpu().numpy(), features.config)
+    quiet = nonspeech_stretches(activity, NONSPEECH_FRAMES)
+    speech = [s for s in phones if s.label != silence]
+    notes: list[str] = []
+
+    def frames(seg: Segment) -> tuple[int, int]:
+        return int(round(seg.start / shift)), max(int(round(seg.start / shift)) + 1, int(round(seg.end / shift)))
+
+    over = [s for s in speech if quiet[slice(*frames(s))].mean() >= 0.5]
+    if over:
+        where = ", ".join(f"'{s.label}' at {s.start:.2f} s" for s in over[:4])
+        notes.append(f"{len(over)} speech phone(s) lie mostly over stretches that sound like the recording's "
+                     f"background noise ({where})")
+    squeezed = [s for s in speech if frames(s)[1] - frames(s)[0] <= states_per_phone]
+    if len(squeezed) >= max(3, 0.15 * len(speech)):
+        where = ", ".join(f"'{s.label}' at {s.start:.2f} s" for s in squeezed[:4])
+        notes.append(f"{len(squeezed)} of {len(speech)} phones are squeezed to their shortest possible duration "
+                     f"({where}): the audio may lack words of the transcript")
+    if speech:
+        mean = sum(s.duration for s in speech) / len(speech)
+        if mean > MAX_MEAN_PHONE_SECONDS:
+            notes.append(f"its {len(speech)} phones last {1000 * mean:.0f} ms on average (speech runs at 60-150 ms "
+                         f"a phone): the transcript may lack words spoken in the recording")
+    if activity.informative:
+        loud = (activity.speech_prob > 0.9)
+        for seg in phones:
+            if seg.label != silence:
+                continue
+            a, b = frames(seg)
+            run, best = 0, 0
+            for value in loud[a:b]:
+                run = run + 1 if value else 0
+                best = max(best, run)
+            if best * shift >= 0.3:
+                notes.append(f"{best * shift:.2f} s of speech-like sound inside the silence at {seg.start:.2f}-"
+                             f"{seg.end:.2f} s: the transcript may lack words spoken there")
+    return [f"the transcript may not match the audio: {note}" for note in notes]
 
 
 @dataclass
@@ -155,6 +231,8 @@ class AlignmentResult:
         timings: seconds spent in ``features``, ``training``, ``alignment`` and ``total``.
         frame_shift, duration: seconds.
         models: the phone models used (trained here, or given).
+        warnings: sentences saying where the transcript seems not to fit the audio
+            (:func:`fit_warnings`; empty when nothing looks wrong or without confidences).
     """
 
     phones: list[Segment]
@@ -169,6 +247,7 @@ class AlignmentResult:
     frame_shift: float
     duration: float
     models: PhoneModels = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -177,8 +256,11 @@ class AlignmentResult:
     @classmethod
     def from_decoded(cls, out: Decoded, transcript: PreparedTranscript, history: list[float],
                      timings: dict[str, float], features: Features, models: PhoneModels) -> "AlignmentResult":
+        warnings = []
+        if out.phones and out.phones[0].score is not None:
+            warnings = fit_warnings(out.phones, features, models.silence, models.states_per_phone)
         return cls(out.phones, out.words, out.frame_states, out.frame_phones, transcript, out.log_likelihood,
-                   out.viterbi_score, history, timings, features.frame_shift, features.duration, models)
+                   out.viterbi_score, history, timings, features.frame_shift, features.duration, models, warnings)
 
     def tiers(self) -> dict[str, list[Segment]]:
         """``{"phones": ..., "words": ...}`` for :func:`hmm_engine.alignment.textgrids.write_textgrid`."""

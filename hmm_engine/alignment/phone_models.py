@@ -34,10 +34,14 @@ from hmm_engine.durations import DURATION_TYPES, make_duration
 from hmm_engine.emissions import GaussianEmission, MixtureGaussianEmission
 from hmm_engine.errors import InvalidInputError, InvalidParameterError, ModelFileError
 from hmm_engine.frontend.features import FeatureConfig
+from hmm_engine.frontend.speech import nonspeech_stretches, speech_activity
 from hmm_engine.serialization import write_atomically
 from hmm_engine.inference.chain import Chain, Loop
 
 FORMAT = "hmm_studio.phone_models"
+# Shortest run of non-speech frames (10 ms) that speech phones are kept off (speech_prior):
+# longer than a stop closure, shorter than the pauses the issue counts (150 ms).
+NONSPEECH_MIN_FRAMES = 12
 VERSION = 1
 MIN_STAY, MAX_STAY = 0.05, 0.95  # keep every state able to both stay and leave
 MAX_PHONE_SECONDS = 0.8  # default longest speech phone with explicit durations
@@ -78,6 +82,9 @@ class PhoneModels(nn.Module):
         acoustic_prior: scale >= 0 of the loudness / spectral-tilt prior by broad class
             (:mod:`hmm_engine.alignment.acoustic_prior`) added to the chain's emission scores
             by :meth:`chain_log_obs`; 0 (default) off.
+        speech_prior: log-score >= 0 a speech phone pays per frame inside a long stretch of
+            the clip's own noise floor (:meth:`nonspeech_frames`), added by
+            :meth:`chain_log_obs`; silence pays nothing there. 0 (default) off.
     """
 
     def __init__(
@@ -99,6 +106,7 @@ class PhoneModels(nn.Module):
         max_duration: int | None = None,
         class_prior: float = 0.0,
         acoustic_prior: float = 0.0,
+        speech_prior: float = 0.0,
     ):
         super().__init__()
         phones = sorted(set(phones))
@@ -137,6 +145,9 @@ class PhoneModels(nn.Module):
         if not (isinstance(acoustic_prior, (int, float)) and math.isfinite(acoustic_prior) and acoustic_prior >= 0):
             raise InvalidParameterError(f"acoustic_prior must be a finite number >= 0, got {acoustic_prior!r}")
         self.acoustic_prior = float(acoustic_prior)
+        if not (isinstance(speech_prior, (int, float)) and math.isfinite(speech_prior) and speech_prior >= 0):
+            raise InvalidParameterError(f"speech_prior must be a finite number >= 0, got {speech_prior!r}")
+        self.speech_prior = float(speech_prior)
         self.phone_class = phone_classes(self.phones, silence)
         self.duration_type = None if duration_type is None else str(duration_type).lower()
         if self.duration_type is not None and self.duration_type not in DURATION_TYPES:
@@ -429,15 +440,29 @@ class PhoneModels(nn.Module):
             scores = self.log_likelihood(x, state_ids)
         else:
             scores = self.emission.log_likelihood(x).detach()[:, torch.as_tensor(state_ids, device=x.device).long()]
+        phones = self._state_table()[0]
+        if self.speech_prior > 0:
+            # Non-speech as a model: a speech phone over a long stretch of the clip's own noise
+            # floor pays speech_prior per frame (hmm_engine.frontend.speech); silence does not.
+            stretches = self.nonspeech_frames(x)
+            if stretches.any():
+                speech = np.array([phones[k] != self.silence for k in np.asarray(state_ids)])
+                penalty = -self.speech_prior * np.outer(stretches, speech)
+                scores = scores + torch.from_numpy(penalty).to(device=scores.device, dtype=scores.dtype)
         if self.acoustic_prior <= 0:
             return scores
         cues = acoustic_cues(x, self.feature_config)
         if cues is None:
             return scores
-        phones = self._state_table()[0]
         classes = [self.phone_class.get(phones[k]) for k in np.asarray(state_ids)]
         prior = prior_scores(cues, classes, self.acoustic_prior)
         return scores + torch.from_numpy(prior).to(device=scores.device, dtype=scores.dtype)
+
+    def nonspeech_frames(self, x: Tensor) -> np.ndarray:
+        """``[T]`` bool: frames of ``x`` in long stretches that look like the clip's own noise
+        floor (:func:`hmm_engine.frontend.speech.nonspeech_stretches`)."""
+        activity = speech_activity(x.detach().to("cpu", torch.float64).numpy(), self.feature_config)
+        return nonspeech_stretches(activity, NONSPEECH_MIN_FRAMES)
 
     def transition_stats(self, state_ids: np.ndarray, stay_count: np.ndarray, next_count: np.ndarray,
                          skip_src: np.ndarray, skip_count: np.ndarray) -> dict[str, Tensor]:
@@ -582,7 +607,7 @@ class PhoneModels(nn.Module):
             feature_config=asdict(self.feature_config), silence=self.silence, skip_prob=self.skip_prob,
             emitting_states=self.emitting_states, context_states=dict(self.context_states),
             tie_transitions=self.tie_transitions, duration_type=self.duration_type, max_duration=self.max_duration,
-            class_prior=self.class_prior, acoustic_prior=self.acoustic_prior,
+            class_prior=self.class_prior, acoustic_prior=self.acoustic_prior, speech_prior=self.speech_prior,
         )
 
     def save(self, path: str | os.PathLike) -> None:

@@ -64,6 +64,8 @@ MODEL_FILE = "phone_models.pt"
 # Default of align_corpus / train_labelled: a state splits its mixture only while it keeps 50
 # frames per Gaussian (measurements: docs/alignment-tuning.md).
 MIN_FRAMES_PER_GAUSSIAN = 50.0
+# Corpus mode's speech_prior (PhoneModels.speech_prior): measured with benchmarks/real_speech.py.
+SPEECH_PRIOR = 5.0
 # EM iterations after each round of choosing pronunciations (align_corpus pronunciation_rounds).
 PRONUNCIATION_ITERATIONS = 3
 
@@ -276,6 +278,7 @@ def align_corpus(
     dictionary: str | os.PathLike | Dictionary | None = None,
     pronunciation_rounds: int = 3,
     analysis: bool = True,
+    speech_prior: float = SPEECH_PRIOR,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -323,6 +326,8 @@ def align_corpus(
         analysis: write :data:`ANALYSIS_FILE` (:func:`analysis_row` per file, the worst
             transcript fit first; about 3 ms a 2.4 s file on 2 CPU cores, a little more than
             aligning it).
+        speech_prior: keeps speech phones off long stretches of each file's own noise floor
+            and starts silence from them (``PhoneModels.speech_prior``); 0 disables it.
         formats: what each aligned file gets, some of :data:`EXPORT_SUFFIXES` (``"textgrid"``,
             ``"csv"``, ``"json"``; the last two keep each phone's confidence).
     Returns:
@@ -374,6 +379,7 @@ def align_corpus(
                 context_min_count=context_min_count, context_iterations=context_iterations,
                 duration_type=duration_type, duration_iterations=duration_iterations, class_prior=class_prior,
                 acoustic_prior=acoustic_prior, min_frames_per_gaussian=min_frames_per_gaussian,
+                speech_prior=speech_prior,
             )
             bar = _TrainingBar(config.progress_steps() + rounds * PRONUNCIATION_ITERATIONS, show_progress)
             models, history = train_corpus([(f, t) for _, f, t in loaded], config, bar)

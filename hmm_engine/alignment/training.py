@@ -95,6 +95,17 @@ def flat_start_stats(
         weights = torch.zeros(T, models.num_states, dtype=x.dtype, device=x.device)
         used = sorted({sid for p in transcript.phones for sid in models.state_ids(p)})
         weights[:, used] = 1.0
+        if models.speech_prior > 0:
+            # Speech edges first: silence starts from the clip's non-speech stretches, speech
+            # phones from the rest (when the clip shows both).
+            quiet = torch.from_numpy(models.nonspeech_frames(x)).to(x.device)
+            if quiet.any() and not quiet.all():
+                silence_ids = sorted(set(models.state_ids(models.silence)) & set(used)) \
+                    if models.silence in models.phone_index else []
+                speech_ids = [k for k in used if k not in silence_ids]
+                if silence_ids:
+                    weights[:, silence_ids] = quiet.to(x.dtype)[:, None]
+                    weights[:, speech_ids] = (~quiet).to(x.dtype)[:, None]
         return models.emission.grouped_stats(x, weights)
     else:
         raise InvalidParameterError(f"init must be 'uniform', 'segmental' or 'global', got {init!r}")
@@ -393,6 +404,8 @@ class TrainingConfig:
         class_prior: pull of single-Gaussian means towards their broad phonetic class.
         acoustic_prior: scale of the loudness / tilt prior by broad class.
         min_frames_per_gaussian: see :func:`train_on_utterances`.
+        speech_prior: what a speech phone pays per frame of a long non-speech stretch
+            (:class:`PhoneModels`); also starts silence from those stretches.
     """
 
     states_per_phone: int = 3
@@ -413,6 +426,7 @@ class TrainingConfig:
     class_prior: float = 0.0
     acoustic_prior: float = 1.0
     min_frames_per_gaussian: float = 0.0
+    speech_prior: float = 0.0
 
     def progress_steps(self) -> int:
         """EM iterations a training run reports (a progress bar's length)."""
@@ -449,7 +463,7 @@ def train_corpus(
     features_config = data[0][0].config if data else FeatureConfig()
     models = PhoneModels(inventory, c.states_per_phone, dim[0], c.num_mixtures, c.covariance_type, c.min_covar,
                          features_config, c.silence, duration_type=c.duration_type, class_prior=c.class_prior,
-                         acoustic_prior=c.acoustic_prior).to(c.device)
+                         acoustic_prior=c.acoustic_prior, speech_prior=c.speech_prior).to(c.device)
     pairs = [(f.values.to(c.device), t) for f, t in data]
     if not pairs and rank_and_world()[1] == 1:
         raise InvalidInputError("no usable utterance in the corpus")

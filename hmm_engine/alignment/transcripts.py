@@ -28,6 +28,16 @@ from hmm_engine import limits
 from hmm_engine.errors import TranscriptError
 
 ESPEAK = "espeak-ng"
+# Every phone espeak-ng 1.51's English voices (en-us, en, en-gb-x-rp) emit for the 117k words
+# of CMUdict, stress stripped (the marks ; _ _: _! _| dropped); tests/test_real_recordings.py
+# checks a word list against it.
+ESPEAK_ENGLISH_PHONES = frozenset(
+    "n s t l k r @ d m z I b p a E 3 i f I2 g a# v N 0 S h eI w dZ V oU i: u: @L j aI 3: tS A@ t# "
+    "I# r- A: O: T O@ aU i@ aa o@ e@ i@3 U OI D Z O2 aI@ U@ @- t2 aI3 x n- ? e l# A~ O~ o i:: @2 @5".split())
+# CMU Pronouncing Dictionary files this machine may have (read, never bundled): the copy inside
+# the pocketsphinx wheel (ARPAbet without stress), then Debian festlex-cmu's (festival format).
+POCKETSPHINX_CMUDICT = ("model", "en-us", "cmudict-en-us.dict")
+FESTLEX_CMUDICT = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
 # Letters/digits, with inner apostrophes, hyphens or dots ("don't", "well-known", "3.5").
 _WORD_RE = re.compile(r"[^\W_]+(?:['\u2019\-.][^\W_]+)*")
 # Stress and syllable marks espeak-ng puts before or after phonemes in -x output.
@@ -80,9 +90,14 @@ def tokenize_words(text: str) -> list[str]:
 
 
 def _clean_phone(token: str, keep_stress: bool) -> str:
+    """One espeak-ng output token as a phone, or "" when it is a mark and not a phone: ``;``
+    (palatalisation), ``|`` / ``_`` (pauses, syllable breaks), stress marks alone."""
     token = _LANG_SWITCH_RE.sub("", token)
     if not keep_stress:
         token = token.strip(_STRESS_MARKS)
+    token = token.replace(";", "").replace("|", "")
+    if not any(ch.isalnum() or ch in "@?" for ch in token):
+        return ""
     return token
 
 
@@ -138,6 +153,61 @@ def text_to_phones(text: str, voice: str = "en-us", keep_stress: bool = False) -
         if not phones:
             raise TranscriptError(f"{ESPEAK} produced no phones for the word {token!r} (voice {voice!r})")
         words.append(Word(token, phones))
+    return words
+
+
+@functools.lru_cache(maxsize=1)
+def default_dictionary() -> Dictionary | None:
+    """CMUdict, the default English lexicon, from what is installed here: pocketsphinx's copy
+    (:data:`POCKETSPHINX_CMUDICT`) or Debian ``festlex-cmu`` (:data:`FESTLEX_CMUDICT`); None when
+    neither is (words then go through espeak-ng). Words CMUdict lacks go through espeak-ng
+    (:func:`words_from_text`)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pocketsphinx")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder).joinpath(*POCKETSPHINX_CMUDICT)
+        if path.is_file():
+            # Lower-case ARPAbet, the symbols flite and festival use (phone_classes knows them;
+            # upper-case "T" would read as espeak-ng's theta).
+            return {word: tuple(tuple(p.lower() for p in v) for v in variants)
+                    for word, variants in read_dictionary(path).items()}
+    if FESTLEX_CMUDICT.is_file():
+        return _read_festival_lexicon(FESTLEX_CMUDICT)
+    return None
+
+
+def _read_festival_lexicon(path: Path) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """A festival compiled lexicon (``("word" pos (((ph ph) stress) ...))`` per line) as a
+    dictionary; parts of speech become pronunciation variants."""
+    entries: dict[str, list[tuple[str, ...]]] = {}
+    line_re = re.compile(r'^\("((?:[^"\\]|\\.)*)"\s+\S+\s+(.*)\)\s*$')
+    with open(path, encoding="latin-1") as handle:
+        for line in handle:
+            match = line_re.match(line)
+            if not match:
+                continue
+            word = match.group(1).casefold()
+            phones = tuple(re.findall(r"[a-z]+", match.group(2)))
+            if phones and phones not in entries.setdefault(word, []):
+                entries[word].append(phones)
+    return {word: tuple(variants) for word, variants in entries.items()}
+
+
+def words_from_text(text: str, dictionary: Dictionary | None, voice: str = "en-us") -> list[Word]:
+    """Words of ``text`` from ``dictionary`` where it lists them, from espeak-ng otherwise
+    (the default lexicon's behaviour; a user's own dictionary is strict: dictionary_to_words)."""
+    if dictionary is None:
+        return text_to_phones(text, voice=voice)
+    tokens = tokenize_words(text)
+    if not tokens:
+        raise TranscriptError(f"transcript {text!r} contains no words")
+    words = []
+    for token in tokens:
+        try:
+            words.extend(dictionary_to_words(token, dictionary))
+        except TranscriptError:
+            words.extend(text_to_phones(token, voice=voice))
     return words
 
 
@@ -292,6 +362,8 @@ def build_phone_sequence(
 # --------------------------------------------------------------------------- the sequence to align
 
 SilenceOption = Literal["optional", "always", "never"]
+# prepare_transcript(dictionary=DEFAULT_LEXICON): CMUdict where installed, espeak-ng for the rest.
+DEFAULT_LEXICON = "default"
 
 @dataclass(frozen=True)
 class PreparedTranscript:
@@ -318,7 +390,7 @@ def prepare_transcript(
     edge_silence: SilenceOption = "optional",
     word_silence: SilenceOption = "optional",
     voice: str = "en-us",
-    dictionary: Dictionary | None = None,
+    dictionary: Dictionary | str | None = None,
 ) -> PreparedTranscript:
     """Build the phone sequence of a transcript, with silences.
 
@@ -332,7 +404,9 @@ def prepare_transcript(
         word_silence: the same between words (words only).
         voice: espeak-ng voice for ``words`` text.
         dictionary: a pronunciation dictionary (:func:`~hmm_engine.alignment.transcripts.read_dictionary`)
-            for ``words`` text instead of espeak-ng; each word starts with its first pronunciation.
+            for ``words`` text instead of espeak-ng (each word starts with its first
+            pronunciation; a word it lacks is an error), or :data:`DEFAULT_LEXICON` (CMUdict
+            where installed, :func:`default_dictionary`, espeak-ng for the words it lacks).
 
     Raises:
         TranscriptError: neither or both of phones/words given, empty transcript, bad option,
@@ -346,7 +420,13 @@ def prepare_transcript(
     if phones is not None:
         items: list = parse_phones(phones) if isinstance(phones, str) else list(phones)
     elif isinstance(words, str):
-        items = dictionary_to_words(words, dictionary) if dictionary is not None else text_to_phones(words, voice=voice)
+        if isinstance(dictionary, str) and dictionary == DEFAULT_LEXICON:
+            lexicon = default_dictionary() if voice.casefold().startswith("en") else None
+            items = words_from_text(words, lexicon, voice)
+        elif dictionary is not None:
+            items = dictionary_to_words(words, dictionary)
+        else:
+            items = text_to_phones(words, voice=voice)
     else:
         items = list(words)
     if not items:

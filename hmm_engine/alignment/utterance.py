@@ -36,13 +36,16 @@ from hmm_engine.alignment.inputs import check_length, compute_features
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.pronunciations import choose_pronunciations
 from hmm_engine.alignment.training import InitOption, annealing_schedule, train_on_utterances
-from hmm_engine.alignment.transcripts import Dictionary, SilenceOption, Word, prepare_transcript
+from hmm_engine.alignment.transcripts import DEFAULT_LEXICON, Dictionary, SilenceOption, Word, prepare_transcript
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
 from hmm_engine.frontend.features import FeatureConfig
 
 # Front end of single-utterance training when no feature_config is given: 20 static MFCCs
 # (c0 included), CMVN, 10 ms, no deltas (docs/alignment-tuning.md).
 SINGLE_UTTERANCE_FEATURES = FeatureConfig(num_ceps=20, deltas=0)
+# Log-score a speech phone pays per frame of a long non-speech stretch (PhoneModels.speech_prior;
+# measured with benchmarks/real_speech.py, docs/real-recordings.md).
+SPEECH_PRIOR = 5.0
 
 
 def align_utterance(
@@ -75,7 +78,8 @@ def align_utterance(
     max_duration: int | None = None,
     class_prior: float = 4.0,
     acoustic_prior: float = 1.0,
-    dictionary: Dictionary | None = None,
+    speech_prior: float = SPEECH_PRIOR,
+    dictionary: Dictionary | str | None = DEFAULT_LEXICON,
 ) -> AlignmentResult:
     """Force-align one utterance.
 
@@ -124,7 +128,12 @@ def align_utterance(
             (:meth:`PhoneModels.emission_m_step`; 0 disables it). Ignored with ``models``.
         acoustic_prior: scale of the loudness / spectral-tilt prior by broad phone class
             (:mod:`hmm_engine.alignment.acoustic_prior`; 0 disables it). Ignored with ``models``.
-        dictionary: a pronunciation dictionary for ``words`` text instead of espeak-ng
+        speech_prior: keeps speech phones off long stretches of the clip's own noise floor
+            and starts silence from them (:class:`PhoneModels` ``speech_prior``,
+            :mod:`hmm_engine.frontend.speech`); 0 disables it. Ignored with ``models``.
+        dictionary: for ``words`` text: :data:`~hmm_engine.alignment.transcripts.DEFAULT_LEXICON`
+            (default: CMUdict where installed, espeak-ng for the words it lacks), None
+            (espeak-ng only), or a pronunciation dictionary
             (:func:`~hmm_engine.alignment.transcripts.read_dictionary`); training uses each
             word's first pronunciation, then every word with several is aligned with the one
             that scores best (:func:`choose_pronunciations`; ``result.transcript.words``).
@@ -159,7 +168,7 @@ def align_utterance(
             transcript.phones, states_per_phone, features.values.shape[1], num_mixtures, covariance_type,
             min_covar, features.config, silence, emitting_states=emitting_states,
             tie_transitions=tie_transitions, duration_type=duration_type, max_duration=max_duration,
-            class_prior=class_prior, acoustic_prior=acoustic_prior,
+            class_prior=class_prior, acoustic_prior=acoustic_prior, speech_prior=speech_prior,
         ).to(device)
         check_length(models, transcript, features.num_frames, features.frame_shift)
         x = features.values.to(device)
