@@ -13,7 +13,6 @@ of what was tried for issue 13 (docs/real-recordings.md).
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
