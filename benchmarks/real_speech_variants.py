@@ -28,7 +28,7 @@ from hmm_engine.alignment import align_utterance, read_dictionary  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid  # noqa: E402
 
 VARIANTS = {
-    "base": dict(speech_prior=0.0),
+    "base": dict(speech_prior=0.0),  # before issue 13
     "sp2": dict(speech_prior=2.0),
     "sp5": dict(speech_prior=5.0),
     "sp10": dict(speech_prior=10.0),

@@ -64,8 +64,8 @@ MODEL_FILE = "phone_models.pt"
 # Default of align_corpus / train_labelled: a state splits its mixture only while it keeps 50
 # frames per Gaussian (measurements: docs/alignment-tuning.md).
 MIN_FRAMES_PER_GAUSSIAN = 50.0
-# Corpus mode's speech_prior (PhoneModels.speech_prior): real clips 71.6 -> 73.0% of the peer's boundaries
-# within 20 ms, synthetic benchmark 92.7% (docs/real-recordings.md).
+# Corpus mode's speech_prior (PhoneModels.speech_prior): real clips 71.6 -> 74.8% of the peer's boundaries
+# within 20 ms, clean synthetic benchmark 92.6 -> 92.8% (docs/real-recordings.md).
 SPEECH_PRIOR = 5.0
 # EM iterations after each round of choosing pronunciations (align_corpus pronunciation_rounds).
 PRONUNCIATION_ITERATIONS = 3

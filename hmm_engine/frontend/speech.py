@@ -37,8 +37,9 @@ MAX_FRAME_EVIDENCE = 2.5
 MIN_SEPARATION = 2.0
 # Where between the noise mean (0) and the speech mean (1) the evidence changes sign.
 SPEECH_BIAS = 0.3
-# Frames given back to speech at each inner end of a non-speech stretch (soft onsets/offsets).
-EDGE_MARGIN_FRAMES = 5
+# Frames given back to speech at each inner end of a non-speech stretch (soft onsets/offsets;
+# 80 ms: docs/real-recordings.md).
+EDGE_MARGIN_FRAMES = 8
 EM_ITERATIONS = 20
 SMOOTH_FRAMES = 3
 
