@@ -175,7 +175,7 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_long_and_tts_options(parser)
     parser.add_argument("--speech-prior", type=float, default=None,
                         help="log-score a speech phone pays per frame of a long stretch of the file's own noise "
-                             "floor (0: off; default hmm_engine.alignment.recipes.SPEECH_PRIOR)")
+                             "floor (default 0: off; 5 helps real recordings, see docs/real-recordings.md)")
     parser.set_defaults(run=run_align)
 
 

@@ -64,9 +64,11 @@ MODEL_FILE = "phone_models.pt"
 # Default of align_corpus / train_labelled: a state splits its mixture only while it keeps 50
 # frames per Gaussian (measurements: docs/alignment-tuning.md).
 MIN_FRAMES_PER_GAUSSIAN = 50.0
-# Corpus mode's speech_prior (PhoneModels.speech_prior): real clips 71.6 -> 74.8% of the peer's boundaries
-# within 20 ms, clean synthetic benchmark 92.6 -> 92.8% (docs/real-recordings.md).
-SPEECH_PRIOR = 5.0
+# Corpus mode's speech_prior (PhoneModels.speech_prior), off by default: 5 lifts the real clips
+# from 71.6 to 74.8% of the peer's boundaries within 20 ms (clean synthetic 92.8%), but drops the
+# pieces of a long file (tests/test_long_form.py, align_corpus_long) from above 65 to 54%; not
+# understood yet, so it is opt-in (--speech-prior 5; docs/real-recordings.md).
+SPEECH_PRIOR = 0.0
 # EM iterations after each round of choosing pronunciations (align_corpus pronunciation_rounds).
 PRONUNCIATION_ITERATIONS = 3
 
