@@ -18,7 +18,7 @@ import numpy as np
 from components import lanes
 from components import pipeline as P
 from hmm_engine.segments import Segment
-from components.results import AlignmentResult, AnalysisSettings
+from components.results import AlignView, AnalysisSettings
 from hmm_engine import limits
 from hmm_engine.durations import DURATION_TYPES
 from hmm_engine.errors import HMMStudioError, TextGridError, TranscriptError
@@ -183,7 +183,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
           reference_textgrid: Any = None, reference_tier: str = "", feature_kind: str = "mfcc",
           max_iter: int | None = None, device: str = "auto", seed: int = 0, durations: str = "gamma",
           phone_models: Any = None, dictionary: Any = None,
-          progress: P.Progress = P._noop_progress) -> AlignmentResult:
+          progress: P.Progress = P._noop_progress) -> AlignView:
     """Align one utterance; with ``phone_models`` (a ``phone_models.pt`` written by ``python -m
     hmm_engine align`` or ``train-labelled``) its models align it and nothing is trained here, so
     states per phone, EM iterations and durations come from the file. With ``dictionary`` (a
@@ -301,7 +301,7 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         with timer.stage("scoring"):
             metrics, points = score(reference, hyp, feats.frame_shift) if reference else ({}, [])
     compute = sum(v for k, v in timer.timings.items() if k not in ("load", "waiting"))
-    result = AlignmentResult(
+    result = AlignView(
         settings={"transcript_kind": kind, "states_per_phone": spp,
                   "feature_kind": models.feature_config.kind if models is not None else s.feature_kind,
                   "max_iter": iters, "device": s.device, "seed": int(s.seed), "durations": durations,
@@ -316,6 +316,8 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
     result.history = list(out.history)
     result.transcript_fit = fit.as_dict() if fit is not None else None
     result.pieces = pieces
+    # a long clip's ``out`` is only shaped like an engine result
+    result.alignment = None if loaded.audio.duration > LONG_CLIP_SECONDS else out
     result.warnings = warnings + list(getattr(out, "warnings", []))
     with timer.stage("exports"):
         result.files = write_alignment_exports(result)
@@ -348,7 +350,7 @@ def _align_long_clip(loaded, kind: str, transcript: str, models, lexicon, device
     return out, pieces
 
 
-def write_alignment_exports(r: AlignmentResult) -> dict:
+def write_alignment_exports(r: AlignView) -> dict:
     import json
 
     from hmm_engine.alignment.exports import segments_to_csv, segments_to_json

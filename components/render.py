@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from components import figures as F
-from components.results import AlignmentResult, AnalysisResult
+from components.results import AlignView, AnalysisResult
 
 ANALYSIS_FIGURES = ("timeline", "transitions", "durations", "loglik", "sweep", "latency")
 ALIGNMENT_FIGURES = ("timeline", "alignment", "latency")
@@ -44,7 +44,7 @@ def _sweep_from_model(r: AnalysisResult):
     return fig
 
 
-def render_alignment(r: AlignmentResult) -> dict:
+def render_alignment(r: AlignView) -> dict:
     t0 = time.perf_counter()
     tiers = []
     if r.words:

@@ -11,11 +11,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hmm_engine.segments import Segment, segments_from_frame_labels
+
+if TYPE_CHECKING:  # the engine's result type only; importing it at run time would load torch here
+    from hmm_engine.alignment.decoding import AlignmentResult
 
 SCHEMA_VERSION = 3
 
@@ -161,8 +164,13 @@ class AnalysisResult:
 
 
 @dataclass
-class AlignmentResult:
-    """One forced alignment and, with a reference, its evaluation."""
+class AlignView:
+    """What the Align tab shows of one forced alignment: the engine's
+    :class:`hmm_engine.alignment.AlignmentResult` (``alignment``) plus the display data (spectrogram),
+    the evaluation against a reference, meters and downloads.
+
+    ``phones``/``words`` are plain copies of the alignment's tiers (a long clip, aligned piece by
+    piece, has tiers but no single engine result, so ``alignment`` is then None)."""
 
     settings: dict
     duration: float
@@ -187,6 +195,7 @@ class AlignmentResult:
     transcript_fit: dict | None = None            # with given phone models: aligner.transcript_fit
     warnings: list = field(default_factory=list)  # [str] what the user should know (e.g. unknown phones)
     pieces: list = field(default_factory=list)    # a long clip's pieces (long_form.Piece as dicts)
+    alignment: "AlignmentResult | None" = field(default=None, repr=False)  # the engine's result
 
     def summary(self) -> dict:
         def segs(lst):

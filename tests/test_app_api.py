@@ -193,6 +193,12 @@ def test_align_with_reference(client):
 
     direct = A.align(str(SAMPLE), phones_lab.read_text(), transcript_kind="phones", durations="gamma")
     np.testing.assert_allclose([s["start"] for s in summary["phones"]], [s.start for s in direct.phones], atol=1e-6)
+    # the view carries the engine's own result (one AlignmentResult type), its tiers the view's
+    from hmm_engine.alignment import AlignmentResult
+
+    assert isinstance(direct.alignment, AlignmentResult)
+    assert [(s.label, s.start, s.end) for s in direct.alignment.phones] == [(s.label, s.start, s.end)
+                                                                           for s in direct.phones]
     _expect_error(client, "not in the list of choices", handle_file(str(SAMPLE)), phones_lab.read_text(),
                   transcript_kind="phones", durations="weibull", api_name="/align")
     with pytest.raises(Exception, match="durations must be one of"):

@@ -132,13 +132,13 @@ def test_durations_table_round_trip(tmp_path):
 
 def test_align_tab_downloads_hold_durations_summing_to_the_mel_length():
     from components.alignment import TTS_GRID, write_alignment_exports
-    from components.results import AlignmentResult
+    from components.results import AlignView
 
     phones = [Segment("sil", 0.0, 0.21), Segment("h", 0.21, 0.3, 0.9), Segment("i", 0.3, 0.77, 0.8),
               Segment("sil", 0.77, 1.234)]
-    result = AlignmentResult(settings={}, duration=1.234, frame_shift=0.01, spectrogram_db=np.zeros((3, 2)),
-                             freqs=np.zeros(2), phones=phones, words=[], reference=[], reference_tier=None,
-                             metrics={}, boundary_errors=[], log_likelihood=None, phone_sequence=["sil", "h", "i"])
+    result = AlignView(settings={}, duration=1.234, frame_shift=0.01, spectrogram_db=np.zeros((3, 2)),
+                       freqs=np.zeros(2), phones=phones, words=[], reference=[], reference_tier=None,
+                       metrics={}, boundary_errors=[], log_likelihood=None, phone_sequence=["sil", "h", "i"])
     files = write_alignment_exports(result)
     table = read_durations_table(files["durations"])["alignment"]
     samples = round(1.234 * TTS_GRID["sample_rate"])
