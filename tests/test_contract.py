@@ -19,6 +19,7 @@ from hmm_engine.inference.results import (
     HSMMPosteriors,
     HSMMViterbiResult,
     Posteriors,
+    SegmentChainPosteriors,
     StateSegment,
     ViterbiResult,
 )
@@ -74,6 +75,21 @@ def test_chain_results_are_named():
         np.arange(5)[:, None] == 4, c.log_final[None, :], 0.0))[None])
     np.testing.assert_allclose(post.posteriors, dense.posteriors[0].numpy(), atol=1e-12)
     assert score <= post.log_likelihood
+
+
+def test_segment_chain_takes_parameters_then_log_obs():
+    c = chain.Chain.from_arrays([0.0, NEG], [NEG, 0.0], [NEG, NEG], [0.0, NEG])
+    obs = np.random.default_rng(1).normal(size=(5, 2))
+    log_dur = np.log(np.full((2, 4), 0.25))
+    post = chain.chain_segment_forward_backward(c, log_dur, None, obs)
+    assert isinstance(post, SegmentChainPosteriors) and post.gamma is post.posteriors
+    # brute force: position 0 lasts d in 1..4 frames, position 1 the remaining 5 - d (also <= 4)
+    terms = [obs[:d, 0].sum() + obs[d:, 1].sum() + 2 * np.log(0.25) for d in (1, 2, 3, 4)]
+    assert post.log_likelihood == pytest.approx(np.logaddexp.reduce(terms), abs=1e-12)
+    best = chain.chain_segment_viterbi(c, log_dur, None, obs)
+    assert isinstance(best, ViterbiResult) and best.score == pytest.approx(max(terms), abs=1e-12)
+    with pytest.raises(he.InvalidInputError):  # the old order (log_obs first) fails on shapes
+        chain.chain_segment_forward_backward(c, obs, log_dur, None)
 
 
 def test_models_share_one_base_and_return_named_results():

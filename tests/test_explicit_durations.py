@@ -103,7 +103,7 @@ def test_segment_chain_matches_brute_force(seed):
             stay[k] += (n - 1) * p
             leave[k] += p
         skip += p * sum(1 for (a, _), (b, _) in zip(runs[:-1], runs[1:]) if (a, b) == (1, 3))
-    post = chain_segment_forward_backward(chain, log_obs, log_dur, geo)
+    post = chain_segment_forward_backward(chain, log_dur, geo, log_obs)
     assert post.log_likelihood == pytest.approx(log_z, abs=1e-10)
     np.testing.assert_allclose(post.gamma, gamma, atol=1e-10)
     np.testing.assert_allclose(post.duration_count, dur_count, atol=1e-10)
@@ -111,7 +111,7 @@ def test_segment_chain_matches_brute_force(seed):
     np.testing.assert_allclose(post.leave_count, leave, atol=1e-10)
     np.testing.assert_allclose(post.skip_count, [skip], atol=1e-10)
     best_path, best_score = paths[int(np.argmax(scores))]
-    path, score = chain_segment_viterbi(chain, log_obs, log_dur, geo)
+    path, score = chain_segment_viterbi(chain, log_dur, geo, log_obs)
     assert score == pytest.approx(best_score, abs=1e-10)
     np.testing.assert_array_equal(path, best_path)
 
@@ -143,24 +143,24 @@ def test_geometric_durations_reproduce_the_hmm_chain(as_geometric):
     log_dur = (d[None] - 1) * stay[:, None] + leave[:, None]
     geo = stay if as_geometric else None
     ref = chain_forward_backward(hmm_chain, log_obs)
-    post = chain_segment_forward_backward(seg_chain, log_obs, log_dur[:, :3] if as_geometric else log_dur, geo)
+    post = chain_segment_forward_backward(seg_chain, log_dur[:, :3] if as_geometric else log_dur, geo, log_obs)
     assert post.log_likelihood == pytest.approx(ref.log_likelihood + leave[-1], abs=1e-9)
     np.testing.assert_allclose(post.gamma, ref.gamma, atol=1e-10)
     np.testing.assert_allclose(post.stay_count, ref.stay_count, atol=1e-9)
     np.testing.assert_allclose(post.next_count[:-1], ref.next_count[:-1], atol=1e-9)
     np.testing.assert_allclose(post.skip_count, ref.skip_count, atol=1e-9)
-    path, _ = chain_segment_viterbi(seg_chain, log_obs, log_dur, geo)
+    path, _ = chain_segment_viterbi(seg_chain, log_dur, geo, log_obs)
     np.testing.assert_array_equal(path, chain_viterbi(hmm_chain, log_obs)[0])
 
 
 def test_segment_chain_errors():
     chain = _segment_chain(np.random.default_rng(0), 4, [], False)
     with pytest.raises(InvalidInputError, match="no segmentation"):
-        chain_segment_viterbi(chain, np.zeros((10, 4)), np.log(np.full((4, 2), 0.5)))  # at most 8 frames
+        chain_segment_viterbi(chain, np.log(np.full((4, 2), 0.5)), None, np.zeros((10, 4)))  # at most 8 frames
     with pytest.raises(InvalidInputError, match="log_durations must be"):
-        chain_segment_forward_backward(chain, np.zeros((5, 4)), np.zeros((3, 2)))
+        chain_segment_forward_backward(chain, np.zeros((3, 2)), None, np.zeros((5, 4)))
     with pytest.raises(InvalidInputError, match="log_geometric"):
-        chain_segment_forward_backward(chain, np.zeros((5, 4)), np.zeros((4, 2)), [0.0, np.nan, np.nan, np.nan])
+        chain_segment_forward_backward(chain, np.zeros((4, 2)), [0.0, np.nan, np.nan, np.nan], np.zeros((5, 4)))
 
 
 def _piecewise_features(lengths, dim=4, noise=0.3, seed=0):

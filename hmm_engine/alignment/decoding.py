@@ -115,14 +115,14 @@ def viterbi_segments(
     log_obs = models.chain_log_obs(x, state_ids).detach().to("cpu", torch.float64).numpy()
     if explicit:
         log_dur = models.chain_durations(state_ids)
-        path, viterbi_score = chain_segment_viterbi(chain, log_obs, *log_dur)
+        path, viterbi_score = chain_segment_viterbi(chain, *log_dur, log_obs)
     else:
         path, viterbi_score = chain_viterbi(chain, log_obs)
     frame_conf = None
     log_lik = math.nan
     post = None
     if confidence or boundaries == "posterior":
-        post = chain_segment_forward_backward(chain, log_obs, *log_dur) if explicit else chain_forward_backward(chain, log_obs)
+        post = chain_segment_forward_backward(chain, *log_dur, log_obs) if explicit else chain_forward_backward(chain, log_obs)
         if confidence:
             # Posterior of the frame's phone (all its states), not of one state.
             phone_post = post.gamma.reshape(path.shape[0], len(transcript.phones), -1).sum(2)

@@ -315,7 +315,7 @@ def _window_path(models: PhoneModels, x: torch.Tensor, phones: list[str], option
         scores = models.chain_log_obs(x, np.arange(models.num_states)).detach().to("cpu", torch.float64).numpy()
     log_obs = np.ascontiguousarray(scores[:, state_ids])
     if explicit:
-        path, _ = chain_segment_viterbi(chain, log_obs, *models.chain_durations(state_ids))
+        path, _ = chain_segment_viterbi(chain, *models.chain_durations(state_ids), log_obs)
     else:
         path, _ = chain_viterbi(chain, log_obs)
     frames = np.arange(path.shape[0])

@@ -139,7 +139,7 @@ def utterance_posteriors(
     if acoustic_scale != 1.0:
         log_obs = log_obs * acoustic_scale
     if explicit:
-        post = chain_segment_forward_backward(chain, log_obs, *models.chain_durations(state_ids))
+        post = chain_segment_forward_backward(chain, *models.chain_durations(state_ids), log_obs)
         stats = models.duration_stats(state_ids, post.duration_count, post.stay_count, post.leave_count)
     else:
         post = chain_forward_backward(chain, log_obs)

@@ -151,7 +151,7 @@ def chain_viterbi(chain: Chain, log_obs) -> ViterbiResult:
     return ViterbiResult(path, float(score))
 
 
-def _segment_inputs(chain: Chain, log_obs, log_durations, log_geometric):
+def _segment_inputs(chain: Chain, log_durations, log_geometric, log_obs):
     obs = _obs_numpy(chain, log_obs)
     if isinstance(log_durations, Tensor):
         log_durations = log_durations.detach().to("cpu", torch.float64).numpy()
@@ -177,7 +177,7 @@ def _segment_inputs(chain: Chain, log_obs, log_durations, log_geometric):
     return obs, log_dur, max_dur, geo, csum
 
 
-def chain_segment_forward_backward(chain: Chain, log_obs, log_durations, log_geometric=None) -> SegmentChainPosteriors:
+def chain_segment_forward_backward(chain: Chain, log_durations, log_geometric, log_obs) -> SegmentChainPosteriors:
     """Forward-backward on a chain with explicit durations (a semi-Markov chain).
 
     Each visit to position ``s`` lasts ``d`` frames with probability
@@ -192,17 +192,17 @@ def chain_segment_forward_backward(chain: Chain, log_obs, log_durations, log_geo
     and ``log_final`` minus ``log(1 - a_s)`` (an HMM path ends inside its last state); the
     posteriors are then equal (tested).
 
-    Args:
+    Args (parameters first, then the scores, as every dynamic program of the engine):
         chain: the topology (S positions).
-        log_obs: ``[T, S]`` log p(x_t | position s).
         log_durations: ``[S, Dmax]`` (tensor or numpy); ``-inf`` outside each support.
-        log_geometric: optional ``[S]`` log self-loop of geometric positions, NaN elsewhere.
+        log_geometric: ``[S]`` log self-loop of geometric positions, NaN elsewhere; or None (all explicit).
+        log_obs: ``[T, S]`` log p(x_t | position s).
     Returns:
         :class:`SegmentChainPosteriors`.
     Raises:
         InvalidInputError: bad shapes or values, or no segmentation explains the frames.
     """
-    obs, log_dur, max_dur, geo, csum = _segment_inputs(chain, log_obs, log_durations, log_geometric)
+    obs, log_dur, max_dur, geo, csum = _segment_inputs(chain, log_durations, log_geometric, log_obs)
     T, S = obs.shape
     a_start, a_end, g = np.empty((T + 1, S)), np.empty((T + 1, S)), np.empty((T + 1, S))
     args = (chain.log_next, chain.skip_src, chain.skip_dst, chain.log_skip, log_dur, max_dur, geo, csum)
@@ -219,7 +219,7 @@ def chain_segment_forward_backward(chain: Chain, log_obs, log_durations, log_geo
     return SegmentChainPosteriors(gamma, float(log_lik), dur_count, stay, leave, nxt, skip)
 
 
-def chain_segment_viterbi(chain: Chain, log_obs, log_durations, log_geometric=None) -> ViterbiResult:
+def chain_segment_viterbi(chain: Chain, log_durations, log_geometric, log_obs) -> ViterbiResult:
     """Most likely segmentation of a chain with explicit durations, as a position path.
 
     Args: as :func:`chain_segment_forward_backward`.
@@ -228,7 +228,7 @@ def chain_segment_viterbi(chain: Chain, log_obs, log_durations, log_geometric=No
     Raises:
         InvalidInputError: no allowed segmentation.
     """
-    obs, log_dur, max_dur, geo, csum = _segment_inputs(chain, log_obs, log_durations, log_geometric)
+    obs, log_dur, max_dur, geo, csum = _segment_inputs(chain, log_durations, log_geometric, log_obs)
     path = np.empty(obs.shape[0], np.int64)
     args = (chain.log_next, chain.skip_src, chain.skip_dst, chain.log_skip, log_dur, max_dur, geo, csum)
     score = _k.segment_viterbi(chain.log_start, chain.log_final, *args, path)
