@@ -114,3 +114,15 @@ def test_scan_runs_on_the_input_device(device):
     assert path.device.type == device and score.device.type == device and ll.device.type == device
     _, ref = inf.viterbi(ls, lt, obs, backend="torch")
     torch.testing.assert_close(score, ref, atol=1e-3, rtol=1e-5)
+
+
+def test_scan_results_are_the_named_types_of_the_sequential_functions():
+    from hmm_engine.inference.results import ForwardResult, ViterbiResult
+
+    ls, lt = torch.log(torch.tensor([0.6, 0.4])), torch.log(torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
+    for T in (1, 4):  # T == 1 has its own early return
+        obs = torch.randn(2, T, 2, dtype=torch.float32)
+        fwd, vit = scan_forward(ls, lt, obs), scan_viterbi(ls, lt, obs)
+        assert isinstance(fwd, ForwardResult) and isinstance(vit, ViterbiResult)
+        assert fwd.log_alpha.shape == (2, T, 2) and vit.path.shape == (2, T) and vit.score.shape == (2,)
+        torch.testing.assert_close(fwd.log_likelihood, inf.forward(ls, lt, obs, backend="torch").log_likelihood)

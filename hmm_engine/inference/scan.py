@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..errors import InvalidInputError
 from .hmm import check_inputs
+from .results import ForwardResult, ViterbiResult
 
 __all__ = ["scan_forward", "scan_viterbi", "associative_scan", "MAX_SCAN_WORK"]
 
@@ -140,10 +141,11 @@ def scan_forward(
     log_transmat: Tensor,
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+) -> ForwardResult:
     """The forward pass by a parallel scan; same results as :func:`.hmm.forward`.
 
     Returns:
+        :class:`ForwardResult`:
         log_alpha: ``[B, T, K]``, log p(x_{0:t}, z_t = k); -inf past each length.
         log_likelihood: ``[B]``.
     """
@@ -163,7 +165,7 @@ def scan_forward(
         ll = torch.logsumexp(last, -1)
         real = torch.arange(T, device=log_obs.device)[None, :] < lengths[:, None]
         alpha = alpha.masked_fill(~real[..., None], -math.inf)
-    return alpha.to(log_obs.dtype), ll.to(log_obs.dtype)
+    return ForwardResult(alpha.to(log_obs.dtype), ll.to(log_obs.dtype))
 
 
 def scan_viterbi(
@@ -171,11 +173,12 @@ def scan_viterbi(
     log_transmat: Tensor,
     log_obs: Tensor,
     lengths: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+) -> ViterbiResult:
     """Viterbi by a parallel max-semiring scan; the same best score as :func:`.hmm.viterbi`
     (the path may differ where several paths tie).
 
     Returns:
+        :class:`ViterbiResult`:
         path: ``[B, T]`` int64, -1 past each length.
         score: ``[B]``, log p(x, path).
     """
@@ -188,7 +191,7 @@ def scan_viterbi(
         d0 = log_startprob.to(work) + log_obs[:, 0].to(work)
         if T == 1:
             score, state = d0.max(-1)
-            return state[:, None].clone(), score.to(log_obs.dtype)
+            return ViterbiResult(state[:, None].clone(), score.to(log_obs.dtype))
         mats, scale = associative_scan(_combine(_max_product), _elements(log_transmat, log_obs, lengths, work))
         rest = _max_product(d0[None, :, None, :].expand(T - 1, B, 1, K), mats)[:, :, 0]
         # Relative scores per frame suffice for the back-pointers (a constant per frame).
@@ -215,4 +218,4 @@ def scan_viterbi(
         path = torch.cat([z.flip(0), z_last[None]]).transpose(0, 1).contiguous()
         real = torch.arange(T, device=dev)[None, :] < lengths[:, None]
         path = path.masked_fill(~real, -1)
-    return path, score.to(log_obs.dtype)
+    return ViterbiResult(path, score.to(log_obs.dtype))
