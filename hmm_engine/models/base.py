@@ -21,6 +21,8 @@ from ..inference.results import Posteriors, ViterbiResult
 from ..inputs import ArrayLike, pad_sequences, prepare_inputs
 from ..threads import cpu_single_thread
 from ..topology import Topology, start_mask, transition_mask
+from ..training import selection
+from ..training.em import fit_em
 
 __all__ = ["BaseHMM", "HMM", "masked_log_softmax", "pad_sequences", "prepare_inputs", "real_frames"]
 
@@ -250,8 +252,6 @@ class BaseHMM(nn.Module):
         Stops when the gain per frame falls below ``tol`` or after ``max_iter`` iterations.
         Deterministic given ``seed``. See :func:`hmm_engine.training.em.fit_em`.
         """
-        from ..training.em import fit_em
-
         if not all(hasattr(self.emission, name) for name in ("accumulate", "m_step", "initialize")):
             raise InvalidParameterError(
                 f"{type(self.emission).__name__} has no closed-form M-step (accumulate/m_step/initialize): "
@@ -267,16 +267,12 @@ class BaseHMM(nn.Module):
     @cpu_single_thread
     def bic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Bayesian information criterion: -2 log L + p log N (N = frames). Lower is better."""
-        from ..training.selection import bic
-
-        return bic(self, x, lengths)
+        return selection.bic(self, x, lengths)
 
     @cpu_single_thread
     def aic(self, x: ArrayLike, lengths: Optional[ArrayLike] = None) -> float:
         """Akaike information criterion: -2 log L + 2 p. Lower is better."""
-        from ..training.selection import aic
-
-        return aic(self, x, lengths)
+        return selection.aic(self, x, lengths)
 
 
 class HMM(BaseHMM):
