@@ -30,6 +30,8 @@ The measurements behind the defaults are in docs/alignment-tuning.md.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import sys
 import time
@@ -282,6 +284,7 @@ def align_corpus(
     pronunciation_rounds: int = 3,
     analysis: bool = True,
     speech_prior: float = SPEECH_PRIOR,
+    config: TrainingConfig | None = None,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -333,14 +336,20 @@ def align_corpus(
             and starts silence from them (``PhoneModels.speech_prior``); 0 disables it.
         formats: what each aligned file gets, some of :data:`EXPORT_SUFFIXES` (``"textgrid"``,
             ``"csv"``, ``"json"``; the last two keep each phone's confidence).
+        config: the training settings as one :class:`TrainingConfig` instead of its keywords
+            (``states_per_phone`` ... ``speech_prior``, ``device``, ``seed``), which must then
+            keep their defaults; ``config.device`` may be "auto".
     Returns:
         :class:`CorpusReport`.
     Raises:
         InvalidInputError: missing corpus folder, no audio file, or no usable file at all.
         InvalidParameterError: an unknown format; a dictionary with ``phones=True``; negative
-            ``pronunciation_rounds``.
+            ``pronunciation_rounds``; ``config`` together with a training keyword.
         TranscriptError: an unreadable or malformed dictionary.
     """
+    if config is not None:
+        _check_config(config, align_corpus, locals())
+        states_per_phone, silence, device = config.states_per_phone, config.silence, config.device
     formats = check_formats(formats)
     if not (isinstance(pronunciation_rounds, int) and pronunciation_rounds >= 0):
         raise InvalidParameterError(f"pronunciation_rounds must be a whole number >= 0, got {pronunciation_rounds!r}")
@@ -374,7 +383,9 @@ def align_corpus(
         # Words with several pronunciations: rounds of choosing and re-estimating (HTK's
         # realignment step, repeated), as training with the first listed biases the models.
         rounds = pronunciation_rounds if models is None and count_variants(loaded)[0] else 0
-        if models is None:
+        if models is None and config is not None:
+            config = dataclasses.replace(config, device=device)  # "auto" resolved
+        elif models is None:
             config = TrainingConfig(
                 states_per_phone=states_per_phone, num_mixtures=num_mixtures, iterations=iterations,
                 mixup_iterations=mixup_iterations, covariance_type=covariance_type, min_covar=min_covar,
@@ -384,6 +395,7 @@ def align_corpus(
                 acoustic_prior=acoustic_prior, min_frames_per_gaussian=min_frames_per_gaussian,
                 speech_prior=speech_prior,
             )
+        if models is None:
             bar = _TrainingBar(config.progress_steps() + rounds * PRONUNCIATION_ITERATIONS, show_progress)
             models, history = train_corpus([(f, t) for _, f, t in loaded], config, bar)
             for _ in range(rounds):
@@ -412,6 +424,21 @@ def align_corpus(
     result.history = history
     result.timings = {"loading": t1 - t0, "training": t2 - t1, "alignment": t3 - t2}
     return _finish(result, (problems if rank == 0 else []) + load_problems + align_problems, report, said)
+
+
+_TRAINING_FIELDS = tuple(f.name for f in dataclasses.fields(TrainingConfig))
+
+
+def _check_config(config: TrainingConfig, function: Callable, given: dict) -> None:
+    """A function that takes ``config`` or the same settings as keywords: with ``config``,
+    those keywords must keep their defaults (one source per setting)."""
+    if not isinstance(config, TrainingConfig):
+        raise InvalidParameterError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    params = inspect.signature(function).parameters
+    clash = [name for name in _TRAINING_FIELDS if name in params and given[name] != params[name].default]
+    if clash:
+        raise InvalidParameterError(f"give the training settings in config or as keywords, not both: "
+                                    f"{', '.join(clash)}")
 
 
 def _say_now(lines: list[str], report: Callable[[str], None], world: int) -> list[str]:
