@@ -531,7 +531,7 @@ def build_demo(initial: AnalysisResult | None = None, initial_audio: str | None 
                     sample_text, sample_kind = _sample_transcript()
                     transcript = gr.Textbox(value=sample_text, label="Transcript", lines=3,
                                             elem_id="align-transcript")
-                    transcript_kind = gr.Radio([("Text (espeak-ng → phones)", "text"),
+                    transcript_kind = gr.Radio([("Text (CMUdict, espeak-ng for other words)", "text"),
                                                 ("Phones (space separated)", "phones")], value=sample_kind,
                                                label="Transcript is", elem_id="align-kind")
                     states_per_phone = gr.Slider(1, 5, value=ALIGN_DEFAULTS["states_per_phone"], step=1,

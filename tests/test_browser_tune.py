@@ -1,10 +1,11 @@
 """Headless Chromium: the run bar in view, click-to-play, two runs compared, phone-width titles,
-dark-mode plots and the Lab. Curated screenshots go to docs/screenshots/ (analyze.png, compare.png,
-lab.png, phone.png, dark.png); skipped when /usr/bin/chromium or Playwright is missing."""
+dark-mode plots and the Lab. Curated screenshots (docs/screenshots/ analyze.png, compare.png,
+lab.png, phone.png, dark.png) are rewritten with UPDATE_SCREENSHOTS=1; skipped when /usr/bin/chromium or Playwright is missing."""
 
 from __future__ import annotations
 
 import io
+import os
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +22,13 @@ playwright = pytest.importorskip("playwright.sync_api")
 from app_server import ROOT, running_app  # noqa: E402
 
 SHOTS = ROOT / "docs" / "screenshots"
+
+
+def shot(name: str) -> str:
+    """The curated README images are rewritten only with UPDATE_SCREENSHOTS=1, so a test run
+    leaves the tracked files alone; otherwise the picture goes to the ignored browser_*.png."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return str(SHOTS / (name if os.environ.get("UPDATE_SCREENSHOTS") == "1" else f"browser_{name}"))
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PLOT_READY = """id => { const el = document.querySelector('#' + id + ' .js-plotly-plot');
                         return !!(el && el.querySelector('.main-svg') && el._fullData && el._fullData.length); }"""
@@ -72,7 +80,7 @@ def test_run_controls_in_the_first_viewport_and_sticky(browser, app_url):
     assert _in_view(page, "#analyze-button") and _in_view(page, "#analyze-states")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(1000)
-    page.screenshot(path=str(SHOTS / "analyze.png"), full_page=False)
+    page.screenshot(path=shot("analyze.png"), full_page=False)
     page.evaluate("() => window.scrollTo(0, 1600)")
     page.wait_for_timeout(300)
     assert page.evaluate("() => window.scrollY") > 1000
@@ -129,7 +137,7 @@ def test_comparison_view_renders_two_runs(browser, app_url):
     assert "num_states" in page.inner_text("#compare-changes")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#runs-table").scroll_into_view_if_needed()
-    page.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    page.screenshot(path=shot("compare.png"), full_page=True)
     assert not page.errors, page.errors
     page.close()
 
@@ -155,7 +163,7 @@ def test_phone_width_titles_fit(browser, app_url):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("() => window.scrollTo(0, document.querySelector('#plot-timeline').getBoundingClientRect().top - 200)")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(SHOTS / "phone.png"), full_page=False)
+    page.screenshot(path=shot("phone.png"), full_page=False)
     assert not page.errors, page.errors
     page.close()
 
@@ -170,7 +178,7 @@ def test_plots_follow_the_dark_theme(browser, app_url):
     assert sub == "rgb(229, 231, 235)"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(1000)
-    page.screenshot(path=str(SHOTS / "dark.png"), full_page=False)
+    page.screenshot(path=shot("dark.png"), full_page=False)
     page.close()
 
 
@@ -194,7 +202,7 @@ def test_lab_samples_fits_and_walks_the_trellis(browser, app_url):
     title = page.evaluate("() => document.querySelector('#plot-lab-trellis .js-plotly-plot').layout.title.text")
     assert "step 6/10" in title
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "lab.png"), full_page=True)
+    page.screenshot(path=shot("lab.png"), full_page=True)
     assert not page.errors, page.errors
     page.close()
 
