@@ -28,7 +28,9 @@ from hmm_engine.alignment import align_utterance, read_dictionary  # noqa: E402
 from hmm_engine.alignment.textgrids import read_textgrid  # noqa: E402
 
 VARIANTS = {
-    "base": dict(speech_prior=0.0),  # before issue 13
+    "base": dict(speech_prior=0.0, shipped=False),  # before issue 13
+    "clip": dict(shipped=False),  # trained on the clip alone (the default before the shipped models)
+    "shipped": dict(),  # the default: shipped phone models where the transcript is ARPAbet
     "sp2": dict(speech_prior=2.0),
     "sp5": dict(speech_prior=5.0),
     "sp10": dict(speech_prior=10.0),
@@ -45,7 +47,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     clips = RS.load_clips(args.data, False, None, args.names)
     lexicon = read_dictionary(args.data / "lexicon.dict")
-    peer = {c.name: read_textgrid(args.peer / f"{c.name}.TextGrid", tier="phones")["phones"] for c in clips}
+    peer = {}
+    for c in clips:
+        tg = read_textgrid(args.peer / f"{c.name}.TextGrid")
+        peer[c.name] = (tg["phones"], tg.get("words"))
     energies = {}
     for c in clips:
         samples, rate = RS.sf.read(c.wav, dtype="float64")
@@ -56,7 +61,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         tiers = {}
         for c in clips:
-            tiers[c.name] = align_utterance(c.wav, words=c.words, dictionary=lexicon, **kwargs).phones
+            r = align_utterance(c.wav, words=c.words, dictionary=lexicon, **kwargs)
+            tiers[c.name] = (r.phones, r.words)
         sc = RS.score_system(name, tiers, peer, clips, energies, time.perf_counter() - t0)
         pooled = RS.pool_comparisons(sc.peer_cmp)
         arctic = RS.pool_comparisons(sc.label_cmp) if sc.label_cmp else None

@@ -193,8 +193,11 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
         SINGLE_UTTERANCE_FEATURES,
         align_utterance,
         compute_features,
+        prepare_transcript,
+        shipped_phone_models,
         transcript_fit,
     )
+    from hmm_engine.alignment.utterance import SPEECH_PRIOR
     from hmm_engine.alignment.phone_models import PhoneModels
     from hmm_engine.alignment.transcripts import DEFAULT_LEXICON, read_dictionary
     from hmm_engine.frontend.features import Features
@@ -273,24 +276,33 @@ def align(audio: Any, transcript: str, transcript_kind: str = "text", states_per
                 out, pieces = _align_long_clip(loaded, kind, str(transcript), models, lexicon, dev)
                 if models is not None:
                     spp, iters, durations = models.states_per_phone, 0, models.duration_type or "hmm"
-            elif models is not None:
-                # The models' own front end (a corpus model uses deltas; the display features do not).
-                progress(0.2, "Viterbi with the given phone models")
-                model_features = compute_features(loaded.audio, models.feature_config)
-                out = align_utterance(model_features, **text, models=models, device=dev,
-                                      dictionary=lexicon if lexicon is not None else DEFAULT_LEXICON)
-                spp, iters = models.states_per_phone, 0
-                durations = models.duration_type or "hmm"
-                # Models trained elsewhere can judge the transcript (models trained on the clip cannot).
-                with timer.stage("transcript fit"):
-                    fit = transcript_fit(models, model_features, out)
             else:
-                features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
-                                    loaded.audio.sample_rate)
-                progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
-                out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
-                                      device=dev, duration_type=None if durations == "hmm" else durations,
-                                      dictionary=lexicon if lexicon is not None else DEFAULT_LEXICON)
+                # As align_utterance (align-one): words all in ARPAbet (through CMUdict) start from the
+                # shipped phone models, not from this clip alone (docs/real-recordings.md: 61.0 -> 83.6%).
+                if models is None and kind != "phones":
+                    models = shipped_phone_models(prepare_transcript(words=str(transcript), dictionary=(
+                        lexicon if lexicon is not None else DEFAULT_LEXICON)).phones)
+                    if models is not None:
+                        models.speech_prior = SPEECH_PRIOR
+                        models_name = "shipped ARPAbet phone models (synthetic voices)"
+                if models is not None:
+                    # The models' own front end (a corpus model uses deltas; the display features do not).
+                    progress(0.2, "Viterbi with the given phone models")
+                    model_features = compute_features(loaded.audio, models.feature_config)
+                    out = align_utterance(model_features, **text, models=models, device=dev,
+                                          dictionary=lexicon if lexicon is not None else DEFAULT_LEXICON)
+                    spp, iters = models.states_per_phone, 0
+                    durations = models.duration_type or "hmm"
+                    # Models trained elsewhere can judge the transcript (models trained on the clip cannot).
+                    with timer.stage("transcript fit"):
+                        fit = transcript_fit(models, model_features, out)
+                else:
+                    features = Features(feats.values, feats.frame_shift, P.feature_config(s), feats.duration,
+                                        loaded.audio.sample_rate)
+                    progress(0.2, f"flat start + {iters} EM iterations on the utterance, then Viterbi")
+                    out = align_utterance(features, **text, states_per_phone=spp, iterations=iters, seed=int(s.seed),
+                                          device=dev, duration_type=None if durations == "hmm" else durations,
+                                          dictionary=lexicon if lexicon is not None else DEFAULT_LEXICON)
         finally:
             slot.release()
         elapsed = time.perf_counter() - t0 - timer.timings.get("transcript fit", 0.0)

@@ -52,12 +52,14 @@ from hmm_engine.alignment.training import (
     utterance_stats,
 )
 from hmm_engine.alignment.transcripts import PreparedTranscript, Word, prepare_transcript, read_dictionary
+from hmm_engine.alignment.shipped import SHIPPED_MODELS_PATH, shipped_phone_models
 from hmm_engine.alignment.utterance import SINGLE_UTTERANCE_FEATURES, align_utterance
 
 __all__ = [
     "ANALYSIS_COLUMNS", "ANALYSIS_FILE", "AlignmentResult", "CorpusFile", "CorpusReport", "Decoded",
     "MAX_CHAIN_CELLS", "MIN_FRAMES_PER_GAUSSIAN", "MODEL_FILE", "PRONUNCIATION_ITERATIONS", "PhoneModels",
     "PreparedTranscript", "SINGLE_UTTERANCE_FEATURES", "TrainingConfig", "TranscriptFit", "Word",
+    "SHIPPED_MODELS_PATH", "shipped_phone_models",
     "align_corpus", "align_features", "align_files", "align_utterance", "analysis_row", "annealing_schedule",
     "check_chain_size", "check_formats", "choose_pronunciations", "compute_features", "find_corpus_files",
     "flat_start_stats", "load_corpus", "load_labelled_segments", "posterior_boundaries", "prepare_transcript",

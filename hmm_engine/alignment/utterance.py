@@ -35,10 +35,11 @@ from hmm_engine.alignment.decoding import AlignmentResult, BoundaryOption, viter
 from hmm_engine.alignment.inputs import check_length, compute_features
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.pronunciations import choose_pronunciations
+from hmm_engine.alignment.shipped import shipped_phone_models
 from hmm_engine.alignment.training import InitOption, annealing_schedule, train_on_utterances
 from hmm_engine.alignment.transcripts import DEFAULT_LEXICON, Dictionary, SilenceOption, Word, prepare_transcript
 from hmm_engine.errors import InvalidInputError, InvalidParameterError
-from hmm_engine.frontend.features import FeatureConfig
+from hmm_engine.frontend.features import FeatureConfig, Features
 
 # Front end of single-utterance training when no feature_config is given: 20 static MFCCs
 # (c0 included), CMVN, 10 ms, no deltas (docs/alignment-tuning.md).
@@ -81,6 +82,7 @@ def align_utterance(
     acoustic_prior: float = 1.0,
     speech_prior: float = SPEECH_PRIOR,
     dictionary: Dictionary | str | None = DEFAULT_LEXICON,
+    shipped: bool = True,
 ) -> AlignmentResult:
     """Force-align one utterance.
 
@@ -138,6 +140,12 @@ def align_utterance(
             (:func:`~hmm_engine.alignment.transcripts.read_dictionary`); training uses each
             word's first pronunciation, then every word with several is aligned with the one
             that scores best (:func:`choose_pronunciations`; ``result.transcript.words``).
+        shipped: without ``models`` or ``feature_config``, on audio (a path or :class:`Audio`) whose transcript is
+            all ARPAbet (words through CMUdict), align with the shipped phone models
+            (:func:`~hmm_engine.alignment.shipped.shipped_phone_models`: real clips 61.0 ->
+            83.6% of the peer's boundaries within 20 ms) instead of training on the clip;
+            the training options (states, iterations, durations, priors but ``speech_prior``)
+            then do not apply. False always trains on the clip.
 
     Returns:
         :class:`AlignmentResult`.
@@ -155,6 +163,10 @@ def align_utterance(
     if not (isinstance(states_per_phone, int) and 1 <= states_per_phone <= 5):
         raise InvalidParameterError(f"states_per_phone must be an integer from 1 to 5, got {states_per_phone!r}")
     transcript = prepare_transcript(phones, words, silence, edge_silence, word_silence, voice, dictionary)
+    if models is None and shipped and feature_config is None and not isinstance(source, (Features, torch.Tensor)):
+        models = shipped_phone_models(transcript.phones)  # None unless every phone is ARPAbet
+        if models is not None:
+            models.speech_prior = speech_prior
     if models is not None:
         feature_config = models.feature_config
     elif feature_config is None:
