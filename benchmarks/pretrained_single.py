@@ -65,6 +65,8 @@ def main(argv=None) -> int:
                         help="single: 20 static MFCCs (the single-utterance front end); corpus: FeatureConfig()")
     parser.add_argument("--adapt", default="0", help="EM iterations on the clip from the trained models (list)")
     parser.add_argument("--priors", default="3")
+    parser.add_argument("--corpus-adapt", action="store_true",
+                        help="adapt by EM over all the clips together (corpus mode) instead of each clip alone")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "real_speech")
     args = parser.parse_args(argv)
     mapped = args.corpus.with_name(args.corpus.name + "_arpabet")
@@ -88,16 +90,27 @@ def main(argv=None) -> int:
         for prior, adapt in ((float(p), int(a)) for p in args.priors.split(",") for a in args.adapt.split(",")):
             t0 = time.perf_counter()
             tiers = {}
+            pooled_models = None
+            if adapt and args.corpus_adapt:
+                pooled_models = PhoneModels.load(out / "phone_models.pt")
+                pooled_models.speech_prior = prior
+                data = [(compute_features(c.wav, pooled_models.feature_config).values,
+                         prepare_transcript(None, c.words, dictionary=lexicon)) for c in clips]
+                reestimate(pooled_models, data, adapt)
             for c in clips:
                 models = PhoneModels.load(out / "phone_models.pt")
+                if pooled_models is not None:
+                    models, adapt_here = pooled_models, 0
+                else:
+                    adapt_here = adapt
                 models.speech_prior = prior
-                if adapt:
+                if adapt_here:
                     transcript = prepare_transcript(None, c.words, dictionary=lexicon)
                     x = compute_features(c.wav, models.feature_config).values
-                    reestimate(models, [(x, transcript)], adapt)
+                    reestimate(models, [(x, transcript)], adapt_here)
                 r = align_utterance(c.wav, words=c.words, dictionary=lexicon, models=models)
                 tiers[c.name] = (r.phones, r.words)
-            name = f"s{args.states} m{m} {args.features} prior{prior:g} adapt{adapt}"
+            name = f"s{args.states} m{m} {args.features} prior{prior:g} {'corpus-' if args.corpus_adapt else ''}adapt{adapt}"
             sc = RS.score_system(name, tiers, peer, clips, energies, time.perf_counter() - t0)
             pooled = pool_comparisons(sc.peer_cmp)
             arctic = pool_comparisons(sc.label_cmp) if sc.label_cmp else None
