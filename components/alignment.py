@@ -40,14 +40,15 @@ TTS_GRID = dict(sample_rate=22050, hop_length=256, win_length=1024, center=True)
 # The Align tab's intro: what to expect, honestly (figures: benchmarks/real_speech.py and
 # benchmarks/bench_alignment.py; docs/real-recordings.md).
 ALIGN_INTRO = (
-    "Forced alignment of one recording: phone models are trained on this clip alone, then Viterbi places every "
-    "phone. Words go through CMUdict (espeak-ng for words it lacks). Background noise before, after and between "
-    "words is kept off the phones. What to expect: on real read speech about 60% of phone boundaries fall within "
-    "20 ms of pocketsphinx's (an aligner trained on real speech), about 80% on clean synthetic speech; corpus "
-    "mode (`hmm-engine align`, many files: about 72%, 75% with `--speech-prior 5`) or trained *phone models* do "
-    "better. A phone's confidence is low where it lies over background noise or is squeezed to its shortest duration, and a warning says so in words "
-    "when the transcript seems not to fit the audio. Same defaults on the command line: "
-    "`hmm-engine align-one AUDIO TRANSCRIPT OUT.TextGrid`."
+    "Forced alignment of one recording. Words go through CMUdict (espeak-ng for words it lacks); when every "
+    "phone is CMUdict's, phone models shipped with HMM Studio (trained on exact labels of synthetic voices) place "
+    "them with Viterbi, otherwise phone models are trained on this clip alone (the states and EM knobs apply "
+    "then). Background noise before, after and between words is kept off the phones. What to expect: on real "
+    "read speech about 84% of phone boundaries fall within 20 ms of pocketsphinx's (an aligner trained on real "
+    "speech) with the shipped models, about 60% with models trained on the clip alone (about 80% on clean "
+    "synthetic speech). A phone's confidence is low where it lies over background noise or is squeezed to its "
+    "shortest duration, and a warning says so in words when the transcript seems not to fit the audio. Same "
+    "defaults on the command line: `hmm-engine align-one AUDIO TRANSCRIPT OUT.TextGrid`."
 )
 
 
