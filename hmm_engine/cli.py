@@ -170,7 +170,8 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--context-min-count", type=int, default=None,
                         help="give (phone, neighbour) pairs seen this often their own boundary states")
     parser.add_argument("--models", type=Path, default=None,
-                        help="align with these trained models (a phone_models.pt, e.g. from train-labelled) instead "
+                        help="align with these trained models (a phone_models.pt, e.g. from train-labelled, or "
+                             "'shipped': the package's phone models, with a CMUdict --dictionary) instead "
                              "of training; the model, training and front-end options are then ignored")
     _add_long_and_tts_options(parser)
     parser.add_argument("--speech-prior", type=float, default=None,
@@ -336,6 +337,26 @@ def run_train_labelled(args: argparse.Namespace, out: TextIO | None = None) -> i
     return 0
 
 
+def _load_models(value, dictionary, phones: bool):
+    """``--models``: a phone_models.pt, or ``shipped``: the package's phone models in the phone set
+    of ``--dictionary`` (CMUdict's ARPAbet or festival's CMU set; hmm_engine.alignment.shipped)."""
+    from hmm_engine.alignment.phone_models import PhoneModels
+
+    if value is None:
+        return None
+    if str(value) != "shipped":
+        return PhoneModels.load(value)
+    from hmm_engine.alignment import read_dictionary, shipped_phone_models
+
+    lexicon = read_dictionary(dictionary) if dictionary is not None and not phones else None
+    symbols = {p for variants in (lexicon or {}).values() for variant in variants for p in variant}
+    models = shipped_phone_models(symbols | {"sil"}) if symbols else None
+    if models is None:
+        raise HMMStudioError("--models shipped needs word transcripts and a CMUdict-style --dictionary (ARPAbet "
+                             "as in CMUdict, or festival's CMU set): the shipped models know only those phones")
+    return models
+
+
 def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Align a corpus; returns 0, or 1 when nothing could be aligned or the options are invalid."""
     import torch
@@ -353,7 +374,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     long_results = []
     try:
-        models = PhoneModels.load(args.models) if args.models is not None else None
+        models = _load_models(args.models, args.dictionary, args.phones)
         formats, extras = _split_formats(args)
         long_files = _long_files(args)
         if long_files and torch.distributed.is_initialized():

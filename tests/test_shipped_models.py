@@ -44,3 +44,20 @@ def test_arctic_clip_from_shipped_models():
     ours = compare_tiers(ref, shipped.phones, silence="merge").percent_within(20)
     assert ours >= 75.0
     assert ours > compare_tiers(ref, own.phones, silence="merge").percent_within(20)
+
+
+def test_cli_models_shipped_needs_a_cmudict_dictionary(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from hmm_engine.cli import _load_models
+    from hmm_engine.cli import main as cli_main
+
+    (tmp_path / "dict.txt").write_text("HELLO HH AH L OW\nWORLD W ER L D\n")
+    assert _load_models("shipped", tmp_path / "dict.txt", False).phone_index.keys() >= {"HH", "AH", "sil"}
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sf.write(corpus / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (corpus / "a.lab").write_text("hello world\n")
+    code = cli_main(["align", str(corpus), str(tmp_path / "out"), "--models", "shipped", "--no-progress"])
+    assert code == 1 and "CMUdict-style --dictionary" in capsys.readouterr().out
