@@ -65,6 +65,7 @@ def main(argv=None) -> int:
                         help="single: 20 static MFCCs (the single-utterance front end); corpus: FeatureConfig()")
     parser.add_argument("--adapt", default="0", help="EM iterations on the clip from the trained models (list)")
     parser.add_argument("--priors", default="3")
+    parser.add_argument("--durations", default=None, help="train_labelled's duration_type (e.g. gamma); default none")
     parser.add_argument("--corpus-adapt", action="store_true",
                         help="adapt by EM over all the clips together (corpus mode) instead of each clip alone")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "real_speech")
@@ -83,10 +84,10 @@ def main(argv=None) -> int:
         energies[c.name] = RS.frame_energy_db(samples, rate)
     print(f"{'variant':<24}{'<=20ms all':>11}{'near-sil':>9}{'edges':>8}{'ARCTIC':>8}{'wall s':>8}")
     for m in (int(v) for v in args.mixtures.split(",")):
-        out = mapped.with_name(f"{mapped.name}_models_s{args.states}_m{m}_{args.features}")
+        out = mapped.with_name(f"{mapped.name}_models_s{args.states}_m{m}_{args.features}_{args.durations}")
         config = SINGLE_UTTERANCE_FEATURES if args.features == "single" else FeatureConfig()
         train_labelled(mapped, out, states_per_phone=args.states, num_mixtures=m, feature_config=config,
-                       device="cpu", show_progress=False, report=lambda line: None)
+                       duration_type=args.durations, device="cpu", show_progress=False, report=lambda line: None)
         for prior, adapt in ((float(p), int(a)) for p in args.priors.split(",") for a in args.adapt.split(",")):
             t0 = time.perf_counter()
             tiers = {}
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
                     reestimate(models, [(x, transcript)], adapt_here)
                 r = align_utterance(c.wav, words=c.words, dictionary=lexicon, models=models)
                 tiers[c.name] = (r.phones, r.words)
-            name = f"s{args.states} m{m} {args.features} prior{prior:g} {'corpus-' if args.corpus_adapt else ''}adapt{adapt}"
+            name = f"{args.corpus.name} s{args.states} m{m} {args.features} {args.durations or ''} prior{prior:g} {'corpus-' if args.corpus_adapt else ''}adapt{adapt}"
             sc = RS.score_system(name, tiers, peer, clips, energies, time.perf_counter() - t0)
             pooled = pool_comparisons(sc.peer_cmp)
             arctic = pool_comparisons(sc.label_cmp) if sc.label_cmp else None
