@@ -362,7 +362,6 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
     import torch
 
     from hmm_engine.alignment import align_corpus
-    from hmm_engine.alignment.phone_models import PhoneModels
     from hmm_engine.frontend.features import FeatureConfig
 
     out = out if out is not None else sys.stdout
