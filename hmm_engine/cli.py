@@ -173,6 +173,12 @@ def add_align_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="align with these trained models (a phone_models.pt, e.g. from train-labelled, or "
                              "'shipped': the package's phone models, with a CMUdict --dictionary) instead "
                              "of training; the model, training and front-end options are then ignored")
+    parser.add_argument("--adapt-iterations", type=int, default=0,
+                        help="with --models: MAP-adapt the models' means to this corpus for this many EM "
+                             "iterations before aligning, writing OUT_DIR/phone_models.pt (default 0: as given; "
+                             "no gain on the 13 real clips, see docs/real-recordings.md)")
+    parser.add_argument("--adapt-tau", type=float, default=20.0,
+                        help="MAP prior weight, in frames, of the given means (default 20)")
     _add_long_and_tts_options(parser)
     parser.add_argument("--speech-prior", type=float, default=None,
                         help="log-score a speech phone pays per frame of a long stretch of the file's own noise "
@@ -398,6 +404,7 @@ def run_align(args: argparse.Namespace, out: TextIO | None = None) -> int:
             duration_iterations=args.duration_iterations, context_min_count=args.context_min_count,
             acoustic_prior=args.acoustic_prior, models=models, formats=formats, dictionary=args.dictionary,
             pronunciation_rounds=args.pronunciation_rounds, analysis=not args.no_analysis,
+            adapt_iterations=args.adapt_iterations, adapt_tau=args.adapt_tau,
             **_mixture_options(args),
             **({} if args.speech_prior is None else {"speech_prior": args.speech_prior}),
         )

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import sys
 import time
@@ -54,7 +55,7 @@ from hmm_engine.alignment.decoding import align_features
 from hmm_engine.alignment.distributed import barrier, gather, rank_and_world
 from hmm_engine.alignment.phone_models import PhoneModels
 from hmm_engine.alignment.pronunciations import choose_pronunciations, count_variants
-from hmm_engine.alignment.training import TrainingConfig, reestimate, train_corpus
+from hmm_engine.alignment.training import TrainingConfig, map_adapt_means, reestimate, train_corpus
 from hmm_engine.alignment.transcripts import Dictionary, PreparedTranscript, read_dictionary
 from hmm_engine.errors import HMMStudioError, InvalidInputError, InvalidParameterError
 from hmm_engine.frontend.features import FeatureConfig, Features
@@ -285,6 +286,8 @@ def align_corpus(
     analysis: bool = True,
     speech_prior: float = SPEECH_PRIOR,
     config: TrainingConfig | None = None,
+    adapt_iterations: int = 0,
+    adapt_tau: float = 20.0,
 ) -> CorpusReport:
     """Train shared phone models on a corpus and align every file (see the module docstring).
 
@@ -339,6 +342,10 @@ def align_corpus(
         config: the training settings as one :class:`TrainingConfig` instead of its keywords
             (``states_per_phone`` ... ``speech_prior``, ``device``, ``seed``), which must then
             keep their defaults; ``config.device`` may be "auto".
+        adapt_iterations, adapt_tau: with ``models``, that many iterations of MAP adaptation
+            of their means to this corpus (:func:`~hmm_engine.alignment.training.map_adapt_means`,
+            prior weight ``adapt_tau`` frames) before aligning; 0 (default) aligns with the
+            models as given. Measured on real speech in docs/real-recordings.md.
     Returns:
         :class:`CorpusReport`.
     Raises:
@@ -355,6 +362,14 @@ def align_corpus(
         raise InvalidParameterError(f"pronunciation_rounds must be a whole number >= 0, got {pronunciation_rounds!r}")
     if dictionary is not None and phones:
         raise InvalidParameterError("a pronunciation dictionary is for word transcripts: phones=True gives phones")
+    if not (isinstance(adapt_iterations, int) and adapt_iterations >= 0):
+        raise InvalidParameterError(f"adapt_iterations must be a whole number >= 0, got {adapt_iterations!r}")
+    if adapt_iterations and models is None:
+        raise InvalidParameterError("adapt_iterations adapts given models: pass models (e.g. the shipped ones)")
+    if adapt_iterations and models.num_mixtures != 1:
+        raise InvalidParameterError("MAP mean adaptation needs single-Gaussian models")
+    if not (isinstance(adapt_tau, (int, float)) and math.isfinite(adapt_tau) and adapt_tau > 0):
+        raise InvalidParameterError(f"adapt_tau must be a finite number > 0, got {adapt_tau!r}")
     if dictionary is not None and not isinstance(dictionary, Mapping):
         dictionary = read_dictionary(dictionary)
     rank, world = rank_and_world()
@@ -409,6 +424,14 @@ def align_corpus(
                 models.save(result.models_path)
         else:
             models, history = models.to(device), []
+            if adapt_iterations:
+                loaded = [(item, f, choose_pronunciations(models, f, t)[0]) for item, f, t in loaded]
+                history = map_adapt_means(models, [(f.values.to(device), t) for _, f, t in loaded],
+                                          adapt_iterations, adapt_tau, all_reduce_stats,
+                                          explicit=models.durations is not None)
+                if rank == 0:
+                    result.models_path = out / MODEL_FILE
+                    models.save(result.models_path)
         t2 = time.perf_counter()
         loaded = [(item, f, choose_pronunciations(models, f, t)[0]) for item, f, t in loaded]
         result.words_with_variants, result.pronunciations_changed = count_variants(loaded)

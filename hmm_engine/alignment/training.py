@@ -363,6 +363,45 @@ def reestimate(
     return history
 
 
+def map_adapt_means(
+    models: PhoneModels,
+    data: Sequence[tuple[Tensor, PreparedTranscript]],
+    iterations: int,
+    tau: float = 20.0,
+    reduce=None,
+    progress=None,
+    explicit: bool = False,
+) -> list[float]:
+    """MAP adaptation of single-Gaussian means to ``data``, from the models as they are.
+
+    Each of ``iterations`` E-steps gives every tied state ``k`` its occupancy ``n_k`` and
+    frame sum ``x_k``; its mean becomes ``(x_k + tau mu0_k) / (n_k + tau)`` with ``mu0`` the
+    means before adaptation (a fixed prior, as in Gauvain & Lee 1994 / HTK HMAP). Variances,
+    transitions and durations are kept: plain EM from pretrained models re-estimates them all
+    and lowered the agreement with the peer on real speech (docs/real-recordings.md).
+    ``reduce`` / ``progress`` as in :func:`train_on_utterances`. Returns the log-likelihood
+    per frame of each iteration (before its update).
+    """
+    if not (isinstance(iterations, int) and iterations >= 0):
+        raise InvalidParameterError(f"iterations must be a whole number >= 0, got {iterations!r}")
+    if not (isinstance(tau, (int, float)) and math.isfinite(tau) and tau > 0):
+        raise InvalidParameterError(f"tau must be a finite number > 0, got {tau!r}")
+    if models.num_mixtures != 1:
+        raise InvalidParameterError(f"MAP mean adaptation needs single-Gaussian models, these have "
+                                    f"{models.num_mixtures} Gaussians per state")
+    reduce = reduce or (lambda s: s)
+    prior = models.emission.means.double().cpu()
+    history: list[float] = []
+    for iteration in range(iterations):
+        total = _em_iteration(models, data, reduce, 1.0, explicit)
+        history.append(_report_iteration(total, progress, iteration))
+        n, sx = total["n"].double().cpu(), total["x"].double().cpu()
+        adapted = (sx + tau * prior) / (n + tau)[:, None]
+        with torch.no_grad():
+            models.emission.means = adapted.to(models.emission.means_param.dtype).to(models.log_stay.device)
+    return history
+
+
 def _em_iteration(models: PhoneModels, data, reduce, acoustic_scale: float, explicit: bool = False) -> dict[str, Tensor]:
     """One E-step over ``data``, summed (and reduced over processes)."""
     return reduce(_corpus_stats(models, data, acoustic_scale, explicit=explicit))
