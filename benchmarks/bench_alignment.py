@@ -13,7 +13,7 @@
    git-ignored ``data/`` folder.
 2. *Corpus mode*: trains shared phone models by flat-start embedded EM on the whole corpus
    with the reference phone sequences given (``name.phones.lab``), aligns every file
-   (``hmm_engine.alignment.corpus.align_corpus``, what ``python -m hmm_engine align`` runs).
+   (``hmm_engine.alignment.recipes.align_corpus``, what ``python -m hmm_engine align`` runs).
 3. *Aligning with trained models*: reloads ``phone_models.pt`` and aligns every file again,
    end to end (read wav, features, Viterbi + confidences, write TextGrid), timed on its own.
 4. *Single-utterance mode*: ``align_utterance`` on each file alone (it trains its own models
@@ -21,7 +21,7 @@
    on the ``--frame-shift-ms`` grid).
 5. *Labelled training*: trains phone models inside the reference phone intervals of a
    *different* generated corpus (``--labelled-corpus``, default the 450-utterance tuning
-   corpus of seed 2; ``hmm_engine.alignment.corpus.train_labelled``, what ``python -m
+   corpus of seed 2; ``hmm_engine.alignment.recipes.train_labelled``, what ``python -m
    hmm_engine train-labelled`` runs) and aligns the benchmark corpus with them
    (``align_corpus(models=...)``, ``align --models``). The benchmark corpus's references are
    still only read by the scoring step.

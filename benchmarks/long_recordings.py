@@ -148,7 +148,7 @@ def librivox(work: Path, rounds: int) -> None:
     20 ms, and the per-clip alignment's agreement with itself is 100% by definition."""
     import shutil
 
-    from hmm_engine.alignment.corpus import align_corpus
+    from hmm_engine.alignment.recipes import align_corpus
     from hmm_engine.alignment.long_form import align_corpus_long
     from hmm_engine.alignment.metrics import compare_tiers, pool_comparisons
     from hmm_engine.alignment.textgrids import read_textgrid
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus
+    from hmm_engine.alignment.recipes import MODEL_FILE, align_corpus
 
     torch.set_num_threads(1)
     names = [n for n in ensure_corpus(args.corpus, args.num, args.seed) if n.startswith(args.synth)]

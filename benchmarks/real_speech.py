@@ -17,7 +17,7 @@ phone tiers are in one ARPAbet phone set:
 * ``tab-default``: the same with no dictionary, exactly what a new user gets (the tab's own
   pronunciations, espeak-ng's phone set unless the tab's default changes): its phones cannot
   be matched with the peer's, so only the label-free columns and word boundaries are scored;
-* ``single``: ``hmm_engine.alignment.aligner.align_utterance`` with its defaults, one clip
+* ``single``: ``hmm_engine.alignment.utterance.align_utterance`` with its defaults, one clip
   at a time (models trained on that clip alone);
 * ``corpus``: ``python -m hmm_engine align CLIPS OUT --dictionary lexicon.dict`` (corpus mode
   with the CLI's defaults: all clips are one corpus);
@@ -225,7 +225,7 @@ def run_tab(clips: list[Clip], lexicon: Path | None) -> Tiers:
 
 
 def run_single(clips: list[Clip], lexicon: Path) -> Tiers:
-    from hmm_engine.alignment.aligner import align_utterance
+    from hmm_engine.alignment.utterance import align_utterance
     from hmm_engine.alignment.transcripts import read_dictionary
 
     dictionary = read_dictionary(lexicon)

@@ -10,7 +10,7 @@ exits with 1 only when no file pair could be evaluated.
 
 ``align CORPUS_DIR OUT_DIR``: flat-start corpus training and alignment, or alignment with
 given models (``--models``); ``train-labelled CORPUS_DIR OUT_DIR``: models trained inside
-labelled phone intervals (see :mod:`hmm_engine.alignment.corpus`).
+labelled phone intervals (see :mod:`hmm_engine.alignment.recipes`).
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def _add_training_options(parser: argparse.ArgumentParser, iterations: int) -> N
     parser.add_argument("--mixup-iterations", type=int, default=3, help="EM iterations after each mixture split")
     parser.add_argument("--min-frames-per-gaussian", type=float, default=None,
                         help="a state splits its mixture only while it keeps this many frames per Gaussian "
-                             "(default: hmm_engine.alignment.corpus.MIN_FRAMES_PER_GAUSSIAN, 50; 0: every state "
+                             "(default: hmm_engine.alignment.recipes.MIN_FRAMES_PER_GAUSSIAN, 50; 0: every state "
                              "gets --mixtures)")
     parser.add_argument("--durations", choices=("hmm", *DURATION_TYPES),
                         default="hmm", help="state durations: 'hmm' (geometric, self-loops) or an explicit "
@@ -459,7 +459,7 @@ def _split_formats(args: argparse.Namespace) -> tuple[list[str], dict]:
 
 def _long_files(args: argparse.Namespace) -> list[str]:
     """Names of the corpus files longer than ``--long-seconds`` (read from the audio headers)."""
-    from hmm_engine.alignment.corpus import find_corpus_files
+    from hmm_engine.alignment.corpus_io import find_corpus_files
     from hmm_engine.alignment.long_form import audio_seconds
 
     if not args.long_seconds > 0:
@@ -477,7 +477,7 @@ def _long_files(args: argparse.Namespace) -> list[str]:
 
 def _finish_extras(args: argparse.Namespace, extras: dict, report, out: TextIO) -> None:
     """Durations and confidence tiers of every aligned file (rank 0 after the run)."""
-    from hmm_engine.alignment.corpus import find_corpus_files
+    from hmm_engine.alignment.corpus_io import find_corpus_files
     from hmm_engine.alignment.exports import finish_outputs
 
     if extras["grid"] is None and not extras["confidence"]:

@@ -23,7 +23,7 @@ SAMPLE = BUNDLED if BUNDLED.exists() else FALLBACK
 def sample_phone_models(folder: Path) -> Path:
     """``phone_models.pt`` trained (``train_labelled``, one Gaussian a state) on the sample's
     own reference boundaries, in ``folder``: models that align the sample without training."""
-    from hmm_engine.alignment.corpus import train_labelled
+    from hmm_engine.alignment.recipes import train_labelled
 
     labelled = folder / "labelled"
     labelled.mkdir()

@@ -212,9 +212,10 @@ def test_align_with_uploaded_phone_models(client, tmp_path):
     errors."""
     import torch
 
-    from hmm_engine.alignment.aligner import align_utterance, compute_features
+    from hmm_engine.alignment.inputs import compute_features
     from hmm_engine.alignment.phone_models import PhoneModels
     from hmm_engine.alignment.textgrids import read_textgrid
+    from hmm_engine.alignment.utterance import align_utterance
 
     ref, phones_lab = SAMPLE.with_suffix(".TextGrid"), SAMPLE.with_suffix(".phones.lab")
     models_path = sample_phone_models(tmp_path)

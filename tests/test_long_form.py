@@ -97,7 +97,7 @@ def test_stitch_snaps_float_noise_at_joins():
 
 
 def test_coarse_pieces_cover_the_recording_and_the_transcript(tmp_path):
-    from hmm_engine.alignment.aligner import prepare_transcript
+    from hmm_engine.alignment.transcripts import prepare_transcript
 
     _chain(tmp_path, 4)
     features = long_features(tmp_path / "long.wav", FeatureConfig())

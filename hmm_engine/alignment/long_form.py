@@ -27,7 +27,7 @@ the pieces are stitched back together:
    piece far below the others (a stretch the transcript does not describe) is reported and
    kept out of training and alignment (:func:`flag_outliers`).
 4. **Pieces** are aligned like the utterances of a corpus (:func:`align_long` runs
-   :func:`~hmm_engine.alignment.corpus.align_corpus` on them: flat-start training on at most
+   :func:`~hmm_engine.alignment.recipes.align_corpus` on them: flat-start training on at most
    ``max_train_minutes`` of them, then every piece with those models), and
 5. **stitched** (:func:`stitch`): times shifted by each piece's start, the two halves of each
    anchor pause merged into one segment.
@@ -195,7 +195,7 @@ class Piece:
         fit_per_frame: how well its transcript fits its audio, per frame: after the anchor pass
             the gap between the path's state scores and the best state's (<= 0), after
             alignment the transcript fit against a free phone loop
-            (:func:`~hmm_engine.alignment.aligner.transcript_fit`); NaN when unknown.
+            (:func:`~hmm_engine.alignment.analysis.transcript_fit`); NaN when unknown.
         reason: why it is unaligned.
         text: its words (or phones).
     """
@@ -586,7 +586,7 @@ class _LongFile:
 
 
 def _prepare(item: _LongFile, phones: bool, config: FeatureConfig, silence: str, dictionary) -> None:
-    from hmm_engine.alignment.aligner import prepare_transcript
+    from hmm_engine.alignment.transcripts import prepare_transcript
 
     item.transcript = prepare_transcript(phones=item.transcript_text, silence=silence) if phones else \
         prepare_transcript(words=item.transcript_text, silence=silence, dictionary=dictionary)
@@ -690,7 +690,7 @@ def align_corpus_long(
 
     Args:
         corpus_dir, out_dir, phones, transcript_suffix, formats, models, dictionary,
-        feature_config, corpus_options: as :func:`~hmm_engine.alignment.corpus.align_corpus`
+        feature_config, corpus_options: as :func:`~hmm_engine.alignment.recipes.align_corpus`
             (``corpus_options``: its training settings).
         max_train_minutes: train the phone models on at most this many minutes of pieces and
             short files (spread over the corpus), then align everything with them (None: all).
@@ -705,11 +705,12 @@ def align_corpus_long(
             this many robust deviations (and ``min_fit_gap`` nats) below its file's median is
             reported unaligned.
     Returns:
-        ``(report, long_results)``: the :class:`~hmm_engine.alignment.corpus.CorpusReport` of
+        ``(report, long_results)``: the :class:`~hmm_engine.alignment.recipes.CorpusReport` of
         the last corpus run (``skipped`` also holding the unaligned pieces) and a
         :class:`LongAlignment` per long file.
     """
-    from hmm_engine.alignment.corpus import MODEL_FILE, align_corpus, check_formats, find_corpus_files
+    from hmm_engine.alignment.corpus_io import check_formats, find_corpus_files
+    from hmm_engine.alignment.recipes import MODEL_FILE, align_corpus
     from hmm_engine.alignment.transcripts import read_dictionary
 
     formats = check_formats(formats)

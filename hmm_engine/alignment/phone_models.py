@@ -425,7 +425,7 @@ class PhoneModels(nn.Module):
         with equal probability. Returns ``(loop, state_ids [S])``, the tied state of each of the
         ``S = P * states_per_phone`` positions (scores: :meth:`chain_log_obs` with them). It is
         what the audio scores with no transcript, the yardstick of
-        :func:`~hmm_engine.alignment.aligner.transcript_fit`."""
+        :func:`~hmm_engine.alignment.analysis.transcript_fit`."""
         state_ids = np.array([k for phone in self.phones for k in self.state_ids(phone)])
         log_stay = self.log_stay.detach().cpu().numpy()[state_ids].astype(np.float64)
         return Loop.from_units([self.states_per_phone] * len(self.phones), log_stay), state_ids
