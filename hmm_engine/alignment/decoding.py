@@ -40,7 +40,7 @@ from hmm_engine.inference.chain import (
     chain_segment_viterbi,
     chain_viterbi,
 )
-from hmm_engine.frontend.speech import nonspeech_stretches, speech_activity
+from hmm_engine.frontend.speech import SpeechActivity, nonspeech_stretches, speech_activity
 from hmm_engine.segments import Segment, label_runs
 
 BoundaryOption = Literal["viterbi", "posterior"]
@@ -66,6 +66,8 @@ class Decoded:
         viterbi_score: log-probability of the best path.
         log_likelihood: forward log p(x | transcript, models); NaN when neither confidences
             nor posterior boundaries were asked for.
+        activity: the clip's speech/non-speech evidence (computed with the confidences,
+            reused by :func:`fit_warnings`), or None.
     """
 
     phones: list[Segment]
@@ -74,6 +76,7 @@ class Decoded:
     frame_phones: np.ndarray
     viterbi_score: float
     log_likelihood: float
+    activity: SpeechActivity | None = None
 
 
 def posterior_boundaries(gamma: np.ndarray, num_phones: int) -> np.ndarray:
@@ -146,8 +149,8 @@ def viterbi_segments(
             edges = moved
     segments: list[Segment] = []
     phone_extent: dict[int, tuple[float, float]] = {}
-    quiet = nonspeech_stretches(speech_activity(features.values.detach().cpu().numpy(), features.config),
-                                NONSPEECH_FRAMES) if frame_conf is not None else None
+    activity = clip_activity(features) if frame_conf is not None else None
+    quiet = nonspeech_stretches(activity, NONSPEECH_FRAMES) if activity is not None else None
     min_frames = models.states_per_phone
     for k, (index, a, b) in enumerate(runs):
         seg_score = None
@@ -168,17 +171,25 @@ def viterbi_segments(
             inside = [phone_extent[i] for i in range(span.start, span.end) if i in phone_extent]
             if inside:
                 words.append(Segment(span.text, inside[0][0], inside[-1][1]))
-    return Decoded(segments, words, state_ids[path], frame_phones, float(viterbi_score), float(log_lik))
+    return Decoded(segments, words, state_ids[path], frame_phones, float(viterbi_score), float(log_lik),
+                   activity)
+
+
+def clip_activity(features: Features) -> SpeechActivity:
+    """The clip's speech/non-speech evidence (a two-class fit: the costly part, so computed once)."""
+    return speech_activity(features.values.detach().cpu().numpy(), features.config)
 
 
 
-def fit_warnings(phones: list[Segment], features: Features, silence: str, states_per_phone: int) -> list[str]:
+def fit_warnings(phones: list[Segment], features: Features, silence: str, states_per_phone: int,
+                 activity: SpeechActivity | None = None) -> list[str]:
     """Sentences saying where the transcript seems not to fit the audio (empty when it fits):
     speech phones over the clip's noise floor, phones squeezed to their minimum duration, and
     long speech-like stretches aligned to silence (words the transcript may lack). Each starts
     with "the transcript may not match the audio"."""
     shift = features.frame_shift
-    activity = speech_activity(features.values.detach().cpu().numpy(), features.config)
+    if activity is None:
+        activity = clip_activity(features)
     quiet = nonspeech_stretches(activity, NONSPEECH_FRAMES)
     speech = [s for s in phones if s.label != silence]
     notes: list[str] = []
@@ -263,7 +274,7 @@ class AlignmentResult:
                      timings: dict[str, float], features: Features, models: PhoneModels) -> "AlignmentResult":
         warnings = []
         if out.phones and out.phones[0].score is not None:
-            warnings = fit_warnings(out.phones, features, models.silence, models.states_per_phone)
+            warnings = fit_warnings(out.phones, features, models.silence, models.states_per_phone, out.activity)
         return cls(out.phones, out.words, out.frame_states, out.frame_phones, transcript, out.log_likelihood,
                    out.viterbi_score, history, timings, features.frame_shift, features.duration, models, warnings)
 
